@@ -1,0 +1,1 @@
+"""The ``procvlm`` command: thin subcommands that parse arguments and call the library."""

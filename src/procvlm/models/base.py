@@ -1,0 +1,96 @@
+"""The ``ProgressModel`` interface every progress model implements, and its one result type."""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from procvlm.data.episode import Episode, Frames
+from procvlm.errors import ProcvlmError
+
+
+@dataclass
+class ProgressPrediction:
+    """What a progress model says about every frame of an episode.
+
+    Attributes:
+        progress: (T,) float in [0, 1].
+        stage: (T,) int, index into the plan of the current step; ``len(plan)`` means done,
+            -1 when the model has no plan (e.g. a VLM without one).
+        remaining: T lists of the atomic actions still to do (decided before ``progress``).
+        text: the VLM's raw answers, one per frame, when the model writes text.
+        flags: per-frame parser flags for text models ("ok", "missing_tag", "fraction", ...).
+    """
+
+    progress: np.ndarray
+    stage: np.ndarray
+    remaining: list[list[str]]
+    text: list[str] | None = None
+    flags: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.progress = np.asarray(self.progress, dtype=np.float32)
+        self.stage = np.asarray(self.stage, dtype=np.int64)
+        n = len(self.progress)
+        if len(self.stage) != n or len(self.remaining) != n:
+            raise ValueError(f"ProgressPrediction lengths disagree: progress {n}, "
+                             f"stage {len(self.stage)}, remaining {len(self.remaining)}")
+
+    def __len__(self) -> int:
+        return len(self.progress)
+
+
+class ProgressModel(abc.ABC):
+    """A model that estimates task progress frame by frame, reasoning before estimating:
+    it decides the remaining atomic actions first, then the progress conditioned on them."""
+
+    model_type: str = ""
+
+    @abc.abstractmethod
+    def predict(self, episode: Episode | Frames, task: str | None = None,
+                plan: list[str] | None = None, *, window: int = 8) -> ProgressPrediction:
+        """Estimate progress at every frame.
+
+        Args:
+            episode: an ``Episode`` (its main camera, task and plan are used) or bare frames.
+            task: the instruction; required with bare frames.
+            plan: the task's atomic actions, when known.
+            window: how many recent frames the model sees at each step.
+        """
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` (with ``"type"``) and the weights to ``directory``."""
+
+
+def model_type_of(directory: str | Path) -> str:
+    """The ``"type"`` recorded in a checkpoint's ``config.json`` ("compact" or "vlm")."""
+    cfg = Path(directory) / "config.json"
+    if not cfg.is_file():
+        raise ProcvlmError(f"{directory} is not a procvlm checkpoint (no config.json): "
+                           "pass the folder written by `procvlm train`")
+    data = json.loads(cfg.read_text())
+    if "type" in data:
+        return str(data["type"])
+    if "model_type" in data or (Path(directory) / "adapter_config.json").is_file():
+        return "vlm"  # a plain transformers / peft folder
+    raise ProcvlmError(f"{cfg} has no \"type\": pass a folder written by `procvlm train`")
+
+
+def load_model(directory: str | Path, **kwargs) -> ProgressModel:
+    """Load any procvlm checkpoint, dispatching on its ``config.json`` type."""
+    kind = model_type_of(directory)
+    if kind == "compact":
+        from procvlm.models.compact.modeling_compact import CompactProgressModel
+
+        return CompactProgressModel.from_pretrained(directory, **kwargs)
+    if kind == "vlm":
+        from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+
+        return VLMProgressModel.from_pretrained(directory, **kwargs)
+    raise ProcvlmError(f"{directory}/config.json has unknown type {kind!r}: expected compact or vlm")

@@ -1,0 +1,1 @@
+"""procvlm.models.vlm."""
