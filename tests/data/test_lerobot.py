@@ -1,0 +1,286 @@
+"""Tests for the LeRobot v3 writer and reader: exact round trips, layout, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from procvlm.data import (ArrayFrames, Episode, LeRobotWriter, Subtask, open_dataset,
+                          write_dataset)
+from procvlm.data import lerobot_format as fmt
+from procvlm.data.video import encode_video
+from procvlm.errors import ProcvlmError
+
+CAMS = {"corner": (32, 48), "gripper": (16, 16)}
+TASKS = ["Push the puck to the goal", "Open the drawer"]
+
+
+def smooth(t: int, h: int, w: int, seed: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.empty((t, h, w, 3), dtype=np.uint8)
+    for i in range(t):
+        out[i, ..., 0] = (xx * 5 + i * 4 + seed * 20) % 256
+        out[i, ..., 1] = (yy * 7 + seed * 30) % 256
+        out[i, ..., 2] = (i * 9) % 256
+    return out
+
+
+def make_episode(i: int, t: int = 24, cams: dict[str, tuple[int, int]] = CAMS) -> Episode:
+    rng = np.random.default_rng(i)
+    subtasks = [Subtask("Grasp the puck", 0, t // 3),
+                Subtask("Push the puck onto the goal", t // 3, t - 4, completed=i % 2 == 0)]
+    return Episode(
+        episode_index=i, task=TASKS[i % 2], fps=10.0,
+        frames={c: ArrayFrames(smooth(t, h, w, i)) for c, (h, w) in cams.items()},
+        state=rng.normal(size=(t, 4)).astype(np.float32),
+        action=rng.normal(size=(t, 3)).astype(np.float32),
+        success=[True, False, None][i % 3], subtasks=subtasks if i != 2 else None,
+        plan=["Grasp the puck", "Push the puck onto the goal"] if i != 2 else None,
+        meta={"env": "test", "failure": None if i % 2 == 0 else "drop", "events": [[1, 2]]})
+
+
+def writer(root: Path, video: bool = True, **kw: object) -> LeRobotWriter:
+    return LeRobotWriter(root, fps=10, cameras=CAMS, state_dim=4, action_dim=3, video=video, **kw)
+
+
+def assert_same_episode(got: Episode, want: Episode, exact_frames: bool) -> None:
+    assert got.task == want.task and got.fps == want.fps and len(got) == len(want)
+    np.testing.assert_array_equal(got.state, want.state)
+    np.testing.assert_array_equal(got.action, want.action)
+    assert got.success == want.success and got.plan == want.plan
+    assert got.subtasks == want.subtasks and got.meta == want.meta
+    assert got.cameras == want.cameras
+    for cam in want.cameras:
+        a, b = got.frames[cam][:], want.frames[cam][:]
+        assert a.shape == b.shape and len(got.frames[cam]) == len(want.frames[cam])
+        if exact_frames:
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert np.abs(a.astype(int) - b).mean() < 6.0
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_round_trip(tmp_path: Path, video: bool) -> None:
+    episodes = [make_episode(i, t=20 + 2 * i) for i in range(3)]
+    write_dataset(tmp_path / "ds", episodes, video=video)
+    ds = open_dataset(tmp_path / "ds")
+    assert (len(ds), ds.fps, ds.cameras, ds.tasks) == (3, 10.0, ["corner", "gripper"], TASKS)
+    for want in episodes:
+        got = ds.episode(want.episode_index)
+        assert_same_episode(got, want, exact_frames=not video)
+    assert [ds.episode_length(i) for i in range(3)] == [20, 22, 24]
+    np.testing.assert_array_equal(ds.global_index(1), np.arange(20, 42))
+    assert [e.episode_index for e in ds] == [0, 1, 2]
+
+
+def test_rewrite_of_a_read_dataset_is_identical(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "a", [make_episode(i) for i in range(2)], video=False)
+    first = open_dataset(tmp_path / "a")
+    write_dataset(tmp_path / "b", first, video=False)
+    second = open_dataset(tmp_path / "b")
+    for i in range(2):
+        assert_same_episode(second.episode(i), first.episode(i), exact_frames=True)
+
+
+def test_state_names_reach_episode_meta(tmp_path: Path) -> None:
+    names = ["x", "y", "z", "grip"]
+    w = writer(tmp_path / "ds", state_names=names, action_names=["a", "b", "c"])
+    w.add_episode(make_episode(0))
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.episode(0).meta["state_names"] == names
+    assert ds.features["action"]["names"] == ["a", "b", "c"]
+
+
+def test_layout_is_lerobot_v3(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "ds", [make_episode(0), make_episode(1)])
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 2
+    assert info["total_frames"] == 48 and info["total_tasks"] == 2
+    assert info["splits"] == {"train": "0:2"} and info["chunks_size"] == 1000
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    ft = info["features"]["observation.images.corner"]
+    assert ft["dtype"] == "video" and ft["shape"] == [32, 48, 3]
+    assert ft["info"]["video.pix_fmt"] == "yuv420p"
+    for key in ("timestamp", "frame_index", "episode_index", "index", "task_index", "subtask_index"):
+        assert info["features"][key]["shape"] == [1]
+    assert (root / "videos/observation.images.gripper/chunk-000/file-001.mp4").exists()
+    data = pq.read_table(root / "data/chunk-000/file-001.parquet")
+    assert data.schema.field("observation.state").type == pa.list_(pa.float32(), 4)
+    np.testing.assert_allclose(data.column("timestamp").to_numpy(), np.arange(24) / 10, atol=1e-6)
+    assert data.column("index").to_pylist() == list(range(24, 48))
+    eps = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert eps[1]["dataset_from_index"] == 24 and eps[1]["dataset_to_index"] == 48
+    assert eps[1]["videos/observation.images.corner/to_timestamp"] == pytest.approx(2.4)
+    assert eps[1]["tasks"] == [TASKS[1]] and eps[1]["stats/observation.state/count"] == [24]
+    stats = json.loads((root / "meta/stats.json").read_text())
+    assert stats["observation.state"]["count"] == [48]
+    assert np.asarray(stats["observation.images.corner"]["mean"]).shape == (3, 1, 1)
+
+
+def test_tasks_parquet_reads_as_lerobot_expects(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    root = write_dataset(tmp_path / "ds", [make_episode(0), make_episode(1)])
+    tasks = pd.read_parquet(root / "meta/tasks.parquet")
+    assert list(tasks.index) == TASKS and tasks.index.name == "task"
+    assert int(tasks.loc[TASKS[1]].task_index) == 1
+    subtasks = pd.read_parquet(root / "meta/subtasks.parquet")
+    assert list(subtasks.index) == ["Grasp the puck", "Push the puck onto the goal"]
+
+
+def test_hf_datasets_loads_data_with_lerobot_features(tmp_path: Path) -> None:
+    """LeRobot loads data parquet through ``datasets`` with features built from info.json."""
+    datasets = pytest.importorskip("datasets")
+    root = write_dataset(tmp_path / "ds", [make_episode(0), make_episode(1)], video=False)
+    features = json.loads((root / "meta/info.json").read_text())["features"]
+    hf = {}
+    for key, ft in features.items():
+        if ft["dtype"] == "image":
+            hf[key] = datasets.Image()
+        elif ft["shape"] == [1]:
+            hf[key] = datasets.Value(ft["dtype"])
+        else:
+            hf[key] = datasets.Sequence(length=ft["shape"][0], feature=datasets.Value(ft["dtype"]))
+    files = sorted(str(p) for p in (root / "data").glob("*/*.parquet"))
+    ds = datasets.Dataset.from_parquet(files, features=datasets.Features(hf),
+                                       cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == 48
+    image = np.asarray(ds[30]["observation.images.corner"])
+    np.testing.assert_array_equal(image, make_episode(1).frames["corner"][6])
+
+
+def test_sub_steps_fall_back_to_per_frame_subtask_index(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "ds", [make_episode(0)])
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop([c for c in table.column_names if c.startswith("sparse_")]), path)
+    got = open_dataset(root).episode(0).subtasks
+    assert got == [Subtask("Grasp the puck", 0, 8), Subtask("Push the puck onto the goal", 8, 20)]
+
+
+def test_reads_several_episodes_per_file(tmp_path: Path) -> None:
+    """LeRobot itself packs episodes into shared files, addressed by from/to timestamps."""
+    root = write_dataset(tmp_path / "ds", [make_episode(0, t=20), make_episode(1, t=15)])
+    want = [make_episode(0, t=20), make_episode(1, t=15)]
+    for cam in CAMS:
+        key = fmt.camera_key(cam)
+        both = np.concatenate([want[0].frames[cam][:], want[1].frames[cam][:]])
+        encode_video(root / fmt.VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0),
+                     both, fps=10)
+        (root / fmt.VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=1)).unlink()
+    data = [pq.read_table(root / f"data/chunk-000/file-00{i}.parquet") for i in range(2)]
+    pq.write_table(pa.concat_tables(data), root / "data/chunk-000/file-000.parquet")
+    (root / "data/chunk-000/file-001.parquet").unlink()
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    rows = pq.read_table(path).to_pylist()
+    rows[1]["data/file_index"] = 0
+    for cam in CAMS:
+        key = fmt.camera_key(cam)
+        rows[1].update({f"videos/{key}/file_index": 0, f"videos/{key}/from_timestamp": 2.0,
+                        f"videos/{key}/to_timestamp": 3.5})
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), path)
+    ds = open_dataset(root)
+    for i, ep in enumerate(want):
+        got = ds.episode(i)
+        np.testing.assert_array_equal(got.state, ep.state)
+        for cam in CAMS:
+            assert len(got.frames[cam]) == len(ep)
+            assert np.abs(got.frames[cam][:].astype(int) - ep.frames[cam][:]).mean() < 6.0
+
+
+def test_resume_exposes_done_episodes(tmp_path: Path) -> None:
+    w = writer(tmp_path / "ds")
+    for i in range(2):
+        w.add_episode(make_episode(i))
+    again = writer(tmp_path / "ds")
+    assert again.done_episodes == {0, 1}
+    assert again.add_episode(make_episode(2)) == 2
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == 3 and ds.tasks == TASKS
+    assert_same_episode(ds.episode(2), make_episode(2), exact_frames=False)
+
+
+class ExplodingFrames(ArrayFrames):
+    """Frames that fail part-way through, as a crash during encoding would."""
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice) and (index.start or 0) >= 64:
+            raise RuntimeError("simulated crash")
+        return super().__getitem__(index)
+
+
+def test_crash_mid_episode_leaves_nothing_visible(tmp_path: Path) -> None:
+    w = writer(tmp_path / "ds")
+    w.add_episode(make_episode(0))
+    before = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    ep = make_episode(1, t=100)
+    ep.frames["gripper"] = ExplodingFrames(ep.frames["gripper"][:])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        w.add_episode(ep)
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text()) == before
+    assert not list((tmp_path / "ds").rglob(".*.tmp"))
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == 1
+    resumed = writer(tmp_path / "ds")
+    assert resumed.done_episodes == {0}
+    resumed.add_episode(make_episode(1, t=30))
+    assert_same_episode(open_dataset(tmp_path / "ds").episode(1), make_episode(1, t=30), False)
+
+
+def test_wrong_frame_shape_is_refused_and_nothing_damaged(tmp_path: Path) -> None:
+    w = writer(tmp_path / "ds")
+    w.add_episode(make_episode(0))
+    files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*"))
+    bad = make_episode(1, cams={"corner": (32, 48), "gripper": (16, 18)})
+    with pytest.raises(ProcvlmError, match=r"camera 'gripper' frames of shape \(24, 16, 18, 3\)"):
+        w.add_episode(bad)
+    with pytest.raises(ProcvlmError, match="cameras"):
+        w.add_episode(make_episode(1, cams={"corner": (32, 48)}))
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*")) == files
+    assert_same_episode(open_dataset(tmp_path / "ds").episode(0), make_episode(0), False)
+
+
+def test_writer_refuses_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ProcvlmError, match="even height and width"):
+        LeRobotWriter(tmp_path / "a", fps=10, cameras={"c": (15, 16)}, state_dim=1, action_dim=1)
+    with pytest.raises(ProcvlmError, match="state_names has 2 names"):
+        LeRobotWriter(tmp_path / "b", fps=10, cameras={"c": (16, 16)}, state_dim=1, action_dim=1,
+                      state_names=["a", "b"])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(ProcvlmError, match="not empty and is not a LeRobot dataset"):
+        writer(tmp_path / "c")
+    writer(tmp_path / "d").add_episode(make_episode(0))
+    with pytest.raises(ProcvlmError, match="other features"):
+        LeRobotWriter(tmp_path / "d", fps=10, cameras=CAMS, state_dim=5, action_dim=3)
+    with pytest.raises(ProcvlmError, match="state"):
+        writer(tmp_path / "d").add_episode(
+            Episode(1, "t", 10.0, make_episode(1).frames, np.zeros((24, 2)), np.zeros((24, 3))))
+
+
+def test_stats_aggregate_exactly_over_episodes(tmp_path: Path) -> None:
+    episodes = [make_episode(i, t=10 + 5 * i) for i in range(3)]
+    root = write_dataset(tmp_path / "ds", episodes)
+    stats = json.loads((root / "meta/stats.json").read_text())["observation.state"]
+    states = np.concatenate([e.state for e in episodes]).astype(np.float64)
+    np.testing.assert_allclose(stats["mean"], states.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["std"], states.std(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["min"], states.min(0))
+    assert stats["count"] == [45] and set(stats) >= {"q01", "q10", "q50", "q90", "q99"}
+
+
+def test_meta_with_numpy_values_and_bad_meta(tmp_path: Path) -> None:
+    ep = make_episode(0)
+    ep.meta = {"events": np.arange(3), "n": np.int64(4), "ok": True}
+    w = writer(tmp_path / "ds")
+    w.add_episode(ep)
+    assert open_dataset(tmp_path / "ds").episode(0).meta == {"events": [0, 1, 2], "n": 4, "ok": True}
+    bad = make_episode(1)
+    bad.meta = {"obj": object()}
+    with pytest.raises(ProcvlmError, match="meta that is not JSON-able"):
+        w.add_episode(bad)
+    assert w.done_episodes == {0}
