@@ -1,0 +1,139 @@
+"""Progress from token probabilities instead of sampled text.
+
+Inside ``<progress>XX.XX%</progress>`` every digit is one token (Qwen, SmolLM and the tiny
+test tokenizers split numbers digit by digit). At each digit position the model gives a
+distribution over the ten digits; the expected number is ``sum_k E[d_k] * 10^(place_k)``. This is
+smoother than the greedy digits (0.4 probability on "3" and 0.6 on "4" reads 3.6, not 4) and
+needs no sampling. The number of integer digits is the greedy one (``5.00`` vs ``42.00`` vs
+``100.00``); at each position the distribution is renormalised over the digit tokens.
+
+Two entry points: :func:`tag_expectations` reads the number out of an answer already generated
+with its logits (``generate(..., output_logits=True)``), and :func:`teacher_forced_progress`
+teacher-forces a known answer prefix up to ``<progress>`` and decodes only the few number tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from procvlm.errors import ProcvlmError
+
+TAG = "<progress>"
+MAX_NUMBER_TOKENS = 8  # "100.00%" and one spare
+
+
+def digit_token_ids(tokenizer) -> list[int]:
+    """The token id of each digit 0-9.
+
+    Raises:
+        ProcvlmError: when a digit is not a single token of its own.
+    """
+    ids = []
+    for d in range(10):
+        enc = tokenizer.encode(str(d), add_special_tokens=False)
+        if len(enc) != 1:
+            raise ProcvlmError(f"the tokenizer splits digit {d} into {enc}: the probability "
+                               "readout needs one token per digit; use readout='text'")
+        ids.append(int(enc[0]))
+    return ids
+
+
+def _number_positions(pieces: Sequence[str], start: int) -> tuple[list[int], list[int], bool]:
+    """Token positions of the integer and fraction digits from ``start``, and whether a "%"
+    follows. Empty lists when the tokens there do not spell a digit-by-digit number."""
+    ints: list[int] = []
+    fracs: list[int] = []
+    seen_dot = False
+    i = start
+    while i < len(pieces):
+        p = pieces[i].strip() if i == start else pieces[i]
+        if len(p) == 1 and p.isdigit():
+            (fracs if seen_dot else ints).append(i)
+        elif p == "." and not seen_dot and ints:
+            seen_dot = True
+        else:
+            break
+        i += 1
+    percent = i < len(pieces) and pieces[i].lstrip().startswith("%")
+    return ints, fracs, percent
+
+
+def expected_number(logits: torch.Tensor, positions_int: list[int], positions_frac: list[int],
+                    digit_ids: list[int]) -> float:
+    """``sum_k E[d_k] 10^place`` from per-step logits (n, V) at the digit positions."""
+    digits = torch.arange(10, dtype=torch.float64)
+    value = 0.0
+    places = [10.0 ** (len(positions_int) - 1 - k) for k in range(len(positions_int))]
+    places += [10.0 ** -(j + 1) for j in range(len(positions_frac))]
+    for pos, place in zip(positions_int + positions_frac, places):
+        probs = torch.softmax(logits[pos, digit_ids].double(), dim=-1)
+        value += place * float((probs * digits).sum())
+    return value
+
+
+def _to_progress(value: float, percent: bool) -> float:
+    if percent or value > 1.0:
+        value = value / 100.0
+    return min(max(value, 0.0), 1.0)
+
+
+def tag_expectation(tokens: Sequence[int], logits: torch.Tensor, tokenizer,
+                    digit_ids: list[int], after_tag: bool = False) -> float | None:
+    """Expected progress of one generated answer, or None when it has no readable number.
+
+    Args:
+        tokens: the generated token ids (n,).
+        logits: the logits that produced them (n, V).
+        tokenizer: the model's tokenizer.
+        digit_ids: from :func:`digit_token_ids`.
+        after_tag: the tokens start right after ``<progress>`` (teacher-forced prefix).
+    """
+    pieces = [tokenizer.decode([int(t)]) for t in tokens]
+    start = 0
+    if not after_tag:
+        text, start = "", None
+        for i, p in enumerate(pieces):
+            text += p
+            if text.endswith(TAG) or TAG in text[-len(TAG) - len(p):]:
+                start = i + 1
+                break
+        if start is None:
+            return None
+    ints, fracs, percent = _number_positions(pieces, start)
+    if not ints:
+        return None
+    return _to_progress(expected_number(logits, ints, fracs, digit_ids), percent)
+
+
+def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor], tokenizer,
+                     after_tag: bool = False) -> list[float | None]:
+    """:func:`tag_expectation` for each row of a generated batch.
+
+    Args:
+        sequences: (B, n) generated tokens (prompt removed).
+        step_logits: n tensors (B, V), ``generate(..., output_logits=True).logits``.
+    """
+    digit_ids = digit_token_ids(tokenizer)
+    logits = torch.stack(list(step_logits), dim=1).float().cpu()  # (B, n, V)
+    return [tag_expectation(sequences[b].tolist(), logits[b], tokenizer, digit_ids, after_tag)
+            for b in range(sequences.shape[0])]
+
+
+@torch.no_grad()
+def teacher_forced_progress(model, tokenizer, inputs: dict) -> list[float | None]:
+    """Expected progress after answer prefixes that end with ``<progress>``.
+
+    Args:
+        model: the VLM.
+        tokenizer: its tokenizer.
+        inputs: processor outputs (left padded) of prompt + answer prefix, on the model device.
+
+    Returns:
+        Progress in [0, 1] per row, None where the model did not write a number.
+    """
+    out = model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS, do_sample=False,
+                         output_logits=True, return_dict_in_generate=True)
+    new = out.sequences[:, inputs["input_ids"].shape[1]:]
+    return tag_expectations(new, out.logits, tokenizer, after_tag=True)

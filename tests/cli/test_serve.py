@@ -1,0 +1,28 @@
+import argparse
+
+import pytest
+
+from procvlm.cli import serve
+from procvlm.errors import ProcvlmError
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser()
+    serve.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_defaults():
+    args = _parse(["RUN"])
+    assert (args.host, args.port, args.max_batch, args.max_queue, args.max_request_mb) == (
+        "127.0.0.1", 8000, 16, 256, 32.0)
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ProcvlmError, match="must be positive"):
+        serve.run(_parse(["RUN", "--max-batch", "0"]))
+
+
+def test_missing_run_is_named(tmp_path):
+    with pytest.raises(ProcvlmError, match="no config.json"):
+        serve.run(_parse([str(tmp_path), "--port", "1"]))

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+
+from procvlm.data.episode import ArrayFrames, Episode
+from procvlm.errors import ProcvlmError
+from procvlm.models.base import ProgressPrediction, load_model
+from procvlm.models.vlm.configuration_vlm import VLMConfig
+from procvlm.models.vlm.modeling_vlm import VLMProgressModel, window_indices
+from procvlm.models.vlm.tiny import ARCHITECTURES
+
+PLAN = ["Grasp the puck", "Place the puck onto the goal"]
+
+
+def _episode(n=4):
+    frames = np.random.default_rng(0).integers(0, 255, (n, 40, 48, 3), np.uint8)
+    return Episode(episode_index=0, task="place the puck onto the goal", fps=10.0,
+                   frames={"corner": ArrayFrames(frames)}, state=np.zeros((n, 2), np.float32),
+                   action=np.zeros((n, 2), np.float32), plan=PLAN)
+
+
+def test_window_indices():
+    assert window_indices(0, 8, 1) == [0]
+    assert window_indices(5, 3, 2) == [1, 3, 5]
+
+
+@pytest.mark.parametrize("kwargs,match", [({"window": 0}, "window"),
+                                          ({"readout": "beam"}, "readout"),
+                                          ({"base": ""}, "base")])
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ProcvlmError, match=match):
+        VLMConfig(**kwargs)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_architecture_predicts(tiny_dirs, arch):
+    model = load_model(tiny_dirs[arch], max_new_tokens=6)
+    assert isinstance(model, VLMProgressModel)
+    prompt = model.chat_prompt(model.messages(2, "push"))
+    assert "push" in prompt
+    pred = model.predict(_episode(3), window=2)
+    assert isinstance(pred, ProgressPrediction) and len(pred) == 3
+    assert ((pred.progress >= 0) & (pred.progress <= 1)).all()
+    assert len(pred.text) == 3 and len(pred.flags) == 3
+
+
+def test_batch_of_episodes_matches_one_by_one(tiny_dirs):
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=5,
+                                             batch_size=3)
+    a, b = _episode(2), _episode(3)
+    both = model.predict_batch([(a, None, None), (b, None, None)], window=2)
+    assert [len(p) for p in both] == [2, 3]
+    assert both[1].text == model.predict(b, window=2).text
+
+
+def test_bare_frames_need_a_task(tiny_dirs):
+    model = VLMProgressModel.from_pretrained(tiny_dirs["smolvlm"], max_new_tokens=2)
+    with pytest.raises(ProcvlmError, match="needs the task"):
+        model.predict(np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_save_load_round_trip(tiny_dirs, tmp_path):
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen2_5_vl"], max_new_tokens=4, window=3)
+    model.save_pretrained(tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["type"] == "vlm" and cfg["base"] == "model" and cfg["window"] == 3
+    again = load_model(tmp_path / "run")
+    ep = _episode(2)
+    assert again.predict(ep, window=3).text == model.predict(ep, window=3).text
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(ProcvlmError, match="no config.json"):
+        VLMProgressModel.from_pretrained(tmp_path)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from procvlm.errors import ProcvlmError
+from procvlm.models.vlm.readout import digit_token_ids, expected_number, tag_expectation
+from procvlm.models.vlm.tiny import QWEN_SPECIALS, train_tokenizer
+FIXED = 0.5  # the progress the fixed_run fixture was trained on
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(QWEN_SPECIALS)
+
+
+def test_expectation_mixes_digits(tok):
+    ids = digit_token_ids(tok)
+    text = "is <progress>42.50%</progress>"
+    tokens = tok.encode(text, add_special_tokens=False)
+    logits = torch.full((len(tokens), len(tok)), -30.0)
+    for i, t in enumerate(tokens):
+        logits[i, t] = 10.0
+    pos4 = tok.convert_ids_to_tokens(tokens).index("4")
+    logits[pos4, ids[3]] = 10.0  # 50/50 between 3 and 4 in the tens place
+    value = tag_expectation(tokens, logits, tok, ids)
+    assert value == pytest.approx(0.3750, abs=1e-4)
+
+
+def test_expected_number_places():
+    logits = torch.full((5, 10), -50.0)
+    for pos, d in enumerate([1, 2, 7, 5]):
+        logits[pos, d] = 50.0
+    assert expected_number(logits, [0, 1], [2, 3], list(range(10))) == pytest.approx(12.75)
+
+
+def test_no_tag_reads_none(tok):
+    tokens = tok.encode("no number here", add_special_tokens=False)
+    assert tag_expectation(tokens, torch.zeros(len(tokens), len(tok)), tok,
+                           digit_token_ids(tok)) is None
+
+
+def test_merged_digits_are_refused():
+    class Tok:
+        def encode(self, s, add_special_tokens=False):
+            return [1, 2]
+
+    with pytest.raises(ProcvlmError, match="one token per digit"):
+        digit_token_ids(Tok())
+
+
+@pytest.mark.slow
+def test_readout_agrees_with_text_on_fixed_model(fixed_run):
+    from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+
+    frames = np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3), np.uint8)
+    text_model = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48)
+    by_text = text_model.predict(frames, task="place the puck onto the goal", window=2)
+    assert by_text.flags == ["ok"] * 3
+    np.testing.assert_allclose(by_text.progress, FIXED, atol=1e-4)
+    probs = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, readout="probs")
+    by_probs = probs.predict(frames, task="place the puck onto the goal", window=2)
+    np.testing.assert_allclose(by_probs.progress, FIXED, atol=0.02)
+    prefix = by_text.text[0].split("<progress>")[0] + "<progress>"
+    forced = probs.progress_after_prefix([[frames[0]]], ["place the puck onto the goal"], [prefix])
+    assert forced[0] == pytest.approx(FIXED, abs=0.02)
