@@ -1,0 +1,162 @@
+"""A MetaWorld v3 environment with its scripted expert, fast offscreen cameras, and the
+state facts the sub-step oracle reads (gripper centre, object position, pad contacts)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from procvlm.errors import ProcvlmError
+from procvlm.sim.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+CAMERAS: dict[str, str] = {
+    "corner": "corner", "corner2": "corner2", "corner3": "corner3", "topview": "topview",
+    "gripper": "gripperPOV", "behind": "behindGripper",
+}
+"""Short camera name -> camera name in MetaWorld's XML."""
+
+_UPSIDE_DOWN = {"corner", "corner2", "corner3"}
+# The corner cameras' y axis points down in MetaWorld's XML, so their images come out rotated
+# by 180 degrees; rotating back puts the table at the bottom without mirroring the scene.
+
+STATE_NAMES: list[str] = (
+    ["hand_x", "hand_y", "hand_z", "gripper"]
+    + [f"obj{k}_{c}" for k in (1, 2) for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+    + ["prev_hand_x", "prev_hand_y", "prev_hand_z", "prev_gripper"]
+    + [f"prev_obj{k}_{c}" for k in (1, 2) for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+    + ["goal_x", "goal_y", "goal_z"]
+)
+"""Names of the 39 entries of MetaWorld's observation (frame-stacked, goal visible)."""
+
+ACTION_NAMES: list[str] = ["dx", "dy", "dz", "grip"]
+
+
+@dataclass
+class SimFacts:
+    """What the oracle reads from the simulator at one frame."""
+
+    tcp: np.ndarray        # (3,) centre between the gripper pads
+    obj: np.ndarray        # (3,) object position (observation entries 4:7)
+    gripper: float         # pad opening in [0, 1]
+    grasped: bool          # both pads touch the object
+    success: bool          # MetaWorld's info["success"]
+
+
+def _check_gl() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+
+class Cameras:
+    """Offscreen rendering of several cameras with shadows and reflections off (speed)."""
+
+    def __init__(self, model, names: tuple[str, ...], width: int, height: int) -> None:
+        import mujoco
+
+        unknown = [n for n in names if n not in CAMERAS]
+        if unknown:
+            raise ProcvlmError(f"unknown camera(s) {unknown}: choose from {', '.join(CAMERAS)}")
+        if width < 16 or height < 16:
+            raise ProcvlmError(f"image size {width}x{height} is too small: use at least 16x16")
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        self.names = tuple(names)
+        self._renderer = mujoco.Renderer(model, height=height, width=width)
+        self._option = mujoco.MjvOption()
+        flags = self._renderer.scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+
+    def render(self, data) -> dict[str, np.ndarray]:
+        """One (H, W, 3) uint8 image per camera, the right way up."""
+        out = {}
+        for name in self.names:
+            self._renderer.update_scene(data, camera=CAMERAS[name], scene_option=self._option)
+            img = self._renderer.render()
+            out[name] = np.ascontiguousarray(img[::-1, ::-1] if name in _UPSIDE_DOWN else img)
+        return out
+
+    def close(self) -> None:
+        self._renderer.close()
+
+
+class SimEnv:
+    """One MetaWorld v3 task: environment (goal observable), scripted expert, cameras."""
+
+    def __init__(self, spec: TaskSpec, *, width: int = 128, height: int = 128,
+                 cameras: tuple[str, ...] = ("corner", "gripper")) -> None:
+        _check_gl()
+        import metaworld.policies as policies
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        self.spec = spec
+        env = ALL_V3_ENVIRONMENTS[spec.env_name]()
+        # Goal-observable, seeded resets (what metaworld's goal-observable classes do).
+        env._partially_observable = False
+        env.__dict__.pop("sawyer_observation_space", None)
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True
+        env._set_task_called = True
+        self.env = env
+        self.policy = getattr(policies, spec.policy)()
+        self.cameras = Cameras(env.model, cameras, width, height)
+        self._pads = (env.model.geom("leftpad_geom").id, env.model.geom("rightpad_geom").id)
+        self._obj_geoms = self._subtree_geoms(spec.obj_body)
+
+    def _subtree_geoms(self, body: str) -> np.ndarray:
+        m = self.env.model
+        root = m.body(body).id
+        geoms = []
+        for g in range(m.ngeom):
+            b = int(m.geom_bodyid[g])
+            while b not in (0, root):
+                b = int(m.body_parentid[b])
+            if b == root:
+                geoms.append(g)
+        return np.asarray(geoms, dtype=np.int64)
+
+    def reset(self, seed: int) -> np.ndarray:
+        """Reset to the object and goal positions drawn from ``seed``; returns the observation."""
+        self.env.seed(int(seed) % (2**32))
+        self.env._did_see_sim_exception = False
+        obs, _ = self.env.reset()
+        return obs
+
+    def expert_action(self, obs: np.ndarray) -> np.ndarray:
+        """The scripted expert's action for ``obs``."""
+        with warnings.catch_warnings():
+            # The policies warn that their gains exceed [-1, 1]; the env clips actions anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            return np.asarray(self.policy.get_action(obs), dtype=np.float64)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Apply ``action``; returns (observation, MetaWorld success)."""
+        obs, _, _, _, info = self.env.step(np.asarray(action, dtype=np.float32))
+        return obs, bool(info["success"])
+
+    def grasped(self) -> bool:
+        """True when both gripper pads are in contact with the task's object."""
+        d = self.env.data
+        if d.ncon == 0:
+            return False
+        g1, g2 = d.contact.geom1[:d.ncon], d.contact.geom2[:d.ncon]
+        with_obj = np.isin(g1, self._obj_geoms) | np.isin(g2, self._obj_geoms)
+        return all(bool(np.any(with_obj & ((g1 == p) | (g2 == p)))) for p in self._pads)
+
+    def facts(self, obs: np.ndarray, success: bool) -> SimFacts:
+        return SimFacts(tcp=np.array(self.env.tcp_center), obj=np.array(obs[4:7]),
+                        gripper=float(obs[3]), grasped=self.grasped(), success=success)
+
+    def render(self) -> dict[str, np.ndarray]:
+        return self.cameras.render(self.env.data)
+
+    def close(self) -> None:
+        self.cameras.close()
+        self.env.close()

@@ -1,0 +1,127 @@
+"""One MetaWorld episode: the scripted expert (possibly with an injected failure), rendered
+from two cameras, with the oracle's sub-step timeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from procvlm.data.episode import ArrayFrames, Episode
+from procvlm.errors import ProcvlmError
+from procvlm.sim.env import SimEnv
+from procvlm.sim.failures import FAILURE_MODES, Injector, check_failure
+from procvlm.sim.oracle import SubstepOracle
+from procvlm.sim.tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+FPS = 20.0
+"""Playback rate stored with the episodes (one frame per environment step)."""
+
+DONE_TAIL = 10
+"""Frames recorded after the task is done (the "done" tail)."""
+
+MAX_PATH_LENGTH = 500
+"""MetaWorld's horizon: an environment cannot step more often than this."""
+
+_SIMS: dict[tuple, SimEnv] = {}
+
+
+def _sim(spec: TaskSpec, width: int, height: int, cameras: tuple[str, ...]) -> SimEnv:
+    """A cached environment (building one parses XML and opens a GL context)."""
+    key = (spec.name, width, height, cameras)
+    if key not in _SIMS:
+        if len(_SIMS) >= 12:
+            close_envs()
+        _SIMS[key] = SimEnv(spec, width=width, height=height, cameras=cameras)
+    return _SIMS[key]
+
+
+def close_envs() -> None:
+    """Close every cached environment and renderer."""
+    while _SIMS:
+        _SIMS.popitem()[1].close()
+
+
+def _failure_rng(seed: int, failure: str | None) -> np.random.Generator:
+    mode = FAILURE_MODES.index(failure) + 1 if failure else 0
+    return np.random.default_rng([int(seed) % (2**63), mode])
+
+
+def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, width: int = 128,
+            height: int = 128, cameras: Sequence[str] = ("corner", "gripper"),
+            max_steps: int = 300, episode_index: int = 0) -> Episode:
+    """Run the scripted expert on ``task`` and record an episode.
+
+    Args:
+        task: task name (see ``procvlm.sim.TASKS``) or spec.
+        seed: draws the object and goal positions and the failure's parameters.
+        failure: None for an expert episode, or one of ``FAILURE_MODES``.
+        width: image width of every camera.
+        height: image height of every camera.
+        cameras: short camera names (``procvlm.sim.CAMERAS``); the first is the main one.
+        max_steps: most frames recorded (MetaWorld's horizon is 500).
+        episode_index: index stored in the episode.
+
+    Returns:
+        The episode with frames, the 39-d observations as state, the applied 4-d actions,
+        MetaWorld's success, the oracle's sub-step timeline and plan, and ``meta`` with the
+        failure mode and its events.
+
+    Raises:
+        ProcvlmError: unknown task, failure mode or camera, or bad sizes.
+    """
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    check_failure(failure)
+    if not 1 <= max_steps <= MAX_PATH_LENGTH:
+        raise ProcvlmError(f"max_steps={max_steps} is outside 1..{MAX_PATH_LENGTH} "
+                           "(MetaWorld's horizon): pass a smaller value")
+    cameras = tuple(cameras)
+    if not cameras:
+        raise ProcvlmError("no camera given: pass e.g. cameras=('corner', 'gripper')")
+    sim = _sim(spec, int(width), int(height), cameras)
+    obs = sim.reset(seed)
+    oracle = SubstepOracle(spec, obs[4:7].copy())
+    injector = Injector(failure, _failure_rng(seed, failure), len(spec.plan))
+    record = _run(sim, obs, oracle, injector, max_steps)
+    events = sorted(injector.events + oracle.regressions,
+                    key=lambda e: e.get("frame", e.get("start", 0)))
+    return Episode(
+        episode_index=episode_index, task=spec.instruction, fps=FPS,
+        frames={c: ArrayFrames(np.stack(record["frames"][c])) for c in cameras},
+        state=np.asarray(record["state"], dtype=np.float32),
+        action=np.asarray(record["action"], dtype=np.float32),
+        success=record["success"], subtasks=oracle.subtasks(), plan=spec.plan,
+        meta={"env": "metaworld", "env_name": spec.env_name, "task_name": spec.name,
+              "failure": failure, "events": events, "seed": int(seed)},
+    )
+
+
+def _run(sim: SimEnv, obs: np.ndarray, oracle: SubstepOracle, injector: Injector,
+         max_steps: int) -> dict:
+    """The control loop: frame t records observation t and the action applied at t."""
+    frames: dict[str, list[np.ndarray]] = {c: [] for c in sim.cameras.names}
+    states, actions = [], []
+    success_now, ever, done_at = False, False, None
+    last = np.zeros(4)
+    for t in range(max_steps):
+        if injector.mode == "truncate" and success_now:
+            injector.truncate_at(t - 1)          # cut before the success frame
+            break
+        for name, img in sim.render().items():
+            frames[name].append(img)
+        oracle.update(t, sim.facts(obs, success_now))
+        action = injector.action(t, sim.expert_action(obs), oracle, last)
+        states.append(obs.copy())
+        actions.append(action)
+        ever = ever or success_now
+        if oracle.done and done_at is None:
+            done_at = t
+        if (done_at is not None and t >= done_at + DONE_TAIL) or \
+                (injector.stop_at is not None and t >= injector.stop_at):
+            break
+        obs, success_now = sim.step(action)
+        last = action
+    return {"frames": frames, "state": states, "action": actions, "success": bool(ever)}

@@ -1,0 +1,108 @@
+"""The MetaWorld v3 tasks procvlm generates, each with its fixed plan of atomic actions.
+
+Every task here is a pick-and-do task for one object: move the gripper to the object, grasp it,
+lift it, then (for most tasks) a final action such as placing or inserting it. The oracle in
+:mod:`procvlm.sim.oracle` decides from the simulator state which of these steps is under way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from procvlm.data import vocab
+from procvlm.errors import ProcvlmError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One MetaWorld task and how the oracle reads its state.
+
+    Attributes:
+        name: short name used on the command line ("pick-place").
+        env_name: MetaWorld v3 environment name ("pick-place-v3").
+        instruction: the natural-language task.
+        obj: the manipulated object ("puck").
+        obj_body: MuJoCo body of that object; contacts with its subtree count as grasping.
+        final: the last atomic action (after move/grasp/lift), or None when lifting the object
+            is the goal itself (then "Lift" completes on MetaWorld's success).
+        policy: class name of the scripted expert in ``metaworld.policies``.
+        reach: distance (m) between the gripper's centre and the object point under which
+            "Move to" counts as achieved.
+        lift: height (m) above the object's start under which the object is not yet lifted.
+    """
+
+    name: str
+    env_name: str
+    instruction: str
+    obj: str
+    obj_body: str
+    final: str | None
+    policy: str
+    reach: float = 0.03
+    lift: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not self.env_name.endswith("-v3"):
+            raise ValueError(f"TaskSpec {self.name!r}: env_name {self.env_name!r} is not a v3 env")
+        if self.reach <= 0 or self.lift <= 0:
+            raise ValueError(f"TaskSpec {self.name!r}: reach={self.reach} and lift={self.lift} "
+                             "must be positive")
+
+    @property
+    def plan(self) -> list[str]:
+        """The ordered atomic actions that complete the task."""
+        steps = [vocab.move_to(self.obj), vocab.grasp(self.obj), vocab.lift(self.obj)]
+        return steps + ([self.final] if self.final else [])
+
+
+def _spec(name: str, instruction: str, obj: str, obj_body: str, final: str | None,
+          policy: str, **kw: float) -> TaskSpec:
+    return TaskSpec(name=name, env_name=f"{name}-v3", instruction=instruction, obj=obj,
+                    obj_body=obj_body, final=final, policy=policy, **kw)
+
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in [
+    _spec("pick-place", "Pick up the puck and place it onto the goal", "puck", "obj",
+          vocab.place("puck", "goal"), "SawyerPickPlaceV3Policy"),
+    _spec("assembly", "Pick up the nut and place it onto the peg", "nut", "RoundNut",
+          vocab.place("nut", "peg"), "SawyerAssemblyV3Policy"),
+    _spec("disassemble", "Pick up the nut and lift it off the peg", "nut", "RoundNut",
+          None, "SawyerDisassembleV3Policy"),
+    _spec("hammer", "Pick up the hammer and hammer the nail in", "hammer", "hammer",
+          vocab.push("nail"), "SawyerHammerV3Policy", reach=0.045),
+    _spec("shelf-place", "Pick up the block and place it onto the shelf", "block", "obj",
+          vocab.place("block", "shelf"), "SawyerShelfPlaceV3Policy"),
+    _spec("bin-picking", "Pick up the cube and place it into the target bin", "cube", "obj",
+          vocab.place("cube", "target bin"), "SawyerBinPickingV3Policy"),
+    _spec("basketball", "Pick up the ball and dunk it into the hoop", "ball", "bsktball",
+          vocab.insert("ball", "hoop"), "SawyerBasketballV3Policy"),
+    _spec("peg-insert-side", "Pick up the peg and insert it sideways into the hole", "peg",
+          "peg", vocab.insert("peg", "hole"), "SawyerPegInsertionSideV3Policy", reach=0.035),
+    _spec("stick-pull", "Grasp the stick and pull the thermos with it", "stick", "stick",
+          vocab.pull("thermos"), "SawyerStickPullV3Policy"),
+]}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called ``name`` (with or without the ``-v3`` suffix).
+
+    Raises:
+        ProcvlmError: the task is unknown; the message lists the known ones.
+    """
+    key = name.strip().removesuffix("-v3")
+    if key not in TASKS:
+        raise ProcvlmError(f"unknown MetaWorld task {name!r}: choose from {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def parse_tasks(text: str | list[str] | tuple[str, ...]) -> list[TaskSpec]:
+    """Tasks from a comma-separated string ("pick-place,assembly") or a list of names.
+
+    Raises:
+        ProcvlmError: empty list or unknown task name.
+    """
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ProcvlmError(f"no MetaWorld task given: pass e.g. --tasks {','.join(list(TASKS)[:2])}")
+    return [get_task(n) for n in names]

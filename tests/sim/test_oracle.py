@@ -1,0 +1,67 @@
+"""The sub-step oracle on hand-made simulator states (no simulator needed)."""
+
+import numpy as np
+import pytest
+
+from procvlm.sim.env import SimFacts
+from procvlm.sim.oracle import LOST_FRAMES, SubstepOracle
+from procvlm.sim.tasks import TASKS
+
+SPEC = TASKS["pick-place"]
+OBJ = np.array([0.0, 0.6, 0.02])
+
+
+def facts(tcp_dist=0.2, grasped=False, lift=0.0, success=False):
+    obj = OBJ + np.array([0.0, 0.0, lift])
+    return SimFacts(tcp=obj + np.array([0.0, 0.0, tcp_dist]), obj=obj, gripper=1.0,
+                    grasped=grasped, success=success)
+
+
+def run(seq):
+    oracle = SubstepOracle(SPEC, OBJ.copy())
+    for t, f in enumerate(seq):
+        oracle.update(t, f)
+    return oracle
+
+
+def test_expert_like_sequence_completes_every_step_in_order():
+    seq = ([facts()] * 5 + [facts(0.01)] * 3 + [facts(0.0, True)] * 2
+           + [facts(0.0, True, 0.05)] * 4 + [facts(0.0, True, 0.1, True)] * 3)
+    oracle = run(seq)
+    subs = oracle.subtasks()
+    assert [s.name for s in subs] == SPEC.plan
+    assert all(s.completed for s in subs)
+    assert [(s.start, s.end) for s in subs] == [(0, 6), (6, 9), (9, 11), (11, 15)]
+    assert oracle.done and oracle.labels[15:] == [4, 4]
+    assert oracle.regressions == []
+
+
+def test_one_step_per_frame_even_when_later_goals_already_hold():
+    oracle = run([facts(0.0, True)] * 2 + [facts(0.0, True, 0.1, True)] * 4)
+    assert [(s.start, s.end) for s in oracle.subtasks()] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_dropped_object_is_a_regression_to_grasp_or_move():
+    lifted = [facts(0.01)] + [facts(0.0, True)] + [facts(0.0, True, 0.05)] * 3
+    dropped_near = [facts(0.0, False, 0.0)] * (LOST_FRAMES + 2)
+    oracle = run(lifted + dropped_near)
+    assert oracle.regressions == [{"type": "regression", "frame": 4 + LOST_FRAMES,
+                                   "step": "Grasp the puck"}]
+    subs = oracle.subtasks()
+    assert [s.name.split()[0] for s in subs] == ["Move", "Grasp", "Lift", "Place", "Grasp"]
+    assert [s.completed for s in subs] == [True, True, True, False, False]
+    far = run(lifted + [facts(0.2, False, 0.0)] * (LOST_FRAMES + 1))
+    assert far.regressions[0]["step"] == "Move to the puck"
+
+
+def test_short_contact_loss_or_lifted_object_is_no_regression():
+    lifted = [facts(0.01), facts(0.0, True), facts(0.0, True, 0.05)]
+    flicker = [facts(0.0, False, 0.0)] * (LOST_FRAMES - 1) + [facts(0.0, True, 0.0)]
+    assert run(lifted + flicker).regressions == []
+    assert run(lifted + [facts(0.0, False, 0.05)] * 6).regressions == []
+
+
+def test_frames_must_come_in_order():
+    oracle = SubstepOracle(SPEC, OBJ.copy())
+    with pytest.raises(ValueError, match="expected 0"):
+        oracle.update(1, facts())

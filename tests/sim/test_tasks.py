@@ -1,0 +1,42 @@
+"""The task table: enough tasks, plans in the atomic-action vocabulary, helpful errors."""
+
+import pytest
+
+from procvlm.data import vocab
+from procvlm.errors import ProcvlmError
+from procvlm.sim.tasks import TASKS, TaskSpec, get_task, parse_tasks
+
+
+def test_at_least_eight_tasks_with_three_step_plans():
+    assert len(TASKS) >= 8
+    for spec in TASKS.values():
+        assert len(spec.plan) >= 3
+        assert all(vocab.verb_of(a) in vocab.VERBS for a in spec.plan)
+        assert spec.plan[:3] == [vocab.move_to(spec.obj), vocab.grasp(spec.obj),
+                                 vocab.lift(spec.obj)]
+
+
+def test_pick_place_plan():
+    assert TASKS["pick-place"].plan == ["Move to the puck", "Grasp the puck", "Lift the puck",
+                                        "Place the puck onto the goal"]
+    assert TASKS["disassemble"].plan[-1] == "Lift the nut"
+
+
+def test_get_task_accepts_v3_suffix_and_lists_known_tasks_on_error():
+    assert get_task("assembly-v3") is TASKS["assembly"]
+    with pytest.raises(ProcvlmError, match=r"unknown MetaWorld task 'pick-plaice'.*pick-place"):
+        get_task("pick-plaice")
+
+
+def test_parse_tasks():
+    assert [s.name for s in parse_tasks("pick-place, hammer")] == ["pick-place", "hammer"]
+    assert [s.name for s in parse_tasks(["basketball"])] == ["basketball"]
+    with pytest.raises(ProcvlmError, match="no MetaWorld task"):
+        parse_tasks(" , ")
+
+
+def test_spec_validates():
+    with pytest.raises(ValueError, match="not a v3 env"):
+        TaskSpec("x", "x-v2", "do x", "x", "obj", None, "P")
+    with pytest.raises(ValueError, match="must be positive"):
+        TaskSpec("x", "x-v3", "do x", "x", "obj", None, "P", reach=0.0)
