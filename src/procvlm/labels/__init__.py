@@ -1,1 +1,32 @@
-"""procvlm.labels."""
+"""Procedure-grounded progress labels: pHash visual change (bit-exact with ``imagehash``),
+sub-step budgets, the failure-aware ``procvlm`` scheme, the paper's ``procvlm-paper`` scheme and
+the ``time`` / ``sarm`` baselines, and ``label_dataset`` which writes
+``meta/procvlm/labels.parquet``. Imports numpy and pyarrow only (never torch)."""
+
+from procvlm.labels.change import MEASURES, similarity, visual_change
+from procvlm.labels.phash import hamming, phash
+from procvlm.labels.schemes import (
+    SCHEMES,
+    EpisodeLabels,
+    LabelParams,
+    budgets,
+    compute_labels,
+    paper_progress,
+)
+from procvlm.labels.store import (
+    build_table,
+    collect_records,
+    episode_labels,
+    label_dataset,
+    labels_dir,
+    read_labels,
+    read_plans,
+    read_provenance,
+    scheme_curves,
+    scheme_suffix,
+)
+
+__all__ = ["MEASURES", "SCHEMES", "EpisodeLabels", "LabelParams", "budgets", "build_table",
+           "collect_records", "compute_labels", "episode_labels", "hamming", "label_dataset",
+           "labels_dir", "paper_progress", "phash", "read_labels", "read_plans", "read_provenance",
+           "scheme_curves", "scheme_suffix", "similarity", "visual_change"]

@@ -1,0 +1,59 @@
+"""``procvlm label``: frame-level procedure-grounded progress labels for a dataset, written to
+``meta/procvlm/labels.parquet`` (+ ``plans.json``, ``provenance.json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from procvlm.annotate.base import ANNOTATORS
+from procvlm.errors import ProcvlmError
+from procvlm.labels import MEASURES, SCHEMES
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true, lists...)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="LeRobot v3 dataset folder or robomimic/LIBERO .hdf5 file")
+    p.add_argument("--annotator", choices=list(ANNOTATORS), default="oracle",
+                   help="sub-step segmentation (default: oracle, the simulator's own)")
+    p.add_argument("--annotator-arg", action="append", type=_key_value, default=[],
+                   metavar="KEY=VALUE", help="annotator argument, repeatable (e.g. for vlm: "
+                                             "base_url=http://localhost:8000/v1 model=NAME)")
+    p.add_argument("--scheme", choices=SCHEMES, default="procvlm",
+                   help="scheme of the main label columns; all four are written as "
+                        "progress_<scheme> (default: procvlm)")
+    p.add_argument("--measure", choices=MEASURES, default="phash",
+                   help="visual change between frames (default: phash, as the paper)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="increment of a frame without visual change (default: 0 for procvlm, "
+                        "0.5 for procvlm-paper)")
+    p.add_argument("--uncompleted-fraction", type=float, default=0.5,
+                   help="share of its budget an uncompleted sub-step earns (default: 0.5)")
+    p.add_argument("--camera", default=None,
+                   help="camera of the visual change (default: the dataset's first)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from procvlm.labels import LabelParams, label_dataset, read_provenance
+
+    params = LabelParams(floor=args.floor, uncompleted_fraction=args.uncompleted_fraction)
+    kwargs = dict(args.annotator_arg)
+    if len(kwargs) != len(args.annotator_arg):
+        raise ProcvlmError("an --annotator-arg key is given twice: give each key once")
+    path = label_dataset(args.dataset, annotator=args.annotator, scheme=args.scheme,
+                         measure=args.measure, params=params, annotator_kwargs=kwargs,
+                         camera=args.camera, progress_bar=True)
+    prov = read_provenance(args.dataset)
+    print(f"labels written to {path} ({prov['num_episodes']} episodes, {prov['num_frames']} "
+          f"frames; annotator {args.annotator}, scheme {args.scheme}, measure {args.measure})")
+    return 0
