@@ -73,6 +73,17 @@ def test_procvlm_two_steps_floor_zero_by_hand():
     assert out.completed.all()
 
 
+def test_procvlm_ignores_flicker_below_the_noise_level_by_hand():
+    # a stall whose frames flicker by one pHash bit (video compression), then real motion
+    subs = [Subtask(A, 0, 5)]
+    sims = [None, 63 / 64, 63 / 64, 63 / 64, 0.5]
+    out = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm")
+    np.testing.assert_allclose(out.progress, [0, 0, 0, 0, 1.0], atol=1e-12)
+    noisy = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm", LabelParams(noise=0))
+    # 1 - S = 1/64 per flicker frame, 0.5 for the last: each flicker earns (1/64) / (3/64 + 0.5)
+    np.testing.assert_allclose(noisy.progress[1], (1 / 64) / (3 / 64 + 0.5), atol=1e-12)
+
+
 def test_procvlm_floor_half_by_hand():
     out = _two_step(floor=0.5)
     # grasp: increments (0, 0.5, 1.0) / 1.5
@@ -157,7 +168,7 @@ def test_paper_scheme_keeps_failures_reaching_one_but_procvlm_does_not():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(floor=-1.0), "floor"), (dict(floor=float("nan")), "floor"),
     (dict(uncompleted_fraction=1.0), "uncompleted_fraction"), (dict(clip=(1.3, 1.2)), "clip"),
-    (dict(clip=(0.0, 1.0)), "clip")])
+    (dict(clip=(0.0, 1.0)), "clip"), (dict(noise=1.0), "noise"), (dict(noise=-0.1), "noise")])
 def test_label_params_validate(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):
         LabelParams(**kwargs)

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0.5 for procvlm-paper)")
     p.add_argument("--uncompleted-fraction", type=float, default=0.5,
                    help="share of its budget an uncompleted sub-step earns (default: 0.5)")
+    p.add_argument("--noise", type=float, default=2 / 64,
+                   help="visual change 1-S counted as none by the procvlm scheme "
+                        "(default: 2/64, two pHash bits of compression flicker)")
     p.add_argument("--camera", default=None,
                    help="camera of the visual change (default: the dataset's first)")
 
@@ -46,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from procvlm.labels import LabelParams, label_dataset, read_provenance
 
-    params = LabelParams(floor=args.floor, uncompleted_fraction=args.uncompleted_fraction)
+    params = LabelParams(floor=args.floor, uncompleted_fraction=args.uncompleted_fraction,
+                         noise=args.noise)
     kwargs = dict(args.annotator_arg)
     if len(kwargs) != len(args.annotator_arg):
         raise ProcvlmError("an --annotator-arg key is given twice: give each key once")

@@ -66,12 +66,16 @@ class LabelParams:
             (0 for ``procvlm``, the paper's 0.5 for ``procvlm-paper``).
         uncompleted_fraction: share of its budget an uncompleted sub-step can earn (procvlm).
         clip: (low, high) bounds of the budget weights ``K * L_k / T``.
+        noise: visual change ``1 - S`` at or below which a frame counts as unchanged in the
+            ``procvlm`` scheme (default 2/64: two pHash bits, the flicker that video
+            compression and a settling arm cause while nothing happens).
     """
 
     floor: float | None = field(default=None, metadata={"help": "increment floor (None: scheme "
                                                                  "default)"})
     uncompleted_fraction: float = field(default=0.5, metadata={"help": "cap of uncompleted steps"})
     clip: tuple[float, float] = field(default=(0.75, 1.25), metadata={"help": "budget clip"})
+    noise: float = field(default=2 / 64, metadata={"help": "change treated as none (procvlm)"})
 
     def __post_init__(self) -> None:
         if self.floor is not None and not (math.isfinite(self.floor) and self.floor >= 0):
@@ -83,6 +87,9 @@ class LabelParams:
         if len(self.clip) != 2 or not 0 < self.clip[0] <= self.clip[1] < math.inf:
             raise ProcvlmError(f"LabelParams.clip={self.clip}: need (low, high) with "
                                "0 < low <= high")
+        if not (math.isfinite(self.noise) and 0.0 <= self.noise < 1.0):
+            raise ProcvlmError(f"LabelParams.noise={self.noise}: need 0 <= noise < 1 "
+                               "(0 = every change counts)")
         object.__setattr__(self, "clip", (float(self.clip[0]), float(self.clip[1])))
 
     def floor_for(self, scheme: str) -> float:
@@ -205,6 +212,12 @@ def budgets(lengths: Sequence[float], clip: tuple[float, float] = (0.75, 1.25)) 
     return w / w.sum()
 
 
+def denoise(change: np.ndarray, noise: float) -> np.ndarray:
+    """``change`` (``1.5 - S``) with changes ``1 - S <= noise`` set to none (``1.5 - 1``)."""
+    change = np.asarray(change, dtype=np.float64)
+    return np.where(change - PAPER_FLOOR <= noise + 1e-12, PAPER_FLOOR, change)
+
+
 def _weights(change: np.ndarray, start: int, end: int, floor: float) -> np.ndarray:
     """Per-frame increments inside a segment: the first frame 0, then ``floor + 1 - S``."""
     d = change[start:end].astype(np.float64, copy=True)
@@ -279,6 +292,7 @@ def _progress_procvlm(segs: Sequence[_Segment], change: np.ndarray, k: int,
     """(progress, stage_progress, assigned) of the failure-aware scheme (see module doc)."""
     n = len(change)
     floor, u = params.floor_for("procvlm"), params.uncompleted_fraction
+    change = denoise(change, params.noise)
     b = budgets(_step_lengths(segs, k), params.clip)
     credit = np.zeros(k)
     progress, within = np.zeros(n), np.zeros(n)
