@@ -68,6 +68,20 @@ class ProgressModel(abc.ABC):
         """Write ``config.json`` (with ``"type"``) and the weights to ``directory``."""
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model folder of ``path``: a model folder itself, or a run folder holding ``model/``."""
+    path = Path(path)
+    if not path.exists():
+        raise ProcvlmError(f"{path} does not exist: pass a run folder from `procvlm train` "
+                           "or a model folder with config.json")
+    if (path / "config.json").is_file():
+        return path
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    raise ProcvlmError(f"{path} holds no model (no config.json, no model/config.json): pass a "
+                       "run folder from `procvlm train` or a model folder")
+
+
 def model_type_of(directory: str | Path) -> str:
     """The ``"type"`` recorded in a checkpoint's ``config.json`` ("compact" or "vlm")."""
     cfg = Path(directory) / "config.json"
@@ -84,6 +98,7 @@ def model_type_of(directory: str | Path) -> str:
 
 def load_model(directory: str | Path, **kwargs) -> ProgressModel:
     """Load any procvlm checkpoint, dispatching on its ``config.json`` type."""
+    directory = resolve_model_dir(directory)
     kind = model_type_of(directory)
     if kind == "compact":
         from procvlm.models.compact.modeling_compact import CompactProgressModel
