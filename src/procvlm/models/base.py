@@ -68,12 +68,27 @@ class ProgressModel(abc.ABC):
         """Write ``config.json`` (with ``"type"``) and the weights to ``directory``."""
 
 
+PRETRAINED_DIR = Path(__file__).parent / "compact" / "pretrained"
+"""Checkpoints installed with the package, by name (``procvlm score metaworld DATASET``)."""
+
+
+def pretrained_names() -> list[str]:
+    """Names of the checkpoints shipped with the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+
+
 def resolve_model_dir(path: str | Path) -> Path:
-    """The model folder of ``path``: a model folder itself, or a run folder holding ``model/``."""
+    """The model folder of ``path``: a model folder itself, a run folder holding ``model/``,
+    or the name of a checkpoint shipped with the package (see ``pretrained_names``)."""
     path = Path(path)
+    if not path.exists() and str(path) in pretrained_names():
+        return PRETRAINED_DIR / str(path)
     if not path.exists():
-        raise ProcvlmError(f"{path} does not exist: pass a run folder from `procvlm train` "
-                           "or a model folder with config.json")
+        shipped = ", ".join(pretrained_names()) or "none"
+        raise ProcvlmError(f"{path} does not exist: pass a run folder from `procvlm train`, "
+                           f"a model folder with config.json, or a shipped model ({shipped})")
     if (path / "config.json").is_file():
         return path
     if (path / "model" / "config.json").is_file():

@@ -1,0 +1,45 @@
+"""``procvlm score RUN DATASET``: per-frame progress, stage and remaining actions of a dataset,
+or LeRobot's RA-BC progress file with ``--format lerobot-rabc``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from procvlm.errors import ProcvlmError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run folder (with model/), a model folder, or the name of a "
+                                "shipped model (metaworld)")
+    p.add_argument("dataset", help="LeRobot v3 dataset (or .hdf5 file) to score")
+    p.add_argument("--out", default=None,
+                   help="output parquet (default: DATASET/meta/procvlm/scores.parquet, or "
+                        "DATASET/sarm_progress.parquet with --format lerobot-rabc)")
+    p.add_argument("--format", choices=["procvlm", "lerobot-rabc"], default="procvlm",
+                   help="procvlm: index, episode_index, frame_index, progress, remaining, "
+                        "stage; lerobot-rabc: index, episode_index, frame_index, "
+                        "progress_sparse (default: procvlm)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="windows per forward pass (default: 256)")
+    p.add_argument("--camera", default=None, help="camera to score (default: the first)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    from procvlm.models import load_model
+    from procvlm.reward.score import score_dataset
+
+    if args.batch_size < 1:
+        raise ProcvlmError(f"--batch-size {args.batch_size}: need >= 1")
+    if not Path(args.dataset).exists():
+        raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a LeRobot v3 folder")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = load_model(args.run)
+    path = score_dataset(model, args.dataset, args.out, args.format, args.batch_size,
+                         args.camera)
+    print(f"scores: {path}")
+    return 0

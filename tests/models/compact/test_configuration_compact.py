@@ -1,0 +1,41 @@
+"""CompactConfig: validation and dict round trip."""
+
+import pytest
+
+from procvlm.errors import ProcvlmError
+from procvlm.models.compact.configuration_compact import CompactConfig
+
+
+def test_round_trip_keeps_every_field_and_type():
+    cfg = CompactConfig(window=3, stride=2, image_size=32, channels=(8, 16), stage_mode="argmax")
+    d = cfg.to_dict()
+    assert d["type"] == "compact" and d["channels"] == [8, 16]
+    assert CompactConfig.from_dict(d) == cfg
+
+
+def test_window_span():
+    assert CompactConfig(window=4, stride=4).window_span == 13
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"window": 0}, "window=0"),
+    ({"stride": 0}, "stride=0"),
+    ({"image_size": 40}, "image_size=40"),
+    ({"channels": ()}, "channels"),
+    ({"dropout": 1.0}, "dropout=1.0"),
+    ({"stage_mode": "mean"}, "stage_mode='mean'"),
+    ({"type": "vlm"}, "type='vlm'"),
+])
+def test_bad_values_name_the_value(kwargs, match):
+    with pytest.raises(ProcvlmError, match=match):
+        CompactConfig(**kwargs)
+
+
+def test_unknown_keys_are_named():
+    with pytest.raises(ProcvlmError, match="unknown keys \\['colour'\\]"):
+        CompactConfig.from_dict({"colour": 1})
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        CompactConfig().window = 2  # type: ignore[misc]

@@ -1,0 +1,40 @@
+"""RA-BC weights (SARM eq. 8-9, as LeRobot's RABCWeights computes them)."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from procvlm.errors import ProcvlmError
+from procvlm.reward.rabc import (normalize_batch, progress_deltas, rabc_weights,
+                                 rabc_weights_from_scores)
+
+
+def test_deltas_stay_inside_episodes():
+    p = [0.0, 0.1, 0.4, 0.0, 0.5]
+    ep = [0, 0, 0, 1, 1]
+    np.testing.assert_allclose(progress_deltas(p, ep, chunk_size=2), [0.4, 0.3, 0.0, 0.5, 0.0])
+    with pytest.raises(ProcvlmError, match="chunk_size=0"):
+        progress_deltas(p, ep, 0)
+
+
+def test_weights_by_hand():
+    d = np.array([0.5, 0.005, -0.1, np.nan, 0.0])
+    w = rabc_weights(d, kappa=0.01)
+    valid = d[~np.isnan(d)]
+    mu, sigma = max(valid.mean(), 0), valid.std()
+    soft = lambda x: np.clip((x - (mu - 2 * sigma)) / (4 * sigma + 1e-6), 0, 1)  # noqa: E731
+    np.testing.assert_allclose(w, [1.0, soft(0.005), 0.0, 1.0, soft(0.0)], rtol=1e-5)
+
+
+def test_normalize_batch_sums_to_batch_size():
+    assert normalize_batch(np.array([1.0, 0.0, 0.5, 0.5])).sum() == pytest.approx(4, rel=1e-5)
+
+
+def test_weights_from_scores_keep_row_order():
+    t = pa.table({"index": [3, 0, 1, 2], "episode_index": [1, 0, 0, 1],
+                  "frame_index": [1, 0, 1, 0], "progress_sparse": [0.2, 0.0, 0.9, 0.6]})
+    w = rabc_weights_from_scores(t, chunk_size=1, kappa=0.01)
+    # episode 0: 0.0 -> 0.9 (gain), episode 1: 0.6 -> 0.2 (regression)
+    assert w[1] == 1.0 and w[3] == 0.0
+    with pytest.raises(ProcvlmError, match="no 'x' column"):
+        rabc_weights_from_scores(t, column="x")

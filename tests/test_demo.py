@@ -1,0 +1,35 @@
+"""The whole pipeline, end to end, on a corpus small enough for the test suite."""
+
+import json
+
+import pytest
+
+from procvlm.demo import SCHEMES, DemoConfig, run_demo
+
+pytestmark = [pytest.mark.slow, pytest.mark.sim]
+
+TINY = DemoConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer",),
+                  train_episodes=4, test_episodes=2, size=32, cameras=("corner",),
+                  max_steps=120, train_minutes=0.05)
+
+
+def test_demo_runs_every_stage_and_resumes(tmp_path):
+    result = run_demo(tmp_path / "demo", TINY)
+    assert result.report.is_file() and result.strip.is_file()
+    rows = json.loads((result.report.parent / "results.json").read_text())["table"]
+    names = {(r["split"], r["name"]) for r in rows}
+    for split in ("test_id", "test_ood"):
+        for scheme in SCHEMES:
+            assert (split, f"compact[{scheme}]") in names
+            assert (split, f"labels:{scheme}") in names
+    assert (tmp_path / "demo" / "scores" / "test_id_rabc.parquet").is_file()
+    assert (tmp_path / "demo" / "vqa" / "train.jsonl").is_file()
+    assert any(c.startswith("procvlm train --model compact") for c in result.commands)
+    # a second run finds every stage finished: no model is trained again
+    again = run_demo(tmp_path / "demo", TINY)
+    assert not any(c.startswith("procvlm train") for c in again.commands)
+
+
+def test_demo_config_validates():
+    with pytest.raises(ValueError, match="train_minutes"):
+        DemoConfig(train_minutes=0)

@@ -1,0 +1,162 @@
+"""Compact trainer: budgets, loss, every parameter learns, determinism, resume, metrics."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from procvlm.errors import ProcvlmError
+from procvlm.models import load_model
+from procvlm.models.compact import CompactConfig, TextEncoder
+from procvlm.training.compact import (TrainConfig, auroc, build_model, compute_budgets,
+                                      compute_loss, evaluate, latest_checkpoint, lr_at,
+                                      make_batch, spearman, train_compact, train_step)
+from procvlm.training.data import corpus_from_episodes, synthetic_episodes
+
+torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared machine
+MCFG = CompactConfig(image_size=16, channels=(8, 16), hidden=32, key_dim=16, window=3, stride=2)
+
+
+def hash_encode(texts):
+    out = []
+    for t in texts:
+        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384)
+        out.append(v / np.linalg.norm(v))
+    return np.asarray(out, np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    eps, targets = synthetic_episodes(10, 24, 16, seed=0, failure_rate=0.4)
+    return corpus_from_episodes(eps, targets, 16)
+
+
+def encoder():
+    return TextEncoder(encode_fn=hash_encode)
+
+
+def test_budgets_follow_stage_starts(corpus):
+    table = compute_budgets(corpus, list(range(corpus.num_episodes)))
+    assert set(table) == set(corpus.tasks)
+    for task, b in table.items():
+        k = len(corpus.plans[corpus.tasks.index(task)])
+        assert len(b) == k + 1 and b[0] == 0.0 and b[-1] == 1.0
+        assert np.all(np.diff(b) >= 0)
+        # uniform synthetic labels: stage j starts near j / K
+        np.testing.assert_allclose(b, np.linspace(0, 1, k + 1), atol=0.1)
+
+
+def test_targets_and_loss(corpus):
+    torch.manual_seed(0)
+    model = build_model(corpus, [0, 1, 2], MCFG, encoder())
+    ids = np.arange(len(corpus.frames))
+    frames, inputs, tg = make_batch(model, corpus, ids)
+    assert frames.shape == (len(ids), 3, 16, 16, 3) and frames.dtype == torch.uint8
+    done = tg["stage"] == inputs.lengths
+    assert (tg["column"][done] == inputs.step_mask.shape[1]).all()
+    assert ((tg["within"] >= 0) & (tg["within"] <= 1)).all()
+    loss, parts = compute_loss(model(frames, inputs), tg, TrainConfig())
+    assert loss.item() > 0 and set(parts) == {"loss", "stage_ce", "within_l1", "progress_l1"}
+
+
+def test_steps_change_every_parameter_and_loss_falls(corpus):
+    torch.manual_seed(0)
+    model = build_model(corpus, list(range(corpus.num_episodes)), MCFG, encoder())
+    before = {k: v.detach().clone() for k, v in model.net.named_parameters()}
+    opt = torch.optim.AdamW(model.net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    ids = np.arange(0, len(corpus.frames), 3)
+    tcfg = TrainConfig(augment=False)
+    first = train_step(model, opt, corpus, ids, 3e-3, tcfg, gen)["loss"]
+    for _ in range(40):
+        last = train_step(model, opt, corpus, ids, 3e-3, tcfg, gen)["loss"]
+    assert last < 0.5 * first
+    for name, p in model.net.named_parameters():
+        assert not torch.equal(before[name], p.detach()), f"{name} did not change"
+
+
+def test_lr_schedule_warms_up_then_decays():
+    tcfg = TrainConfig(lr=1.0, warmup_steps=10)
+    assert lr_at(0, 100, tcfg) == pytest.approx(0.1)
+    assert lr_at(10, 100, tcfg) > lr_at(90, 100, tcfg) >= 0.1
+
+
+def test_metrics_match_scipy():
+    from scipy.stats import spearmanr
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 30).astype(float), rng.random(30)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert spearman(np.ones(5), np.arange(5)) == 0.0
+    assert auroc(np.array([0.9, 0.8]), np.array([0.1, 0.8])) == pytest.approx(0.875)
+    assert auroc(np.array([1.0]), np.array([])) is None
+
+
+def run(corpus, out, **kw):
+    tcfg = TrainConfig(batch_size=16, val_fraction=0.3, augment=True, warmup_steps=2,
+                       threads=1, **kw)
+    return train_compact(corpus, out, MCFG, tcfg, text_encoder=encoder(), show_progress=False)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    full = run(corpus, tmp_path / "a", steps=16)
+    again = run(corpus, tmp_path / "b", steps=16)
+    for (k, v), w in zip(full.model.net.state_dict().items(), again.model.net.state_dict().values()):
+        assert torch.equal(v, w), k
+    # interrupt after 8 of 16 steps, then resume: same weights as the uninterrupted run
+    import procvlm.training.compact as trainer
+
+    real_step, calls = trainer.train_step, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus, tmp_path / "c", steps=16)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    ckpt = latest_checkpoint(tmp_path / "c")
+    assert ckpt is not None and ckpt.name == "step_0000008.pt"
+    tcfg = TrainConfig(batch_size=16, val_fraction=0.3, warmup_steps=2, steps=16, threads=1)
+    resumed = train_compact(corpus, tmp_path / "c", MCFG, tcfg, resume=True,
+                            text_encoder=encoder(), show_progress=False)
+    assert resumed.metrics["steps"] == 16
+    for (k, v), w in zip(full.model.net.state_dict().items(),
+                         resumed.model.net.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert {"mae", "voc", "auroc", "stall_drift", "stage_acc"} <= set(metrics["val"])
+    assert metrics["history"] and metrics["steps"] == 16
+    loaded = load_model(tmp_path / "a" / "model", text_encoder=encoder())
+    np.testing.assert_allclose(evaluate(loaded, corpus, [0, 1])["mae"],
+                               evaluate(full.model, corpus, [0, 1])["mae"], rtol=1e-6)
+
+
+def test_bad_train_config():
+    with pytest.raises(ProcvlmError, match="unknown label scheme 'paper'"):
+        TrainConfig(scheme="paper")
+    with pytest.raises(ProcvlmError, match="val_fraction=1.0"):
+        TrainConfig(val_fraction=1.0)
+
+
+def test_image_size_must_match_corpus(corpus, tmp_path):
+    with pytest.raises(ProcvlmError, match="image_size 32 != corpus frames 16"):
+        train_compact(corpus, tmp_path, CompactConfig(image_size=32), TrainConfig(steps=1, threads=1),
+                      text_encoder=encoder(), show_progress=False)
+
+
+def test_augmentation_shifts_and_stills_windows(corpus, monkeypatch):
+    import procvlm.training.compact as trainer
+
+    frames = torch.from_numpy(corpus.frames[corpus.windows(np.arange(40, 48), 3, 2)])
+    gen = torch.Generator().manual_seed(0)
+    out = trainer.augment_windows(frames, gen)
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    monkeypatch.setattr(trainer, "STILL_FRACTION", 1.0)
+    still = trainer.augment_windows(frames, gen)
+    assert (still == still[:, -1:]).all()
