@@ -43,8 +43,8 @@ class DemoConfig:
     ood_tasks: tuple[str, ...] = ("peg-insert-side", "stick-pull")
     train_episodes: int = 64
     test_episodes: int = 20
-    size: int = 64
-    cameras: tuple[str, ...] = ("corner", "gripper")
+    size: int = 128
+    cameras: tuple[str, ...] = ("corner",)
     max_steps: int = 200
     train_minutes: float = 1.5
     failure_rate: float = 0.5
@@ -60,7 +60,7 @@ class DemoConfig:
 
 QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
                    ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
-                   cameras=("corner",), max_steps=150, train_minutes=0.3)
+                   size=64, max_steps=150, train_minutes=0.3)
 
 
 @dataclass

@@ -48,7 +48,7 @@ def test_label_cli_options(dataset):
     prov = read_provenance(dataset)
     assert prov["scheme"] == "procvlm-paper" and prov["measure"] == "l1"
     assert prov["params"] == {"floor": 0.25, "uncompleted_fraction": 0.3, "clip": [0.75, 1.25],
-                              "noise": 2 / 64}
+                              "noise": 0.0}
     table = read_labels(dataset)
     np.testing.assert_array_equal(table["progress"].to_numpy(),
                                   table["progress_procvlm_paper"].to_numpy())

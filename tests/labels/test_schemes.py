@@ -77,9 +77,10 @@ def test_procvlm_ignores_flicker_below_the_noise_level_by_hand():
     # a stall whose frames flicker by one pHash bit (video compression), then real motion
     subs = [Subtask(A, 0, 5)]
     sims = [None, 63 / 64, 63 / 64, 63 / 64, 0.5]
-    out = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm")
+    out = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm",
+                         LabelParams(noise=2 / 64))
     np.testing.assert_allclose(out.progress, [0, 0, 0, 0, 1.0], atol=1e-12)
-    noisy = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm", LabelParams(noise=0))
+    noisy = compute_labels(subs, [A], 5, change_of(sims), True, "procvlm")
     # 1 - S = 1/64 per flicker frame, 0.5 for the last: each flicker earns (1/64) / (3/64 + 0.5)
     np.testing.assert_allclose(noisy.progress[1], (1 / 64) / (3 / 64 + 0.5), atol=1e-12)
 

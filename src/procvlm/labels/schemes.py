@@ -67,15 +67,16 @@ class LabelParams:
         uncompleted_fraction: share of its budget an uncompleted sub-step can earn (procvlm).
         clip: (low, high) bounds of the budget weights ``K * L_k / T``.
         noise: visual change ``1 - S`` at or below which a frame counts as unchanged in the
-            ``procvlm`` scheme (default 2/64: two pHash bits, the flicker that video
-            compression and a settling arm cause while nothing happens).
+            ``procvlm`` scheme. Default 0 (every change counts); 2/64 silences the two-bit
+            pHash flicker of video compression and settling arms, which flattens stalls but,
+            on small images where motion also flips few bits, flattens real motion too.
     """
 
     floor: float | None = field(default=None, metadata={"help": "increment floor (None: scheme "
                                                                  "default)"})
     uncompleted_fraction: float = field(default=0.5, metadata={"help": "cap of uncompleted steps"})
     clip: tuple[float, float] = field(default=(0.75, 1.25), metadata={"help": "budget clip"})
-    noise: float = field(default=2 / 64, metadata={"help": "change treated as none (procvlm)"})
+    noise: float = field(default=0.0, metadata={"help": "change treated as none (procvlm)"})
 
     def __post_init__(self) -> None:
         if self.floor is not None and not (math.isfinite(self.floor) and self.floor >= 0):
