@@ -1,0 +1,39 @@
+"""Model loading by path, run folder or shipped name."""
+
+import pytest
+
+from procvlm.errors import ProcvlmError
+from procvlm.models.base import load_model, pretrained_names, resolve_model_dir
+
+
+def test_shipped_metaworld_model_loads_by_name_and_is_small():
+    assert "metaworld" in pretrained_names()
+    folder = resolve_model_dir("metaworld")
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 20 * 2**20
+    model = load_model("metaworld")
+    assert model.model_type == "compact" and not model.training
+
+
+def test_run_folder_and_missing_paths(tmp_path):
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "config.json").write_text('{"type": "compact"}')
+    assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    with pytest.raises(ProcvlmError, match="does not exist.*metaworld"):
+        resolve_model_dir(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ProcvlmError, match="holds no model"):
+        resolve_model_dir(tmp_path / "empty")
+
+
+def test_shipped_model_scores_a_known_task_without_training():
+    import numpy as np
+
+    from procvlm.sim.tasks import TASKS
+
+    spec = TASKS["pick-place"]
+    frames = np.random.default_rng(0).integers(0, 255, (12, 128, 128, 3), dtype=np.uint8)
+    pred = load_model("metaworld").predict(frames, spec.instruction, spec.plan)
+    assert pred.progress.shape == (12,)
+    assert ((pred.progress >= 0) & (pred.progress <= 1)).all()
+    assert all(r == spec.plan[s:] for r, s in zip(pred.remaining, pred.stage))
