@@ -97,7 +97,7 @@ def test_unreachable_endpoint(episode):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     with pytest.raises(ProcvlmError, match=r"cannot reach VLM endpoint http://127\.0\.0\.1:\d+/v1"
-                                           r".*--vlm-url"):
+                                           r".*--annotator-arg base_url"):
         VLMAnnotator(base_url=f"http://127.0.0.1:{port}/v1", model="m",
                      timeout=5).annotate(episode())
 

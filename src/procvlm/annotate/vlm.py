@@ -212,20 +212,23 @@ class VLMAnnotator(Annotator):
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ProcvlmError(
                 f"cannot reach VLM endpoint {self.base_url}: start one (vllm serve MODEL, or "
-                "procvlm serve RUN) or pass --vlm-url") from exc
+                "procvlm serve RUN) or pass --annotator-arg base_url=URL") from exc
         except httpx.TimeoutException as exc:
             raise ProcvlmError(f"VLM endpoint {url} did not answer within {self.timeout} s: "
-                               "raise --vlm-timeout or lower --vlm-frames") from exc
+                               "raise --annotator-arg timeout=S or lower "
+                               "--annotator-arg num_frames=N") from exc
         if resp.status_code >= 400:
             raise ProcvlmError(f"VLM endpoint {url} answered HTTP {resp.status_code}: "
-                               f"{resp.text[:200]!r}; check --vlm-model and the server log")
+                               f"{resp.text[:200]!r}; check --annotator-arg model=NAME and "
+                               "the server log")
         return resp.json()
 
     def _model_name(self) -> str:
         if self.model is None:
             listed = self._request("GET", "/models").get("data") or []
             if not listed:
-                raise ProcvlmError(f"VLM endpoint {self.base_url} lists no model: pass --vlm-model")
+                raise ProcvlmError(f"VLM endpoint {self.base_url} lists no model: pass "
+                                   "--annotator-arg model=NAME")
             self.model = str(listed[0]["id"])
         return self.model
 
@@ -253,7 +256,7 @@ class VLMAnnotator(Annotator):
                                                 "Answer again with only the JSON list."}]
         raise ProcvlmError(f"VLM at {self.base_url} gave no valid answer in "
                            f"{self.max_retries + 1} attempts (last: {reason}): try a stronger "
-                           "--vlm-model or raise --vlm-retries")
+                           "--annotator-arg model=NAME or raise --annotator-arg max_retries=N")
 
     # ---- annotation ---------------------------------------------------------------------
     def _sample(self, episode: Episode) -> tuple[np.ndarray, list[str]]:
