@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from procvlm._io import atomic_path, write_json
 from procvlm.errors import ProcvlmError
+from procvlm.eval.metrics import auroc, stall_drift, value_order_correlation
 from procvlm.models.compact.configuration_compact import CompactConfig
 from procvlm.models.compact.modeling_compact import CompactOutput, CompactProgressModel
 from procvlm.models.compact.text import TextEncoder
@@ -193,34 +194,6 @@ def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
 # ---------------------------------------------------------------- validation
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share their mean rank), like scipy.stats.rankdata."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(len(x), np.float64)
-    _, first, counts = np.unique(xs, return_index=True, return_counts=True)
-    for f, c in zip(first, counts):
-        ranks[order[f:f + c]] = f + (c - 1) / 2.0
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation; 0 when either side is constant."""
-    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
-    sa, sb = ra.std(), rb.std()
-    if sa == 0 or sb == 0:
-        return 0.0
-    return float(((ra - ra.mean()) * (rb - rb.mean())).mean() / (sa * sb))
-
-
-def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
-    """Probability that a positive scores above a negative (ties count half)."""
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    r = _ranks(np.concatenate([pos, neg]))
-    return float((r[:len(pos)].sum() - len(pos) * (len(pos) - 1) / 2) / (len(pos) * len(neg)))
-
-
 @torch.inference_mode()
 def predict_episodes(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
                      batch_size: int = 256) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -242,15 +215,14 @@ def predict_episodes(model: CompactProgressModel, corpus: Corpus, episodes: list
 
 
 def _stall_drift(corpus: Corpus, preds: dict) -> float | None:
-    """Mean progress gained across the stall events recorded in episode meta
-    (``pred[end - 1] - pred[start]``, as ``procvlm.eval.metrics.stall_drift``)."""
+    """Mean progress gained across the stall events recorded in episode meta."""
     drifts = []
     for e, (p, _) in preds.items():
-        for ev in (corpus.meta[e] or {}).get("events", []) or []:
-            if isinstance(ev, dict) and ev.get("type", ev.get("kind")) == "stall":
-                a, b = int(ev.get("start", 0)), min(int(ev.get("end", 0)), len(p)) - 1
-                if b > a:
-                    drifts.append(float(p[b] - p[a]))
+        events = (corpus.meta[e] or {}).get("events", []) or []
+        stalls = [(int(ev["start"]), int(ev["end"])) for ev in events
+                  if isinstance(ev, dict) and ev.get("type") == "stall"]
+        if stalls:
+            drifts.append(stall_drift(p, stalls))
     return float(np.mean(drifts)) if drifts else None
 
 
@@ -268,12 +240,13 @@ def evaluate(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
         lab = corpus.stage[sl]
         acc.append((s == lab)[lab >= 0])
         if corpus.success[e] == 1:
-            voc.append(spearman(p, np.arange(len(p))))
+            voc.append(value_order_correlation(p))
         if corpus.success[e] in (0, 1):
             final[int(corpus.success[e])].append(float(p[-1]))
     return {"mae": float(np.concatenate(err).mean()), "stage_acc": float(np.concatenate(acc).mean()),
             "voc": float(np.mean(voc)) if voc else None,
-            "auroc": auroc(np.array(final[1]), np.array(final[0])),
+            "auroc": (auroc(final[1] + final[0], [True] * len(final[1]) + [False] * len(final[0]))
+                      if final[0] and final[1] else None),
             "stall_drift": _stall_drift(corpus, preds),
             "final_progress_success": float(np.mean(final[1])) if final[1] else None,
             "final_progress_failure": float(np.mean(final[0])) if final[0] else None,
