@@ -16,6 +16,7 @@ TINY = DemoConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer",),
 def test_demo_runs_every_stage_and_resumes(tmp_path):
     result = run_demo(tmp_path / "demo", TINY)
     assert result.report.is_file() and result.strip.is_file()
+    assert (result.report.parent / "failed_episode_strip.png").is_file()
     rows = json.loads((result.report.parent / "results.json").read_text())["table"]
     names = {(r["split"], r["name"]) for r in rows}
     for split in ("test_id", "test_ood"):

@@ -115,6 +115,13 @@ def _train(run: _Runner, data: Path, runs: Path, cfg: DemoConfig) -> dict[str, P
     return out
 
 
+def _first_failure(root: Path) -> int | None:
+    from procvlm.data import open_dataset
+
+    ds = open_dataset(root)
+    return next((i for i in ds.episode_indices if ds.episode(i).success is False), None)
+
+
 def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     """Run the whole pipeline into ``out``; see the module docstring.
 
@@ -143,6 +150,10 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
         str(out / "scores" / "test_id_rabc.parquet"))
     strip = out / "report" / "episode_strip.png"
     run("view", str(test_id), "--episode", "0", "--out", str(strip))
+    failed = _first_failure(test_id)
+    if failed is not None:  # where time-based labels go wrong, for a person to see
+        run("view", str(test_id), "--episode", str(failed), "--out",
+            str(out / "report" / "failed_episode_strip.png"))
     models = [a for s in SCHEMES for a in ("--model", f"compact[{s}]={runs[s]}")]
     run("eval", *models, "--split", f"test_id={test_id}", "--split", f"test_ood={test_ood}",
         "--out", str(out / "report"))
