@@ -201,10 +201,8 @@ def load_corpus(root: str | Path, scheme: str = "procvlm", image_size: int = 64,
     from procvlm.data import open_dataset
     from procvlm.labels import read_labels, read_plans
 
-    root = Path(root)
-    if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
-        raise ProcvlmError(f"{root} has no meta/procvlm/labels.parquet: run "
-                           f"`procvlm label {root}` first")
+    # read_labels finds the labels of LeRobot folders and HDF5 files alike, and says to run
+    # `procvlm label` when there are none
     return corpus_from_dataset(open_dataset(root), read_labels(root), read_plans(root), scheme,
                                image_size, camera, show_progress)
 
