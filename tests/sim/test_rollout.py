@@ -66,3 +66,33 @@ def test_bad_arguments():
         rollout("pick-place", 0, cameras=("ceiling",), width=SIZE, height=SIZE)
     with pytest.raises(ProcvlmError, match="unknown MetaWorld task"):
         rollout("fly", 0)
+
+
+def test_success_is_the_flag_on_the_last_recorded_frame():
+    """A success flag that flickers on mid-episode (an object pushed through the goal) and
+    off again does not make the episode a success."""
+    from types import SimpleNamespace
+
+    from procvlm.sim.rollout import _run
+
+    flags = iter([False, True, True, False, False, False])
+
+    class FlickerSim:
+        cameras = SimpleNamespace(names=["corner"])
+
+        def render(self):
+            return {"corner": np.zeros((2, 2, 3), np.uint8)}
+
+        def facts(self, obs, success):
+            return success
+
+        def expert_action(self, obs):
+            return np.zeros(4)
+
+        def step(self, action):
+            return np.zeros(39), next(flags)
+
+    oracle = SimpleNamespace(update=lambda t, f: None, done=False)
+    injector = SimpleNamespace(mode=None, stop_at=None, action=lambda t, a, o, last: a)
+    record = _run(FlickerSim(), np.zeros(39), oracle, injector, max_steps=6)
+    assert len(record["frames"]["corner"]) == 6 and record["success"] is False
