@@ -1,24 +1,16 @@
 """``procvlm score``: the score file's keys for both formats, and bad input."""
 
-import zlib
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from procvlm.models.compact.text import hash_embeddings
 from procvlm.cli.main import main
 from procvlm.models.compact import CompactConfig, TextEncoder
 from procvlm.training.compact import build_model
 from procvlm.training.data import corpus_from_episodes, synthetic_episodes
-
-
-def hash_encode(texts):
-    out = []
-    for t in texts:
-        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384)
-        out.append(v / np.linalg.norm(v))
-    return np.asarray(out, np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model(corpus, [0, 1, 2], CompactConfig(image_size=16, channels=(4, 8),
                                                          hidden=16, key_dim=8),
-                        TextEncoder(encode_fn=hash_encode))
+                        TextEncoder(encode_fn=hash_embeddings))
     model.eval().save_pretrained(root / "run" / "model")  # text cache covers every plan text
     return root, eps
 

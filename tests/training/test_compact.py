@@ -1,12 +1,12 @@
 """Compact trainer: budgets, loss, every parameter learns, determinism, resume, metrics."""
 
 import json
-import zlib
 
 import numpy as np
 import pytest
 import torch
 
+from procvlm.models.compact.text import hash_embeddings
 from procvlm.errors import ProcvlmError
 from procvlm.models import load_model
 from procvlm.models.compact import CompactConfig, TextEncoder
@@ -19,14 +19,6 @@ torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared m
 MCFG = CompactConfig(image_size=16, channels=(8, 16), hidden=32, key_dim=16, window=3, stride=2)
 
 
-def hash_encode(texts):
-    out = []
-    for t in texts:
-        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384)
-        out.append(v / np.linalg.norm(v))
-    return np.asarray(out, np.float32)
-
-
 @pytest.fixture(scope="module")
 def corpus():
     eps, targets = synthetic_episodes(10, 24, 16, seed=0, failure_rate=0.4)
@@ -34,7 +26,7 @@ def corpus():
 
 
 def encoder():
-    return TextEncoder(encode_fn=hash_encode)
+    return TextEncoder(encode_fn=hash_embeddings)
 
 
 def test_budgets_follow_stage_starts(corpus):

@@ -1,13 +1,13 @@
 """CompactProgressModel: windows, heads, predict on any plan, save/load, pinned outputs."""
 
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from procvlm.models.compact.text import hash_embeddings
 from procvlm.data.episode import ArrayFrames
 from procvlm.errors import ProcvlmError
 from procvlm.models import load_model
@@ -20,21 +20,12 @@ PINNED = Path(__file__).with_name("regression_tiny.json")
 PLAN = ["Move to the puck", "Grasp the puck", "Place the puck onto the goal"]
 
 
-def hash_encode(texts):
-    """Deterministic stand-in for MiniLM (keeps these tests fast)."""
-    out = []
-    for t in texts:
-        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384)
-        out.append(v / np.linalg.norm(v))
-    return np.asarray(out, np.float32)
-
-
 def tiny_model(seed=0, **kw):
     torch.manual_seed(seed)
     cfg = CompactConfig(image_size=16, channels=(4, 8), hidden=16, key_dim=8, **kw)
     budgets = {"Push the puck": [0.0, 0.2, 0.7, 1.0]}
     return CompactProgressModel(cfg, budgets, {"Push the puck": PLAN},
-                                TextEncoder(encode_fn=hash_encode)).eval()
+                                TextEncoder(encode_fn=hash_embeddings)).eval()
 
 
 def fixed_frames(n=10, size=24):
@@ -133,7 +124,7 @@ def test_from_pretrained_missing_files(tmp_path):
 
 def test_default_model_is_small(tmp_path):
     torch.manual_seed(0)
-    CompactProgressModel(CompactConfig(), text_encoder=TextEncoder(encode_fn=hash_encode)
+    CompactProgressModel(CompactConfig(), text_encoder=TextEncoder(encode_fn=hash_embeddings)
                          ).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").stat().st_size < 20e6
 

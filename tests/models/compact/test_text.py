@@ -48,3 +48,13 @@ def test_corrupt_cache_file_names_the_fix(tmp_path):
               metadata={"texts": '["a"]'})
     with pytest.raises(ProcvlmError, match="delete the file"):
         load_embeddings(path)
+
+
+def test_hash_embeddings_are_deterministic_unit_vectors():
+    from procvlm.models.compact.text import hash_embeddings
+
+    a = hash_embeddings(["Grasp the puck", "Lift the puck"])
+    assert a.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(a[0], hash_embeddings(["Grasp the puck"])[0])
+    assert not np.allclose(a[0], a[1])

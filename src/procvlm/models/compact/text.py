@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -68,6 +69,16 @@ def encode_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         out.append(torch.nn.functional.normalize(mean, dim=-1).numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, EMBED_DIM), np.float32)
+
+
+def hash_embeddings(texts: list[str], dim: int = 384) -> np.ndarray:
+    """Deterministic unit vectors seeded by each text's CRC32: a model-free stand-in for
+    MiniLM (same shape and normalisation) for tests and smoke runs."""
+    out = []
+    for t in texts:
+        v = np.random.default_rng(zlib.crc32(t.encode())).standard_normal(dim)
+        out.append(v / np.linalg.norm(v))
+    return np.asarray(out, np.float32).reshape(len(out), dim)
 
 
 class TextEncoder:
