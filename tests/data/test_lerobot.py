@@ -284,3 +284,41 @@ def test_meta_with_numpy_values_and_bad_meta(tmp_path: Path) -> None:
     with pytest.raises(ProcvlmError, match="meta that is not JSON-able"):
         w.add_episode(bad)
     assert w.done_episodes == {0}
+
+
+def with_truth(ep: Episode) -> Episode:
+    ep.true_progress = np.linspace(0.0, 0.9, len(ep), dtype=np.float32) ** 2
+    return ep
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_true_progress_round_trips_as_a_float32_column(tmp_path: Path, video: bool) -> None:
+    episodes = [with_truth(make_episode(i, t=20 + 2 * i)) for i in range(2)]
+    root = write_dataset(tmp_path / "ds", episodes, video=video)
+    info = json.loads((root / fmt.INFO_PATH).read_text())
+    assert info["features"]["true_progress"] == {"dtype": "float32", "shape": [1], "names": None}
+    data = pq.read_table(root / "data/chunk-000/file-001.parquet")
+    assert data.schema.field("true_progress").type == pa.float32()
+    ds = open_dataset(root)
+    for want in episodes:
+        got = ds.episode(want.episode_index)
+        assert got.true_progress.dtype == np.float32
+        np.testing.assert_array_equal(got.true_progress, want.true_progress)
+    assert "true_progress" in json.loads((root / fmt.STATS_PATH).read_text())
+
+
+def test_datasets_without_true_progress_read_none(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "ds", [make_episode(0)])
+    assert "true_progress" not in json.loads((root / fmt.INFO_PATH).read_text())["features"]
+    assert open_dataset(root).episode(0).true_progress is None
+
+
+def test_writer_refuses_missing_or_undeclared_true_progress(tmp_path: Path) -> None:
+    with pytest.raises(ProcvlmError, match="has no true_progress"):
+        writer(tmp_path / "a", true_progress=True).add_episode(make_episode(0))
+    with pytest.raises(ProcvlmError, match="true_progress=True"):
+        writer(tmp_path / "b").add_episode(with_truth(make_episode(0)))
+    bad = make_episode(0)
+    bad.true_progress = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ProcvlmError, match="shape"):
+        writer(tmp_path / "c", true_progress=True).add_episode(bad)

@@ -91,6 +91,8 @@ class Episode:
         subtasks: the timeline of atomic actions, when known (oracle or existing annotation).
         plan: the ordered atomic actions that complete the task, when known.
         meta: extra JSON-able facts (failure mode, injected events, simulator name, ...).
+        true_progress: (T,) float32 simulator-truth progress in [0, 1] (see
+            ``procvlm.sim.truth``), or None when the episode does not come from a simulator.
     """
 
     episode_index: int
@@ -103,6 +105,7 @@ class Episode:
     subtasks: list[Subtask] | None = None
     plan: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    true_progress: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.state))

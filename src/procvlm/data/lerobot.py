@@ -5,7 +5,8 @@ The layout is described in ``procvlm.data.lerobot_format``; ``LeRobotWriter`` an
 through ``VideoFrames`` (windowed seeks in the mp4 files), image features through ``PNGFrames``
 (PNG bytes from the parquet, decoded on access). Datasets written by LeRobot itself open here;
 procvlm's extra episode columns (success, plan, sub-steps, meta) are used when present, and
-sub-steps fall back to SARM's ``sparse_subtask_*`` columns or to per-frame ``subtask_index``.
+sub-steps fall back to SARM's ``sparse_subtask_*`` columns or to per-frame ``subtask_index``;
+a per-frame ``true_progress`` column fills ``Episode.true_progress`` (None without it).
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class LeRobotDataset(Dataset):
                        state=_matrix(table, fmt.STATE_KEY, length),
                        action=_matrix(table, fmt.ACTION_KEY, length),
                        success=row.get("success"), subtasks=self._subtasks(row, table),
-                       plan=list(row["plan"]) if row.get("plan") is not None else None, meta=meta)
+                       plan=list(row["plan"]) if row.get("plan") is not None else None, meta=meta,
+                       true_progress=_true_progress(table, length))
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -260,6 +262,16 @@ def _matrix(table: pa.Table, key: str, length: int) -> np.ndarray:
         values = column.flatten().to_numpy(zero_copy_only=False)
         return values.reshape(length, -1).astype(np.float32, copy=False)
     return column.to_numpy(zero_copy_only=False).reshape(length, -1).astype(np.float32)
+
+
+def _true_progress(table: pa.Table, length: int) -> np.ndarray | None:
+    """The per-frame ``true_progress`` column as (T,) float32, or None when absent."""
+    if fmt.TRUE_PROGRESS_KEY not in table.column_names:
+        return None
+    column = table.column(fmt.TRUE_PROGRESS_KEY).combine_chunks()
+    if pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type):
+        column = column.flatten()
+    return column.to_numpy(zero_copy_only=False).reshape(length).astype(np.float32)
 
 
 def _runs(ids: np.ndarray, names: list[str]) -> list[Subtask]:

@@ -57,6 +57,9 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 SUBTASK_FEATURE = {"subtask_index": {"dtype": "int64", "shape": [1], "names": None}}
+TRUE_PROGRESS_KEY = "true_progress"
+TRUE_PROGRESS_FEATURE = {TRUE_PROGRESS_KEY: {"dtype": "float32", "shape": [1], "names": None}}
+"""Per-frame simulator-truth progress (``Episode.true_progress``), present when episodes carry it."""
 
 # procvlm's columns in meta/episodes (SARM's sparse_* names plus our own).
 EPISODE_EXTRA_SCHEMA = pa.schema([
@@ -91,8 +94,10 @@ def video_info(height: int, width: int, fps: float, codec: str = "h264") -> dict
 
 def build_features(cameras: dict[str, tuple[int, int]], state_dim: int, action_dim: int, *,
                    video: bool, fps: float, state_names: Sequence[str] | None = None,
-                   action_names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The ``features`` dict of ``info.json`` for cameras, state and action."""
+                   action_names: Sequence[str] | None = None,
+                   true_progress: bool = False) -> dict[str, dict[str, Any]]:
+    """The ``features`` dict of ``info.json`` for cameras, state and action (and the
+    ``true_progress`` column when ``true_progress`` is set)."""
     features: dict[str, dict[str, Any]] = {}
     for cam, (height, width) in cameras.items():
         ft: dict[str, Any] = {"dtype": "video" if video else "image", "shape": [height, width, 3],
@@ -106,6 +111,8 @@ def build_features(cameras: dict[str, tuple[int, int]], state_dim: int, action_d
                             "names": list(action_names) if action_names else None}
     features.update(json.loads(json.dumps(DEFAULT_FEATURES)))
     features.update(json.loads(json.dumps(SUBTASK_FEATURE)))
+    if true_progress:
+        features.update(json.loads(json.dumps(TRUE_PROGRESS_FEATURE)))
     return features
 
 

@@ -6,7 +6,8 @@ after each episode. An episode becomes visible only when its ``meta/episodes`` r
 so a crash mid-episode leaves nothing half-visible, and reopening the folder resumes.
 
 procvlm stores, beside LeRobot's own columns: per-frame ``subtask_index`` (into
-``meta/subtasks.parquet``), and per episode ``success``, ``plan``, ``procvlm_meta`` (JSON) and
+``meta/subtasks.parquet``) and, when the writer is asked to, per-frame float32 ``true_progress``
+(simulator-truth progress, ``Episode.true_progress``); per episode ``success``, ``plan``, ``procvlm_meta`` (JSON) and
 the sub-step timeline as SARM-style ``sparse_subtask_names`` / ``sparse_subtask_start_frames`` /
 ``sparse_subtask_end_frames`` (+ ``_times`` in seconds) plus ``subtask_completed``.
 """
@@ -51,23 +52,27 @@ class LeRobotWriter:
         state_names: names of the state dimensions (``features[...]["names"]``).
         action_names: names of the action dimensions.
         video_config: encoder settings.
+        true_progress: store every episode's ``true_progress`` as a per-frame float32 column
+            (declared in ``info.json``); every episode must then carry it.
     """
 
     def __init__(self, root: str | Path, *, fps: float, cameras: dict[str, tuple[int, int]],
                  state_dim: int, action_dim: int, robot_type: str = "unknown", video: bool = True,
                  state_names: Sequence[str] | None = None,
                  action_names: Sequence[str] | None = None,
-                 video_config: VideoConfig | None = None) -> None:
+                 video_config: VideoConfig | None = None, true_progress: bool = False) -> None:
         self.root = Path(root)
         self.fps = float(fps)
         self.cameras = {str(c): (int(h), int(w)) for c, (h, w) in cameras.items()}
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
         self.robot_type, self.video = robot_type, bool(video)
         self.video_config = video_config or VideoConfig()
+        self.true_progress = bool(true_progress)
         self._check_args(state_names, action_names)
         self.features = fmt.build_features(self.cameras, self.state_dim, self.action_dim,
                                            video=self.video, fps=self.fps,
-                                           state_names=state_names, action_names=action_names)
+                                           state_names=state_names, action_names=action_names,
+                                           true_progress=self.true_progress)
         self.chunks_size = fmt.DEFAULT_CHUNK_SIZE
         self._rows: list[dict[str, Any]] = []
         self._tasks: list[str] = []
@@ -176,10 +181,26 @@ class LeRobotWriter:
         except (TypeError, ValueError) as err:
             raise ProcvlmError(f"{where} has meta that is not JSON-able ({err}): keep Episode.meta "
                                "to str/number/bool/None/list/dict values") from err
+        self._validate_true_progress(ep, where)
         for s in ep.subtasks or []:
             if s.end > t:
                 raise ProcvlmError(f"{where} has sub-step {s.name!r} ending at frame {s.end} > "
                                    f"length {t}: fix the sub-step timeline")
+
+    def _validate_true_progress(self, ep: Episode, where: str) -> None:
+        if ep.true_progress is None:
+            if self.true_progress:
+                raise ProcvlmError(f"{where} has no true_progress but the dataset stores it: "
+                                   "give every episode true_progress, or open the writer with "
+                                   "true_progress=False")
+            return
+        if not self.true_progress:
+            raise ProcvlmError(f"{where} carries true_progress but the writer does not store it: "
+                               "open the writer with true_progress=True")
+        shape = np.shape(ep.true_progress)
+        if shape != (len(ep),) or not np.all(np.isfinite(ep.true_progress)):
+            raise ProcvlmError(f"{where} has true_progress of shape {shape} (or non-finite "
+                               f"values), expected ({len(ep)},) finite floats: fix the episode")
 
     def _write_episode_data(self, ep: Episode, index: int, task_index: int, sub_ids: list[int],
                             start: int, chunk: int, file: int) -> dict[str, dict[str, list]]:
@@ -218,7 +239,7 @@ class LeRobotWriter:
         t = len(ep)
         per_frame = ep.subtask_index_per_frame()
         ids = np.asarray(sub_ids + [-1], dtype=np.int64)
-        return {
+        columns = {
             fmt.STATE_KEY: np.asarray(ep.state, dtype=np.float32),
             fmt.ACTION_KEY: np.asarray(ep.action, dtype=np.float32),
             "timestamp": (np.arange(t) / self.fps).astype(np.float32),
@@ -228,6 +249,9 @@ class LeRobotWriter:
             "task_index": np.full(t, task_index, dtype=np.int64),
             "subtask_index": ids[per_frame],  # -1 (no sub-step) indexes the trailing -1
         }
+        if self.true_progress:
+            columns[fmt.TRUE_PROGRESS_KEY] = np.asarray(ep.true_progress, dtype=np.float32)
+        return columns
 
     def _episode_row(self, ep: Episode, index: int, start: int, chunk: int, file: int,
                      stats: dict[str, dict[str, list]]) -> dict[str, Any]:
@@ -356,8 +380,8 @@ def write_dataset(root: str | Path, episodes: Iterable[Episode], **writer_kwargs
     Args:
         root: dataset folder.
         episodes: the episodes, in order.
-        **writer_kwargs: ``LeRobotWriter`` arguments; ``fps``, ``cameras``, ``state_dim`` and
-            ``action_dim`` default to the first episode's.
+        **writer_kwargs: ``LeRobotWriter`` arguments; ``fps``, ``cameras``, ``state_dim``,
+            ``action_dim`` and ``true_progress`` default to the first episode's.
 
     Returns:
         The dataset root.
@@ -371,6 +395,7 @@ def write_dataset(root: str | Path, episodes: Iterable[Episode], **writer_kwargs
                                           for c, f in ep.frames.items()})
             kwargs.setdefault("state_dim", int(np.shape(ep.state)[1]))
             kwargs.setdefault("action_dim", int(np.shape(ep.action)[1]))
+            kwargs.setdefault("true_progress", ep.true_progress is not None)
             writer = LeRobotWriter(root, **kwargs)
         writer.add_episode(ep)
     if writer is None:
