@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from procvlm.errors import ProcvlmError
+from procvlm.labels import SCHEMES
 
 logger = logging.getLogger(__name__)
-
-SCHEMES = ("procvlm", "procvlm-paper", "time", "sarm")
 
 
 @dataclass(frozen=True)

@@ -106,14 +106,16 @@ def test_other_scheme_rebuilt_from_columns(labelled):
     assert paper.done[-1] and paper.remaining[-1] == []
 
 
-def test_sarm_uses_mean_durations_across_episodes(labelled):
+def test_sarm_uses_proportions_across_episodes(labelled):
     records = store.collect_records(open_dataset(labelled))
-    durations = store.sarm_durations(records)[(TASK, tuple(PLAN))]
-    # grasp lengths 5, 6, 7; place lengths 6 (success, T-3-5), 8 (failure), 4
-    assert durations == pytest.approx([6.0, 6.0])
+    props = store.sarm_stage_proportions(records)[(TASK, tuple(PLAN))]
+    # grasp/place lengths 5/6 (success), 6/8 (failure), 7/4: SARM's Eq. 1 averages the ratios
+    grasp = (5 / 11 + 6 / 14 + 7 / 11) / 3
+    assert props == pytest.approx([grasp, 1 - grasp])
     table = read_labels(labelled)
-    np.testing.assert_allclose(episode_labels(table, 0, "sarm").progress[:5],
-                               0.5 * np.arange(1, 6) / 5)
+    # grasp is [0, 5] with its end frame included: tau = t / 5
+    np.testing.assert_allclose(episode_labels(table, 0, "sarm").progress[:6],
+                               grasp * np.arange(6) / 5)
 
 
 def test_plans_and_provenance(labelled):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from procvlm.errors import ProcvlmError
-
-SCHEMES = ("procvlm", "procvlm-paper", "time", "sarm")
+from procvlm.labels import SCHEMES
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from procvlm.errors import ProcvlmError
+from procvlm.labels import SCHEMES
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scheme", default="procvlm",
-                       choices=["procvlm", "procvlm-paper", "time", "sarm"],
+                       choices=SCHEMES,
                        help="label scheme to learn (default: procvlm)")
     group.add_argument("--window", type=int, default=4, help="frames per window (default: 4)")
     group.add_argument("--stride", type=int, default=4,

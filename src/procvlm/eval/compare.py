@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from procvlm.eval.metrics import EpisodeResult, summarize
+from procvlm.labels.schemes import SCHEMES
 from procvlm.eval.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -162,8 +163,7 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
 
 
 def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
-             out: str | Path, references: Sequence[str] = ("procvlm", "procvlm-paper", "time",
-                                                           "sarm"),
+             out: str | Path, references: Sequence[str] = SCHEMES,
              window: int | None = None, title: str = "procvlm: progress models compared",
              show_progress: bool = False) -> Path:
     """Load the models, compare them on every split, and write the report.

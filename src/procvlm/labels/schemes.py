@@ -26,9 +26,17 @@ Four schemes (``SCHEMES``), all returning one ``EpisodeLabels``:
     ``p_t = t / (T - 1)``; ``stage = min(floor(t / T * K), K - 1)``, ``stage_progress`` the
     fractional part; never done.
 
-``sarm`` (SARM's stage + linear time)
-    Stage proportions from mean stage durations (across the dataset's episodes of the task when
-    given, else the episode's own), ``p = cum_k + prop_k * (t - start + 1) / L``.
+``sarm`` (SARM's stage + linear time, exactly as LeRobot 0.4.4 computes its targets)
+    Stage proportions by SARM's Eq. 1, ``a_k = mean_i(L_ik / T_i)`` over the episodes of the task
+    that contain step k, renormalised to sum to 1 (``sarm_proportions``; LeRobot's bookkeeping
+    kept: a step repeated in an episode counts with its *last* occurrence's length while ``T_i``
+    sums every sub-step). Breakpoints ``b_k = a_1 + ... + a_k`` (``b_K = 1``). Frame t inside
+    sub-step [s, e] (the end frame *included*, the first matching sub-step wins) has stage k
+    (the step's plan index, 0 if not in the plan) and ``tau = (t - s) / (e - s)``; before the
+    first sub-step ``(0, 0)``; between sub-steps the previous one with ``tau = 1``; after the
+    last ``(K - 1, 0.999)``, and the last plan step at ``tau = 1`` is clamped to 0.999 too. With
+    ``x = k + tau``: ``stage = floor(x)``, ``p = b_floor(x) + frac(x) * a_floor(x)``. So a
+    successful episode ends at ``1 - 0.001 a_K``, never at 1, and "done" segments earn nothing.
 
 Every scheme yields ``stage`` (index into the plan; ``len(plan)`` = done, -1 before the first
 sub-step), ``stage_progress``, ``remaining`` (plan steps from the current one on, ``[]`` when
@@ -38,7 +46,7 @@ done) and ``done``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,7 +55,6 @@ from procvlm.data.episode import DONE, Subtask
 from procvlm.data.vocab import is_done
 from procvlm.errors import ProcvlmError
 
-SCHEMES = ("procvlm", "procvlm-paper", "time", "sarm")
 PAPER_FLOOR = 0.5
 """The paper's increment floor: ``1.5 - S`` never drops below 0.5."""
 
@@ -365,28 +372,88 @@ def paper_progress(labels: Sequence[str], change: np.ndarray, floor: float = PAP
     return progress, within
 
 
-def _progress_sarm(segs: Sequence[_Segment], k: int, success: bool | None,
-                   durations: np.ndarray | None, n: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dur = _step_lengths(segs, k) if durations is None else np.asarray(durations, np.float64)
-    if dur.shape != (k,) or not np.all(np.isfinite(dur)) or np.any(dur < 0):
-        raise ProcvlmError(f"stage_durations {dur.tolist()} must be {k} finite values >= 0, "
-                           "one per plan step")
-    props = dur / dur.sum() if dur.sum() > 0 else np.full(k, 1.0 / k)
-    cum = np.concatenate([[0.0], np.cumsum(props)])
-    progress, within = np.zeros(n), np.zeros(n)
-    assigned = np.zeros(n, dtype=bool)
-    for s in segs:
-        sl = slice(s.start, s.end)
-        if s.kind == _STEP:
-            tau = np.arange(1, s.end - s.start + 1) / (s.end - s.start)
-            progress[sl], within[sl] = cum[s.step] + props[s.step] * tau, tau
-        elif s.kind == _DONE and success is not False:
-            progress[sl], within[sl] = 1.0, 1.0
-        else:
-            continue
-        assigned[sl] = True
-    return np.clip(progress, 0.0, 1.0), within, assigned
+SARM_LAST_TAU = 0.999
+"""LeRobot's clamp: the last plan step's ``tau`` (and every frame after the last sub-step)."""
+
+
+def _sarm_steps(subtasks: Sequence[Subtask]) -> list[Subtask]:
+    """The sub-steps SARM sees, in frame order: every one but "done" / "not done"."""
+    return sorted((s for s in subtasks if not is_done(s.name)), key=lambda s: s.start)
+
+
+def sarm_proportions(timelines: Sequence[Sequence[Subtask]], plan: Sequence[str]) -> np.ndarray:
+    """SARM's stage proportions (its Eq. 1) as LeRobot's ``compute_temporal_proportions``.
+
+    ``a_k = mean_i(L_ik / T_i)`` over the episodes i whose timeline contains step k, where
+    ``L_ik`` is the length of step k's *last* occurrence in episode i and ``T_i`` the summed
+    length of all its sub-steps; normalised over every name seen, then read in plan order
+    (names outside the plan are dropped) and normalised again if they no longer sum to 1.
+
+    Args:
+        timelines: one list of sub-steps per episode of the task.
+        plan: the task's plan.
+
+    Returns:
+        (K,) float64 summing to 1 (uniform when no episode has a sub-step).
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for subs in timelines:
+        lengths: dict[str, int] = {}
+        total = 0
+        for s in _sarm_steps(subs):
+            lengths[s.name] = s.length  # a repeated step keeps its last length, as LeRobot
+            total += s.length
+        if total > 0:
+            for name, n in lengths.items():
+                sums[name] = sums.get(name, 0.0) + n / total
+                counts[name] = counts.get(name, 0) + 1
+    mean = {name: sums[name] / counts[name] for name in sums}
+    grand = sum(mean.values())
+    props = np.array([mean.get(name, 0.0) / grand if grand > 0 else 0.0 for name in plan])
+    total = float(props.sum())
+    if total <= 0:
+        return np.full(len(plan), 1.0 / len(plan))
+    return props / total if abs(total - 1.0) > 1e-6 else props
+
+
+def _sarm_breakpoints(props: np.ndarray) -> np.ndarray:
+    """``[0, a_1, a_1 + a_2, ..., 1]`` (the last forced to exactly 1, as LeRobot)."""
+    bp = np.concatenate([[0.0], np.cumsum(props)])
+    bp[-1] = 1.0
+    return bp
+
+
+def _sarm_stage_tau(steps: Sequence[Subtask], plan: Sequence[str], n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """LeRobot's ``find_stage_and_tau`` for every frame: (stage index, tau), see module doc."""
+    stage, tau = np.zeros(n, dtype=np.int64), np.zeros(n)
+    if not steps:
+        return stage, tau
+    k = len(plan)
+    for a, b in zip(steps, steps[1:]):  # between sub-steps: the previous one, finished
+        stage[a.end + 1:b.start] = plan.index(a.name) if a.name in plan else 0
+        tau[a.end + 1:b.start] = 1.0
+    for s in reversed(steps):  # [start, end], end included; the first match wins
+        t = np.arange(s.start, min(s.end, n - 1) + 1)
+        stage[t] = plan.index(s.name) if s.name in plan else 0
+        tau[t] = np.clip((t - s.start) / (s.end - s.start), 0.0, 1.0)
+    stage[steps[-1].end + 1:], tau[steps[-1].end + 1:] = k - 1, SARM_LAST_TAU
+    return stage, tau
+
+
+def _sarm_labels(steps: Sequence[Subtask], plan: Sequence[str], n: int,
+                 proportions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(progress, stage_progress, stage) of LeRobot's SARM targets (``normalize_stage_tau``)."""
+    k = len(plan)
+    stage, tau = _sarm_stage_tau(steps, list(plan), n)
+    x = stage + tau
+    x = np.where((stage >= k - 1) & (tau >= 1.0), (k - 1) + SARM_LAST_TAU, x)
+    bp = _sarm_breakpoints(proportions)
+    whole = np.minimum(np.floor(x).astype(np.int64), k - 1)
+    frac = x - whole
+    progress = bp[whole] + frac * (bp[whole + 1] - bp[whole])
+    return np.clip(progress, 0.0, 1.0), frac, whole
 
 
 def _time_labels(plan: Sequence[str], n: int) -> EpisodeLabels:
@@ -420,9 +487,7 @@ def _remaining(stage: np.ndarray, plan: Sequence[str]) -> list[list[str]]:
     return [list(plan) if s < 0 else list(plan[s:]) if s < k else [] for s in stage.tolist()]
 
 
-def _validate(plan: Sequence[str], num_frames: int, change: np.ndarray, scheme: str) -> None:
-    if scheme not in SCHEMES:
-        raise ProcvlmError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+def _validate(plan: Sequence[str], num_frames: int, change: np.ndarray) -> None:
     if not plan:
         raise ProcvlmError("the plan is empty: an annotator must give the task's atomic actions")
     if num_frames < 1:
@@ -434,10 +499,106 @@ def _validate(plan: Sequence[str], num_frames: int, change: np.ndarray, scheme: 
         raise ProcvlmError("visual change has NaN or infinite values: recompute it")
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What every scheme gets: the episode's timeline and visual change, validated."""
+
+    subtasks: Sequence[Subtask]
+    plan: list[str]
+    num_frames: int
+    change: np.ndarray
+    success: bool | None
+    params: LabelParams
+    stage_proportions: np.ndarray | None
+
+
+def _from_progress(inp: _Inputs, segs: Sequence[_Segment], scheme: str, progress: np.ndarray,
+                   within: np.ndarray, stage: np.ndarray | None = None) -> EpisodeLabels:
+    fields = _timeline_fields(segs, len(inp.plan), inp.num_frames, inp.success)
+    stage = fields.stage if stage is None else stage
+    return EpisodeLabels(stage=stage, subtask=fields.subtask, completed=fields.completed,
+                         stage_progress=within, progress=progress,
+                         remaining=_remaining(stage, inp.plan), done=stage == len(inp.plan),
+                         scheme=scheme, plan=list(inp.plan))
+
+
+def _label_procvlm(inp: _Inputs) -> EpisodeLabels:
+    segs = _segments(inp.subtasks, inp.plan, inp.num_frames, inp.success)
+    progress, within, assigned = _progress_procvlm(segs, inp.change, len(inp.plan),
+                                                   inp.success, inp.params)
+    progress, within = _held(progress, assigned), _held(within, assigned)
+    if inp.success:
+        progress[-1] = 1.0
+    return _from_progress(inp, segs, "procvlm", progress, within)
+
+
+def _label_paper(inp: _Inputs) -> EpisodeLabels:
+    segs = _segments(inp.subtasks, inp.plan, inp.num_frames, inp.success)
+    progress, within = paper_progress(_paper_frame_labels(segs, inp.num_frames), inp.change,
+                                      inp.params.floor_for("procvlm-paper"), inp.params.clip)
+    within = _held(within, _labelled(segs, inp.num_frames, inp.success))
+    return _from_progress(inp, segs, "procvlm-paper", progress, within)
+
+
+def _label_time(inp: _Inputs) -> EpisodeLabels:
+    return _time_labels(inp.plan, inp.num_frames)
+
+
+def _label_sarm(inp: _Inputs) -> EpisodeLabels:
+    segs = _segments(inp.subtasks, inp.plan, inp.num_frames, inp.success)  # validates
+    steps = _sarm_steps(inp.subtasks)
+    props = inp.stage_proportions
+    if props is None:
+        props = sarm_proportions([steps], inp.plan)
+    progress, within, stage = _sarm_labels(steps, inp.plan, inp.num_frames, props)
+    return _from_progress(inp, segs, "sarm", progress, within, stage)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A label scheme: its name, what it is, and the function that labels an episode."""
+
+    name: str
+    description: str
+    label: Callable[[_Inputs], EpisodeLabels]
+
+
+SCHEME_REGISTRY: dict[str, Scheme] = {s.name: s for s in (
+    Scheme("procvlm", "failure-aware procedure progress: plan-wide budgets, visual change "
+                      "against a reference frame, uncompleted steps capped, regressions fall "
+                      "back", _label_procvlm),
+    Scheme("procvlm-paper", "the ProcVLM paper's reference labels, quirks kept "
+                            "(pHash change with floor 0.5, runs of equal labels)", _label_paper),
+    Scheme("time", "elapsed time: frame index / (T - 1)", _label_time),
+    Scheme("sarm", "SARM's stage + linear time within the stage, exactly as LeRobot 0.4.4 "
+                   "computes its targets (Eq. 1 proportions)", _label_sarm),
+)}
+SCHEMES: tuple[str, ...] = tuple(SCHEME_REGISTRY)
+"""The label scheme names, the one list every other module imports."""
+
+
+def get_scheme(name: str) -> Scheme:
+    """The registered scheme ``name`` (ProcvlmError listing the choices otherwise)."""
+    if name not in SCHEME_REGISTRY:
+        raise ProcvlmError(f"unknown label scheme {name!r}: choose one of {', '.join(SCHEMES)}")
+    return SCHEME_REGISTRY[name]
+
+
+def _proportions(values: Sequence[float] | None, k: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    props = np.asarray(values, dtype=np.float64)
+    if props.shape != (k,) or not np.all(np.isfinite(props)) or np.any(props < 0) \
+            or not abs(props.sum() - 1.0) <= 1e-6:
+        raise ProcvlmError(f"stage_proportions {props.tolist()} must be {k} values >= 0 summing "
+                           "to 1, one per plan step: compute them with sarm_proportions")
+    return props
+
+
 def compute_labels(subtasks: Sequence[Subtask], plan: Sequence[str], num_frames: int,
                    change: np.ndarray | None, success: bool | None, scheme: str = "procvlm",
                    params: LabelParams | None = None,
-                   stage_durations: Sequence[float] | None = None) -> EpisodeLabels:
+                   stage_proportions: Sequence[float] | None = None) -> EpisodeLabels:
     """Per-frame progress labels of one episode.
 
     Args:
@@ -450,31 +611,16 @@ def compute_labels(subtasks: Sequence[Subtask], plan: Sequence[str], num_frames:
         success: whether the task was achieved (None: unknown, trust the annotation).
         scheme: one of ``SCHEMES``.
         params: scheme parameters (default ``LabelParams()``).
-        stage_durations: ``sarm`` only: (K,) mean frames per plan step across the dataset's
-            episodes of this task (default: this episode's own).
+        stage_proportions: ``sarm`` only: (K,) SARM proportions of the plan steps across the
+            dataset's episodes of this task (``sarm_proportions``; default: this episode's own).
 
     Returns:
         The labels.
     """
+    spec = get_scheme(scheme)
     params = params or LabelParams()
     change = np.zeros(num_frames) if change is None else np.asarray(change, dtype=np.float64)
-    _validate(plan, num_frames, change, scheme)
-    if scheme == "time":
-        return _time_labels(plan, num_frames)
-    k = len(plan)
-    segs = _segments(subtasks, plan, num_frames, success)
-    fields = _timeline_fields(segs, k, num_frames, success)
-    if scheme == "procvlm-paper":
-        progress, within = paper_progress(_paper_frame_labels(segs, num_frames), change,
-                                          params.floor_for(scheme), params.clip)
-        within = _held(within, _labelled(segs, num_frames, success))
-    else:
-        run = (_progress_procvlm(segs, change, k, success, params) if scheme == "procvlm"
-               else _progress_sarm(segs, k, success, stage_durations, num_frames))
-        progress, within = _held(run[0], run[2]), _held(run[1], run[2])
-        if success:
-            progress[-1] = 1.0
-    return EpisodeLabels(stage=fields.stage, subtask=fields.subtask, completed=fields.completed,
-                         stage_progress=within, progress=progress,
-                         remaining=_remaining(fields.stage, plan), done=fields.done,
-                         scheme=scheme, plan=list(plan))
+    _validate(plan, num_frames, change)
+    inp = _Inputs(subtasks, list(plan), num_frames, change, success, params,
+                  _proportions(stage_proportions, len(plan)))
+    return spec.label(inp)

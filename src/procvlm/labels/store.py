@@ -41,7 +41,8 @@ from procvlm._io import write_json, write_parquet
 from procvlm.data.episode import DONE, Episode, Subtask
 from procvlm.errors import ProcvlmError
 from procvlm.labels.change import MEASURES, visual_change
-from procvlm.labels.schemes import SCHEMES, EpisodeLabels, LabelParams, compute_labels
+from procvlm.labels.schemes import (SCHEMES, EpisodeLabels, LabelParams, compute_labels,
+                                    get_scheme, sarm_proportions)
 
 logger = logging.getLogger(__name__)
 
@@ -182,28 +183,23 @@ def collect_records(ds: Any, annotator: str = "oracle", measure: str = "phash",
     return [records[i] for i in ds.episode_indices]
 
 
-def sarm_durations(records: Sequence[EpisodeRecord]) -> dict[tuple[str, tuple[str, ...]], list]:
-    """Mean frames per plan step over the episodes of each (task, plan) that attempted the step."""
-    sums: dict[tuple, np.ndarray] = {}
-    counts: dict[tuple, np.ndarray] = {}
+def sarm_stage_proportions(records: Sequence[EpisodeRecord]
+                           ) -> dict[tuple[str, tuple[str, ...]], list[float]]:
+    """SARM's stage proportions (``sarm_proportions``) over the episodes of each (task, plan)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[list[Subtask]]] = {}
     for r in records:
-        key = (r.task, tuple(r.plan))
-        lengths = np.zeros(len(r.plan))
-        for seg in r.timeline():
-            if seg.name in r.plan:
-                lengths[r.plan.index(seg.name)] += seg.length
-        sums[key] = sums.get(key, 0) + lengths
-        counts[key] = counts.get(key, 0) + (lengths > 0)
-    return {k: (sums[k] / np.maximum(counts[k], 1)).tolist() for k in sums}
+        groups.setdefault((r.task, tuple(r.plan)), []).append(r.timeline())
+    return {key: sarm_proportions(timelines, list(key[1])).tolist()
+            for key, timelines in groups.items()}
 
 
 def episode_all_schemes(rec: EpisodeRecord, params: LabelParams,
-                        durations: Sequence[float] | None = None) -> dict[str, EpisodeLabels]:
-    """Labels of one record under every scheme."""
+                        proportions: Sequence[float] | None = None) -> dict[str, EpisodeLabels]:
+    """Labels of one record under every scheme (``proportions``: SARM's, for ``sarm``)."""
     change = np.asarray(rec.change, dtype=np.float64)
     return {s: compute_labels(rec.timeline(), rec.plan, rec.num_frames, change, rec.success,
                               scheme=s, params=params,
-                              stage_durations=durations if s == "sarm" else None)
+                              stage_proportions=proportions if s == "sarm" else None)
             for s in SCHEMES}
 
 
@@ -241,11 +237,11 @@ def build_table(records: Sequence[EpisodeRecord], scheme: str = "procvlm",
                 params: LabelParams | None = None) -> pa.Table:
     """The labels table of ``records`` (see the module docstring for its columns)."""
     params = params or LabelParams()
-    durations = sarm_durations(records)
+    proportions = sarm_stage_proportions(records)
     schema = _schema()
     batches = []
     for rec in records:
-        labels = episode_all_schemes(rec, params, durations[(rec.task, tuple(rec.plan))])
+        labels = episode_all_schemes(rec, params, proportions[(rec.task, tuple(rec.plan))])
         cols = _episode_columns(rec, labels, scheme)
         batches.append(pa.record_batch([pa.array(cols[f.name], type=f.type) for f in schema],
                                        schema=schema))
@@ -264,8 +260,7 @@ def _plans(records: Sequence[EpisodeRecord]) -> dict[str, list[str]]:
 
 
 def _check_choices(scheme: str, measure: str) -> None:
-    if scheme not in SCHEMES:
-        raise ProcvlmError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    get_scheme(scheme)
     if measure not in MEASURES:
         raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
                            f"{', '.join(MEASURES)}")
@@ -383,8 +378,7 @@ def episode_labels(table: pa.Table, episode_index: int, scheme: str | None = Non
     """
     main = _table_meta(table).get("scheme", "procvlm")
     scheme = scheme or main
-    if scheme not in SCHEMES:
-        raise ProcvlmError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    get_scheme(scheme)
     rows = _episode_rows(table, episode_index)
     plan = list(plan) if plan is not None else _episode_plan(table, rows, episode_index)
     x = scheme_suffix(scheme)

@@ -19,11 +19,10 @@ from tqdm.auto import tqdm
 
 from procvlm.data.episode import ArrayFrames, Episode, Subtask
 from procvlm.errors import ProcvlmError
+from procvlm.labels import SCHEMES
 from procvlm.models.compact.modeling_compact import read_frames
 
 logger = logging.getLogger(__name__)
-
-SCHEMES = ("procvlm", "procvlm-paper", "time", "sarm")
 
 
 @dataclass
