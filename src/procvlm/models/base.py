@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,30 @@ class ProgressModel(abc.ABC):
     @abc.abstractmethod
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` (with ``"type"``) and the weights to ``directory``."""
+
+    @property
+    def history(self) -> int:
+        """Frames of the past (the newest included) that the estimate at one frame depends on.
+
+        A caller scoring a live stream keeps this many frames (``procvlm.reward.wrapper``).
+        """
+        cfg = getattr(self, "config", None)
+        window, stride = getattr(cfg, "window", 1), getattr(cfg, "stride", 1)
+        return (int(window) - 1) * int(stride) + 1
+
+    def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
+                     ) -> np.ndarray:
+        """Progress at the newest frame of each clip, shape (B,).
+
+        Models that can batch windows override this (the compact model scores all clips in one
+        forward pass); the default predicts each clip and keeps its last value.
+
+        Args:
+            clips: (frames, task, plan) triples; a clip holds at least the last ``history``
+                frames of a stream (fewer at its start).
+        """
+        return np.asarray([self.predict(frames, task, plan).progress[-1]
+                           for frames, task, plan in clips], np.float32)
 
 
 PRETRAINED_DIR = Path(__file__).parent / "compact" / "pretrained"

@@ -146,3 +146,17 @@ def test_pinned_outputs_of_a_tiny_seeded_model():
 
 def write_pinned():
     PINNED.write_text(json.dumps(pinned_outputs(), indent=1) + "\n")
+
+
+def test_predict_last_batches_clips_and_matches_predict():
+    model = tiny_model()
+    assert model.history == model.config.window_span == 13
+    frames = fixed_frames(n=20)
+    clips = [(ArrayFrames(frames[:n]), "Push the puck", None) for n in (1, 5, 20)]
+    clips.append((ArrayFrames(frames[7:20]), "Something never seen", PLAN[:2]))
+    got = model.predict_last(clips)
+    want = [model.predict(f, t, p).progress[-1] for f, t, p in clips]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the last 13 frames are all a window needs
+    np.testing.assert_allclose(got[3], model.predict(frames[:20], "Something never seen",
+                                                     PLAN[:2]).progress[-1], atol=1e-5)

@@ -297,6 +297,28 @@ class CompactProgressModel(nn.Module, ProgressModel):
         return ProgressPrediction(progress=prog, stage=stage,
                                   remaining=[list(plan[int(k):]) for k in stage])
 
+    @property
+    def history(self) -> int:
+        """Frames a window spans (``config.window_span``)."""
+        return self.config.window_span
+
+    @torch.inference_mode()
+    def predict_last(self, clips: list[tuple[Frames, str, list[str] | None]]) -> np.ndarray:
+        """Progress at the newest frame of each clip, all clips in one forward pass, (B,)."""
+        if not clips:
+            return np.zeros(0, np.float32)
+        windows, tasks, plans = [], [], []
+        for frames, task, plan in clips:
+            if len(frames) == 0:
+                raise ProcvlmError("predict_last got an empty clip: pass at least one frame")
+            idx = window_indices(len(frames), self.config.window, self.config.stride)[-1]
+            windows.append(resize_frames(frames[idx], self.config.image_size))
+            tasks.append(task)
+            plans.append(self.resolve_plan(task, plan))
+        inputs = self.plan_inputs(tasks, plans)
+        out = self(torch.from_numpy(np.stack(windows)), inputs)  # (B, W, S, S, 3) windows
+        return self._decode(out, inputs.lengths)[1].astype(np.float32)
+
     def texts(self) -> list[str]:
         """Every task and step text the model knows a plan or budget for."""
         out = set(self.plans) | set(self.budgets)

@@ -1,0 +1,255 @@
+"""ProgressReward: batched scoring of vector envs, reward modes, async lag, a remote server."""
+
+import socket
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from procvlm.errors import ProcvlmError
+from procvlm.models.base import ProgressModel, ProgressPrediction
+from procvlm.reward.wrapper import (FRAME_KEY, ModelScorer, ProgressReward, RemoteScorer,
+                                    RenderFrame, RewardConfig, VectorProgressReward)
+
+
+class LineEnv(gym.Env):
+    """A point on [0, 1] pushed by the action; the camera shows it as the red level.
+    Terminates (success) at x >= 0.9."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, horizon=50):
+        self.x, self.t, self.horizon = 0.0, 0, horizon
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(0.0, 0.3)), 0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        self.x = float(np.clip(self.x + float(np.asarray(action).reshape(-1)[0]), 0.0, 1.0))
+        self.t += 1
+        success = self.x >= 0.9
+        return (np.array([self.x], np.float32), float(success), success,
+                self.t >= self.horizon, {"success": success})
+
+
+def draw(env):
+    return np.full((8, 8, 3), round(env.unwrapped.x * 255), np.uint8)
+
+
+class RedModel(ProgressModel):
+    """Progress = mean red level of the last ``span`` frames / 255; counts batched calls."""
+
+    model_type = "test"
+
+    def __init__(self, span=1):
+        self.span, self.calls, self.sizes = span, 0, []
+
+    @property
+    def history(self):
+        return self.span
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        frames = np.asarray(episode[np.arange(len(episode))], np.float64)[..., 0]
+        red = frames.reshape(len(frames), -1).mean(1) / 255.0
+        p = np.array([red[max(0, t - self.span + 1):t + 1].mean() for t in range(len(red))])
+        return ProgressPrediction(p, np.zeros(len(p)), [[task]] * len(p))
+
+    def predict_last(self, clips):
+        self.calls += 1
+        self.sizes.append(len(clips))
+        return super().predict_last(clips)
+
+    def save_pretrained(self, directory):
+        raise NotImplementedError
+
+
+def vector_env(n=3, horizon=50):
+    return gym.vector.SyncVectorEnv([lambda: RenderFrame(LineEnv(horizon), draw)] * n)
+
+
+def quantized(x):
+    return round(x * 255) / 255.0
+
+
+def test_single_env_reward_is_the_clipped_progress_delta():
+    env = ProgressReward(LineEnv(), RedModel(), "push", render=draw)
+    obs, info = env.reset(seed=3)
+    assert info["progress"] == pytest.approx(quantized(obs[0]), abs=1e-6)
+    prev = info["progress"]
+    for a in (0.05, 0.5, -0.1):
+        obs, r, term, trunc, info = env.step(np.array([a], np.float32))
+        assert info["progress"] == pytest.approx(quantized(obs[0]), abs=1e-6)
+        assert r == pytest.approx(np.clip(info["progress"] - prev, -0.2, 0.2), abs=1e-6)
+        prev = info["progress"]
+    assert r < 0  # moving back is punished
+    env.close()
+
+
+def test_vector_env_is_scored_in_one_batch_per_step_and_autoresets():
+    model = RedModel()
+    env = VectorProgressReward(vector_env(3), model, "push")
+    _, info = env.reset(seed=[0, 1, 2])
+    prev = info["progress"].copy()
+    ended = np.zeros(3, bool)
+    for t in range(12):
+        actions = np.array([[0.3], [0.01], [-0.02]], np.float32)
+        obs, r, term, trunc, info = env.step(actions)
+        phi = info["progress"]
+        np.testing.assert_allclose(phi, [quantized(x) for x in obs[:, 0]], atol=1e-6)
+        want = np.where(ended, 0.0, np.clip(phi - prev, -0.2, 0.2))
+        np.testing.assert_allclose(r, want, atol=1e-6)
+        prev, ended = phi.copy(), term | trunc
+    assert model.calls == 13 and set(model.sizes) == {3}  # reset + one batch per step
+    env.close()
+
+
+def test_potential_mode_and_success_bonus():
+    cfg = RewardConfig(mode="potential", gamma=0.9, success_bonus=10.0, env_weight=0.5)
+    env = VectorProgressReward(vector_env(2), RedModel(), "push", config=cfg)
+    _, info = env.reset(seed=[0, 1])
+    prev = info["progress"].copy()
+    _, r, term, _, info = env.step(np.array([[1.0], [0.1]], np.float32))
+    phi = info["progress"]
+    assert term.tolist() == [True, False]
+    want = 0.9 * phi - prev + np.array([10.0 + 0.5, 0.0])
+    np.testing.assert_allclose(r, want, atol=1e-5)
+
+
+def run_episodes(config, seed=0, steps=40):
+    env = VectorProgressReward(vector_env(2, horizon=9), RedModel(span=3), "push", config=config)
+    env.reset(seed=[seed, seed + 1])
+    rng = np.random.default_rng(seed)
+    rewards, dones, phis = [], [], []
+    for _ in range(steps):
+        _, r, term, trunc, info = env.step(rng.uniform(-0.05, 0.15, (2, 1)).astype(np.float32))
+        rewards.append(r)
+        dones.append(term | trunc)
+        phis.append(info["progress"].copy())
+    env.close()
+    return np.array(rewards), np.array(dones), np.array(phis)
+
+
+def episode_sums(rewards, dones):
+    sums = []
+    for i in range(rewards.shape[1]):
+        ends = np.flatnonzero(dones[:, i])
+        starts = np.r_[0, ends[:-1] + 1]
+        sums += [rewards[a:b + 1, i].sum() for a, b in zip(starts, ends)]
+    return np.array(sums)
+
+
+def test_async_rewards_lag_one_step_and_keep_episode_totals():
+    sync_r, dones, sync_phi = run_episodes(RewardConfig())
+    async_r, async_dones, async_phi = run_episodes(RewardConfig(asynchronous=True))
+    np.testing.assert_array_equal(dones, async_dones)
+    assert dones.sum() >= 4
+    np.testing.assert_allclose(episode_sums(async_r, dones), episode_sums(sync_r, dones),
+                               atol=1e-5)
+    # inside an episode the asynchronous reward is the synchronous one a step late
+    for t in range(1, len(sync_r)):
+        inside = ~dones[t] & ~dones[t - 1] & (t < 2 or ~dones[t - 2])
+        np.testing.assert_allclose(async_r[t][inside], sync_r[t - 1][inside], atol=1e-6)
+        np.testing.assert_allclose(async_phi[t][inside], sync_phi[t - 1][inside], atol=1e-6)
+
+
+def test_async_worker_overlaps_with_the_simulator():
+    class Slow(RedModel):
+        def predict_last(self, clips):
+            time.sleep(0.05)
+            return super().predict_last(clips)
+
+    class SlowEnv(LineEnv):
+        def step(self, action):
+            time.sleep(0.05)
+            return super().step(action)
+
+    timings = {}
+    for flag in (False, True):
+        env = VectorProgressReward(
+            gym.vector.SyncVectorEnv([lambda: RenderFrame(SlowEnv(100), draw)]), Slow(),
+            "push", config=RewardConfig(asynchronous=flag))
+        env.reset(seed=0)
+        start = time.perf_counter()
+        for _ in range(10):
+            env.step(np.array([[0.0]], np.float32))
+        timings[flag] = time.perf_counter() - start
+        env.close()
+    assert timings[True] < 0.8 * timings[False]
+
+
+def test_bad_settings_name_the_fix():
+    with pytest.raises(ProcvlmError, match="mode='sparse'"):
+        RewardConfig(mode="sparse")
+    with pytest.raises(ProcvlmError, match="RenderFrame"):
+        env = VectorProgressReward(gym.vector.SyncVectorEnv([LineEnv]), RedModel(), "push")
+        env.reset(seed=0)
+    with pytest.raises(ProcvlmError, match="2 tasks for 3"):
+        VectorProgressReward(vector_env(3), RedModel(), ["a", "b"])
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from procvlm.serve.app import create_app
+
+    model = RedModel(span=3)
+    app = create_app(model, max_batch=16)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(5)
+
+
+def test_remote_server_gives_the_in_process_rewards(server):
+    rewards = {}
+    for name, scorer in (("local", ModelScorer(RedModel(span=3))),
+                         ("remote", RemoteScorer(server, history=3))):
+        env = VectorProgressReward(vector_env(3), scorer, "push",
+                                   config=RewardConfig(asynchronous=name == "remote"))
+        env.reset(seed=[4, 5, 6])
+        rs = [env.step(np.full((3, 1), 0.04, np.float32))[1] for _ in range(6)]
+        env.close()
+        rewards[name] = np.array(rs)
+    np.testing.assert_allclose(rewards["remote"][1:], rewards["local"][:-1], atol=1e-5)
+
+
+def test_remote_errors_name_the_server():
+    scorer = RemoteScorer("http://127.0.0.1:9", history=1, timeout=2)
+    with pytest.raises(Exception):
+        scorer.score([np.zeros((1, 8, 8, 3), np.uint8)], ["push"], [None])
+    scorer.close()
+
+
+@pytest.mark.sim
+def test_metaworld_vector_env_with_the_shipped_compact_model():
+    from procvlm.models import load_model
+    from procvlm.policy.envs import make_env
+    from procvlm.reward.wrapper import metaworld_camera
+
+    model = load_model("metaworld")
+    render = metaworld_camera("corner", model.config.image_size)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: RenderFrame(make_env("pick-place", max_steps=20), render)] * 2)
+    env = VectorProgressReward(envs, model, "Pick up the puck and place it onto the goal")
+    _, info = env.reset(seed=[0, 1])
+    assert info[FRAME_KEY].shape == (2, 64, 64, 3)
+    for _ in range(3):
+        _, r, term, trunc, info = env.step(envs.action_space.sample())
+        assert r.shape == (2,) and np.all(np.abs(r) <= 0.2 + 1e-6)
+        assert np.all((info["progress"] >= 0) & (info["progress"] <= 1))
+    env.close()
