@@ -129,7 +129,89 @@ def test_tasks_parquet_reads_as_lerobot_expects(tmp_path: Path) -> None:
     assert list(tasks.index) == TASKS and tasks.index.name == "task"
     assert int(tasks.loc[TASKS[1]].task_index) == 1
     subtasks = pd.read_parquet(root / "meta/subtasks.parquet")
-    assert list(subtasks.index) == ["Grasp the puck", "Push the puck onto the goal"]
+    assert list(subtasks.index) == ["Grasp the puck", "Push the puck onto the goal", "done",
+                                    "idle"]
+
+
+def gap_episode(i: int, t: int, success: bool | None) -> Episode:
+    """Sub-steps with a gap between them ([5, 8)) and an uncovered tail ([t - 4, t))."""
+    ep = make_episode(i, t=t)
+    ep.subtasks = [Subtask("Grasp the puck", 0, 5), Subtask("Push the puck onto the goal", 8,
+                                                            t - 4, completed=bool(success))]
+    ep.success = success
+    return ep
+
+
+def test_lerobot_names_every_frame_sub_step_right(tmp_path: Path) -> None:
+    """LeRobot 0.4.4 names a frame's sub-step ``meta.subtasks.iloc[subtask_index].name``
+    (lerobot_dataset.py); -1 would silently read as the last row."""
+    pd = pytest.importorskip("pandas")
+    eps = [gap_episode(0, 24, True), gap_episode(1, 20, False), make_episode(2)]
+    root = write_dataset(tmp_path / "ds", eps, video=False)
+    subtasks = pd.read_parquet(root / "meta/subtasks.parquet")
+    data = pd.concat([pd.read_parquet(f) for f in sorted((root / "data").glob("*/*.parquet"))])
+    assert (data["subtask_index"] >= 0).all()
+    got = [subtasks.iloc[int(k)].name for k in data["subtask_index"]]
+    want = []
+    for ep, tail in zip(eps, ["done", "idle", "idle"]):
+        names = ["idle"] * len(ep)
+        for s in ep.subtasks or []:
+            names[s.start:s.end] = [s.name] * (s.end - s.start)
+        if ep.subtasks:
+            names[ep.subtasks[-1].end:] = [tail] * (len(ep) - ep.subtasks[-1].end)
+        want += names
+    assert got == want
+    assert got[5:8] == ["idle"] * 3 and got[20:24] == ["done"] * 4 and got[24 + 16:44] == \
+        ["idle"] * 4
+
+
+def test_filler_rows_and_old_minus_one_read_as_no_sub_step(tmp_path: Path) -> None:
+    from procvlm.annotate.dataset import DatasetAnnotator
+
+    eps = [gap_episode(0, 24, True), gap_episode(1, 20, False)]
+    root = write_dataset(tmp_path / "ds", eps, video=False)
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop([c for c in table.column_names
+                               if c.startswith(("sparse_", "dense_", "plan"))]), path)
+    want = [[Subtask(s.name, s.start, s.end) for s in ep.subtasks] for ep in eps]
+    ds = open_dataset(root)
+    assert [ds.episode(i).subtasks for i in (0, 1)] == want
+    assert DatasetAnnotator(ds).annotate(ds.episode(0)).subtasks == want[0]
+    # a dataset written by an older procvlm: -1 where no sub-step covers a frame
+    names = fmt.read_index_table(root / fmt.SUBTASKS_PATH, "subtask_index")
+    for f in sorted((root / "data").glob("*/*.parquet")):
+        t = pq.read_table(f)
+        ids = t.column("subtask_index").to_numpy().copy()
+        ids[np.isin(ids, [names.index("idle"), names.index("done")])] = -1
+        pq.write_table(t.set_column(t.column_names.index("subtask_index"), "subtask_index",
+                                    pa.array(ids)), f)
+    ds = open_dataset(root)
+    assert [ds.episode(i).subtasks for i in (0, 1)] == want
+    assert DatasetAnnotator(ds).annotate(ds.episode(1)).subtasks[0] == want[1][0]
+
+
+def test_sarm_dense_stages_and_temporal_proportions(tmp_path: Path) -> None:
+    """SARM's dual heads read ``{sparse,dense}_subtask_*`` and
+    ``meta/temporal_proportions_{sparse,dense}.json`` ({name: mean share}, summing to 1)."""
+    eps = [gap_episode(0, 24, True), gap_episode(1, 30, False), make_episode(2)]
+    root = write_dataset(tmp_path / "ds", eps, video=False)
+    rows = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert rows[0]["dense_subtask_names"] == ["Grasp the puck", "Push the puck onto the goal"]
+    assert rows[0]["dense_subtask_start_frames"] == [0, 8]
+    assert rows[0]["dense_subtask_end_frames"] == [8, 24]
+    assert rows[1]["dense_subtask_end_times"] == [0.8, 3.0]
+    assert rows[2]["dense_subtask_names"] is None
+    sparse = json.loads((root / "meta/temporal_proportions_sparse.json").read_text())
+    dense = json.loads((root / "meta/temporal_proportions_dense.json").read_text())
+    # sparse: ep 0 grasp 5 of 5 + 12 frames, ep 1 grasp 5 of 5 + 18 frames
+    grasp = (5 / 17 + 5 / 23) / 2
+    assert list(sparse) == ["Grasp the puck", "Push the puck onto the goal"]
+    assert sparse["Grasp the puck"] == pytest.approx(grasp)
+    assert sparse["Push the puck onto the goal"] == pytest.approx(1 - grasp)
+    grasp = (8 / 24 + 8 / 30) / 2  # dense: the gap joins the grasp, the tail the push
+    assert dense == pytest.approx({"Grasp the puck": grasp, "Push the puck onto the goal":
+                                   1 - grasp})
 
 
 def test_hf_datasets_loads_data_with_lerobot_features(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from procvlm.annotate.base import Annotation, Annotator
 from procvlm.data.episode import Episode, Subtask
+from procvlm.data.lerobot_format import FILLER_SUBTASKS
 from procvlm.errors import ProcvlmError
 
 logger = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ def segments_from_columns(names: Sequence[str], starts: Sequence[int], ends: Seq
 
 
 def segments_from_frame_index(index: np.ndarray, names: dict[int, str]) -> list[Subtask]:
-    """Runs of equal per-frame ``subtask_index`` -> ``Subtask`` ranges (-1 means no sub-step).
+    """Runs of equal per-frame ``subtask_index`` -> ``Subtask`` ranges (-1 and the ``idle`` /
+    ``done`` filler rows procvlm writes mean no sub-step).
 
     Args:
         index: (T,) per-frame subtask index, in frame order.
@@ -195,7 +197,7 @@ def segments_from_frame_index(index: np.ndarray, names: dict[int, str]) -> list[
         if t < len(index) and index[t] == index[start]:
             continue
         value = int(index[start])
-        if value >= 0:
+        if value >= 0 and names.get(value) not in FILLER_SUBTASKS:
             if value not in names:
                 raise ProcvlmError(f"subtask_index {value} has no name in meta/subtasks.parquet: "
                                    "fix the dataset, or use --annotator gripper or vlm")

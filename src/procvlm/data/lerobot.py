@@ -275,12 +275,14 @@ def _true_progress(table: pa.Table, length: int) -> np.ndarray | None:
 
 
 def _runs(ids: np.ndarray, names: list[str]) -> list[Subtask]:
-    """Sub-steps from per-frame ``subtask_index`` runs (all marked completed)."""
+    """Sub-steps from per-frame ``subtask_index`` runs (all marked completed); -1 (older
+    procvlm datasets) and the ``idle`` / ``done`` filler rows are no sub-step."""
     out: list[Subtask] = []
     start = 0
     for t in range(1, len(ids) + 1):
         if t == len(ids) or ids[t] != ids[start]:
-            if ids[start] >= 0:
-                out.append(Subtask(names[int(ids[start])], start, t, True))
+            k = int(ids[start])
+            if 0 <= k < len(names) and names[k] not in fmt.FILLER_SUBTASKS:
+                out.append(Subtask(names[k], start, t, True))
             start = t
     return out

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from procvlm.data.episode import DONE
 from procvlm.errors import ProcvlmError
 
 CODEBASE_VERSION = "v3.0"
@@ -72,7 +73,23 @@ EPISODE_EXTRA_SCHEMA = pa.schema([
     ("sparse_subtask_start_times", pa.list_(pa.float64())),
     ("sparse_subtask_end_times", pa.list_(pa.float64())),
     ("subtask_completed", pa.list_(pa.bool_())),
+    ("dense_subtask_names", pa.list_(pa.string())),
+    ("dense_subtask_start_frames", pa.list_(pa.int64())),
+    ("dense_subtask_end_frames", pa.list_(pa.int64())),
+    ("dense_subtask_start_times", pa.list_(pa.float64())),
+    ("dense_subtask_end_times", pa.list_(pa.float64())),
 ])
+
+IDLE_SUBTASK = "idle"
+"""``meta/subtasks.parquet`` row of frames no sub-step covers (before the first, between two,
+after the last of a failed episode). LeRobot 0.4 names every frame's sub-step with
+``subtasks.iloc[subtask_index]``, so every frame needs a real row: -1 would read as the last."""
+FILLER_SUBTASKS = (IDLE_SUBTASK, DONE)
+"""Rows that fill time between sub-steps (``idle``; ``done`` after the last step of a successful
+episode): readers do not turn them into sub-steps."""
+TEMPORAL_PROPORTIONS_PATH = "meta/temporal_proportions_{kind}.json"
+"""SARM's stage priors: ``{stage name: mean share of an episode's annotated time}``, in stage
+order, summing to 1 (LeRobot's ``subtask_annotation.py`` writes, ``modeling_sarm.py`` reads)."""
 
 
 def camera_key(camera: str) -> str:
@@ -197,6 +214,45 @@ def read_index_table(path: Path, column: str) -> list[str]:
     for k, s in zip(indices, strings):
         out[int(k)] = s
     return out
+
+
+# --- SARM's sub-step annotation: gap-free stages and their temporal proportions --------------
+
+Stages = tuple[list[str], list[int], list[int]]
+"""(names, start frames, end frames (exclusive)) of one episode's stages, in time order."""
+
+
+def gap_free(stages: Stages, num_frames: int) -> Stages:
+    """Stages that cover every frame, as SARM's annotations do: the first starts at frame 0,
+    the last ends at ``num_frames``, and time between two stages extends the earlier one."""
+    names, starts, ends = (list(x) for x in stages)
+    if not names:
+        return [], [], []
+    new_starts = [0] + [int(s) for s in starts[1:]]
+    new_ends = [int(s) for s in starts[1:]] + [max(int(num_frames), int(ends[-1]))]
+    return names, new_starts, new_ends
+
+
+def temporal_proportions(episodes: Sequence[Stages], order: Sequence[str]) -> dict[str, float]:
+    """SARM's stage priors: per episode each stage's share of its annotated frames, averaged
+    over the episodes holding the stage, renormalised to sum 1, keyed in ``order``.
+
+    Args:
+        episodes: every episode's stages (a stage repeated in one episode adds up).
+        order: stage names in the order the JSON lists them (names not seen are left out).
+    """
+    shares: dict[str, list[float]] = {}
+    for names, starts, ends in episodes:
+        length: dict[str, int] = {}
+        for n, s, e in zip(names, starts, ends):
+            length[n] = length.get(n, 0) + max(0, int(e) - int(s))
+        total = sum(length.values())
+        for n, d in length.items():
+            if total > 0:
+                shares.setdefault(n, []).append(d / total)
+    mean = {n: float(np.mean(v)) for n, v in shares.items()}
+    norm = sum(mean.values())
+    return {n: mean[n] / norm for n in order if n in mean} if norm > 0 else {}
 
 
 # --- statistics ------------------------------------------------------------------------------

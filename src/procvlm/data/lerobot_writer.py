@@ -6,10 +6,16 @@ after each episode. An episode becomes visible only when its ``meta/episodes`` r
 so a crash mid-episode leaves nothing half-visible, and reopening the folder resumes.
 
 procvlm stores, beside LeRobot's own columns: per-frame ``subtask_index`` (into
-``meta/subtasks.parquet``) and, when the writer is asked to, per-frame float32 ``true_progress``
-(simulator-truth progress, ``Episode.true_progress``); per episode ``success``, ``plan``, ``procvlm_meta`` (JSON) and
-the sub-step timeline as SARM-style ``sparse_subtask_names`` / ``sparse_subtask_start_frames`` /
-``sparse_subtask_end_frames`` (+ ``_times`` in seconds) plus ``subtask_completed``.
+``meta/subtasks.parquet``; frames no sub-step covers point at an explicit ``idle`` row, or
+``done`` after the last step of a successful episode, because LeRobot names a frame's sub-step
+with ``subtasks.iloc[subtask_index]``), when the writer is asked to, per-frame float32
+``true_progress`` (simulator-truth progress, ``Episode.true_progress``), and per episode
+``success``, ``plan``, ``procvlm_meta``
+(JSON) and the sub-step timeline as SARM-style ``sparse_subtask_names`` /
+``sparse_subtask_start_frames`` / ``sparse_subtask_end_frames`` (+ ``_times`` in seconds) plus
+``subtask_completed``. SARM's dense head reads ``dense_subtask_*``: the same steps made gap-free
+as SARM's annotations are (no gaps, idle time extends the step before). Both heads' priors go to
+``meta/temporal_proportions_{sparse,dense}.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from PIL import Image
 
 from procvlm._io import write_json, write_parquet
 from procvlm.data import lerobot_format as fmt
-from procvlm.data.episode import Episode
+from procvlm.data.episode import DONE, Episode
 from procvlm.data.video import VideoConfig, encode_video
 from procvlm.errors import ProcvlmError
 
@@ -147,7 +153,7 @@ class LeRobotWriter:
         tasks = list(self._tasks)
         subtasks = list(self._subtasks)
         task_index = _intern(tasks, ep.task)
-        sub_ids = [_intern(subtasks, s.name) for s in ep.subtasks or []]
+        sub_ids = _frame_subtask_ids(ep, subtasks)
         start = int(self._rows[-1]["dataset_to_index"]) if self._rows else 0
         chunk, file = fmt.chunk_file(index, self.chunks_size)
         stats = self._write_episode_data(ep, index, task_index, sub_ids, start, chunk, file)
@@ -202,7 +208,7 @@ class LeRobotWriter:
             raise ProcvlmError(f"{where} has true_progress of shape {shape} (or non-finite "
                                f"values), expected ({len(ep)},) finite floats: fix the episode")
 
-    def _write_episode_data(self, ep: Episode, index: int, task_index: int, sub_ids: list[int],
+    def _write_episode_data(self, ep: Episode, index: int, task_index: int, sub_ids: np.ndarray,
                             start: int, chunk: int, file: int) -> dict[str, dict[str, list]]:
         t = len(ep)
         columns = self._frame_columns(ep, index, task_index, sub_ids, start)
@@ -234,11 +240,9 @@ class LeRobotWriter:
         h, w = self.cameras[cam]
         return (h, w, 3)
 
-    def _frame_columns(self, ep: Episode, index: int, task_index: int, sub_ids: list[int],
+    def _frame_columns(self, ep: Episode, index: int, task_index: int, sub_ids: np.ndarray,
                        start: int) -> dict[str, np.ndarray]:
         t = len(ep)
-        per_frame = ep.subtask_index_per_frame()
-        ids = np.asarray(sub_ids + [-1], dtype=np.int64)
         columns = {
             fmt.STATE_KEY: np.asarray(ep.state, dtype=np.float32),
             fmt.ACTION_KEY: np.asarray(ep.action, dtype=np.float32),
@@ -247,7 +251,7 @@ class LeRobotWriter:
             "episode_index": np.full(t, index, dtype=np.int64),
             "index": np.arange(start, start + t, dtype=np.int64),
             "task_index": np.full(t, task_index, dtype=np.int64),
-            "subtask_index": ids[per_frame],  # -1 (no sub-step) indexes the trailing -1
+            "subtask_index": sub_ids,
         }
         if self.true_progress:
             columns[fmt.TRUE_PROGRESS_KEY] = np.asarray(ep.true_progress, dtype=np.float32)
@@ -269,7 +273,9 @@ class LeRobotWriter:
         for key, st in stats.items():
             for name, value in st.items():
                 row[f"stats/{key}/{name}"] = value
-        subs = ep.subtasks or []
+        subs = sorted(ep.subtasks or [], key=lambda s: s.start)
+        dense = fmt.gap_free(([s.name for s in subs], [s.start for s in subs],
+                              [s.end for s in subs]), t)
         row.update({
             "success": None if ep.success is None else bool(ep.success),
             "plan": None if ep.plan is None else [str(a) for a in ep.plan],
@@ -280,6 +286,11 @@ class LeRobotWriter:
             "sparse_subtask_start_times": [s.start / self.fps for s in subs],
             "sparse_subtask_end_times": [s.end / self.fps for s in subs],
             "subtask_completed": [bool(s.completed) for s in subs],
+            "dense_subtask_names": dense[0] if ep.subtasks is not None else None,
+            "dense_subtask_start_frames": dense[1],
+            "dense_subtask_end_frames": dense[2],
+            "dense_subtask_start_times": [f / self.fps for f in dense[1]],
+            "dense_subtask_end_times": [f / self.fps for f in dense[2]],
         })
         return row
 
@@ -300,11 +311,23 @@ class LeRobotWriter:
                         _, feat, name = k.split("/")
                         st[feat][name] = v
             write_json(self.root / fmt.STATS_PATH, fmt.aggregate_stats(stats), indent=4)
+            self._write_temporal_proportions()
         total_frames = int(self._rows[-1]["dataset_to_index"]) if self._rows else 0
         info = fmt.build_info(self.features, fps=self.fps, robot_type=self.robot_type,
                               total_episodes=len(self._rows), total_frames=total_frames,
                               total_tasks=len(self._tasks), chunks_size=self.chunks_size)
         write_json(self.root / fmt.INFO_PATH, info, indent=4)
+
+    def _write_temporal_proportions(self) -> None:
+        """SARM's stage priors of the sparse and dense stage columns (when any episode has
+        sub-steps)."""
+        for kind in ("sparse", "dense"):
+            stages = [(r[f"{kind}_subtask_names"], r[f"{kind}_subtask_start_frames"],
+                       r[f"{kind}_subtask_end_frames"])
+                      for r in self._rows if r.get(f"{kind}_subtask_names")]
+            if stages:
+                write_json(self.root / fmt.TEMPORAL_PROPORTIONS_PATH.format(kind=kind),
+                           fmt.temporal_proportions(stages, self._subtasks), indent=2)
 
     def finalize(self) -> Path:
         """Rewrite the metadata once more (idempotent) and return the dataset root."""
@@ -334,6 +357,21 @@ def _intern(names: list[str], name: str) -> int:
     if name not in names:
         names.append(name)
     return names.index(name)
+
+
+def _frame_subtask_ids(ep: Episode, names: list[str]) -> np.ndarray:
+    """(T,) row of ``names`` (interned as needed) for every frame: the covering sub-step, else
+    ``done`` after the last step of a successful episode, else ``idle``."""
+    subs = ep.subtasks or []
+    ids = np.asarray([_intern(names, s.name) for s in subs] + [-1], np.int64)
+    ids = ids[ep.subtask_index_per_frame()]  # -1 (no sub-step) picks the trailing -1
+    if subs and ep.success:
+        tail = np.arange(len(ids)) >= max(s.end for s in subs)
+        if (tail & (ids < 0)).any():
+            ids[tail & (ids < 0)] = _intern(names, DONE)
+    if (ids < 0).any():
+        ids[ids < 0] = _intern(names, fmt.IDLE_SUBTASK)
+    return ids
 
 
 def _stat_sample(t: int) -> np.ndarray:
