@@ -26,3 +26,12 @@ def test_bad_limits_are_refused():
 def test_missing_run_is_named(tmp_path):
     with pytest.raises(ProcvlmError, match="no config.json"):
         serve.run(_parse([str(tmp_path), "--port", "1"]))
+
+
+def test_a_bad_run_fails_before_any_url_is_printed(tmp_path, capsys):
+    from procvlm.cli.main import main
+
+    assert main(["serve", str(tmp_path / "nope_run")]) == 2
+    captured = capsys.readouterr()
+    assert "http://" not in captured.out + captured.err
+    assert len(captured.err.strip().splitlines()) == 1

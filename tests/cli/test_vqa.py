@@ -52,7 +52,7 @@ def test_vqa_cli_writes_splits(labelled, tmp_path, capsys):
 
 def test_vqa_cli_unknown_ood_task(labelled, tmp_path, capsys):
     rc = main(["vqa", str(labelled), "--out", str(tmp_path / "v"), "--ood-tasks", "fly"])
-    assert rc == 2 and "OOD tasks ['fly'] are not in the dataset" in capsys.readouterr().err
+    assert rc == 2 and "task 'fly' is not in the dataset" in capsys.readouterr().err
 
 
 def test_vqa_cli_missing_dataset(tmp_path, capsys):

@@ -404,3 +404,32 @@ def test_writer_refuses_missing_or_undeclared_true_progress(tmp_path: Path) -> N
     bad.true_progress = np.zeros(3, dtype=np.float32)
     with pytest.raises(ProcvlmError, match="shape"):
         writer(tmp_path / "c", true_progress=True).add_episode(bad)
+
+
+def test_replace_episode_rewrites_one_episode_in_place(tmp_path: Path) -> None:
+    w = writer(tmp_path / "ds")
+    for i in range(3):
+        w.add_episode(make_episode(i))
+    fresh = make_episode(5)
+    fresh.task = TASKS[1]
+    assert writer(tmp_path / "ds").replace_episode(1, fresh) == 1
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == 3 and ds.episode_indices == [0, 1, 2]
+    assert_same_episode(ds.episode(1), fresh, exact_frames=False)
+    assert_same_episode(ds.episode(2), make_episode(2), exact_frames=False)
+    with pytest.raises(ProcvlmError, match="same length"):
+        w.replace_episode(1, make_episode(1, t=30))
+    with pytest.raises(ProcvlmError, match="episode 3 is not in"):
+        w.replace_episode(3, make_episode(3))
+
+
+def test_an_empty_stub_takes_new_features_and_corrupt_info_is_one_line(tmp_path: Path) -> None:
+    writer(tmp_path / "ds")  # info.json only, no episode
+    other = LeRobotWriter(tmp_path / "ds", fps=10, cameras={"corner": (16, 16)}, state_dim=4,
+                          action_dim=3)
+    other.add_episode(make_episode(0, cams={"corner": (16, 16)}))
+    assert open_dataset(tmp_path / "ds").cameras == ["corner"]
+    (tmp_path / "bad" / "meta").mkdir(parents=True)
+    (tmp_path / "bad" / "meta" / "info.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ProcvlmError, match="info.json is not readable JSON"):
+        writer(tmp_path / "bad")

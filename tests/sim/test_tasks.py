@@ -4,7 +4,7 @@ import pytest
 
 from procvlm.data import vocab
 from procvlm.errors import ProcvlmError
-from procvlm.sim.tasks import TASKS, TaskSpec, get_task, parse_tasks
+from procvlm.sim.tasks import TASKS, TaskSpec, get_task, parse_tasks, resolve_task
 
 
 def test_at_least_eight_tasks_with_three_step_plans():
@@ -40,3 +40,15 @@ def test_spec_validates():
         TaskSpec("x", "x-v2", "do x", "x", "obj", None, "P")
     with pytest.raises(ValueError, match="must be positive"):
         TaskSpec("x", "x-v3", "do x", "x", "obj", None, "P", reach=0.0)
+
+
+def test_tasks_are_named_by_short_name_or_instruction():
+    assembly = TASKS["assembly"].instruction
+    assert get_task(assembly) is TASKS["assembly"]
+    assert get_task(" pick up the NUT and place it onto the peg. ") is TASKS["assembly"]
+    dataset = [assembly, "Open the drawer"]
+    for name in ("assembly", "assembly-v3", assembly, assembly.lower()):
+        assert resolve_task(name, dataset) == assembly
+    assert resolve_task("open the drawer", dataset) == "Open the drawer"
+    with pytest.raises(ProcvlmError, match=r"'hammer' is not in the dataset.*assembly \('Pick"):
+        resolve_task("hammer", dataset)

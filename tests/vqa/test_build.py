@@ -133,6 +133,16 @@ def test_split_errors_and_val_minimum():
     assert len(s["val"]) == 1 and len(s["train"]) == 2
 
 
+def test_ood_tasks_take_metaworld_short_names():
+    from procvlm.sim.tasks import TASKS
+
+    tasks = {0: TASKS["assembly"].instruction, 1: TASKS["pick-place"].instruction,
+             2: TASKS["assembly"].instruction}
+    by_name = split_episodes(tasks, 0, 0.0, ood_tasks=["assembly"])
+    assert by_name == split_episodes(tasks, 0, 0.0, ood_tasks=[TASKS["assembly"].instruction])
+    assert by_name["test_ood"] == [0, 2] and by_name["train"] == [1]
+
+
 def test_config_and_episode_validation():
     with pytest.raises(ProcvlmError, match="val_fraction"):
         VQAConfig(val_fraction=1.0)

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--references", default=",".join(SCHEMES),
                    help="label schemes scored as references (comma-separated, '' for none)")
-    p.add_argument("--window", type=int, default=None, help="frames the models see")
+    p.add_argument("--window", type=int, default=None, help="frames the models see (default: each model's own, from its config.json)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""``procvlm generate``: write a MetaWorld demonstration corpus as a LeRobot v3 dataset."""
+"""``procvlm generate``: write a MetaWorld demonstration corpus as a LeRobot v3 dataset.
+
+Every option is checked before anything is written; the settings are recorded in the dataset
+(``meta/procvlm/generate.json``), so the same command resumes an interrupted run and a command
+with other settings is refused with the setting named.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +15,63 @@ ENVS = ("metaworld",)
 DEFAULT_TASKS = "pick-place,assembly,hammer,shelf-place,bin-picking,basketball"
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", default="metaworld", help="simulator (only 'metaworld')")
+    p.add_argument("--env", default="metaworld", help="simulator (only metaworld)")
     p.add_argument("--tasks", default=DEFAULT_TASKS,
-                   help=f"comma-separated MetaWorld tasks, round-robin (default: {DEFAULT_TASKS})")
-    p.add_argument("--episodes", type=int, default=20, help="episodes in the dataset (default: 20)")
+                   help="comma-separated MetaWorld tasks (short names), used round-robin")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="episodes in the finished dataset (default: 20, or the number an "
+                        "existing dataset was started with)")
     p.add_argument("--failure-rate", type=float, default=0.5,
-                   help="fraction of episodes with an injected failure (default: 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
-    p.add_argument("--out", required=True, help="dataset folder; an existing one is resumed")
-    p.add_argument("--width", type=int, default=128, help="image width (default: 128)")
-    p.add_argument("--height", type=int, default=128, help="image height (default: 128)")
+                   help="fraction of episodes with an injected failure")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed")
+    p.add_argument("--out", required=True,
+                   help="dataset folder: new or empty, or one to resume with the same settings")
+    p.add_argument("--width", type=int, default=128, help="image width")
+    p.add_argument("--height", type=int, default=128, help="image height")
     p.add_argument("--cameras", default="corner,gripper",
-                   help="comma-separated cameras, the first is the main one (default: corner,gripper)")
+                   help="comma-separated cameras, the first is the main one")
     p.add_argument("--max-steps", type=int, default=300,
-                   help="most frames per episode (default: 300, MetaWorld allows 500)")
+                   help="most frames per episode (MetaWorld allows 500)")
     p.add_argument("--images", action="store_true",
                    help="store PNG images in the parquet files instead of mp4 videos")
+    p.add_argument("--redo-episode", type=int, action="append", default=[], metavar="N",
+                   help="generate episode N again and replace it, e.g. after a corrupt-video "
+                        "error (repeatable)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The ``CorpusSettings`` the options ask for (validated, nothing written)."""
+    from procvlm.sim.corpus import CorpusSettings
+
+    return CorpusSettings(tasks=_csv(args.tasks), failure_rate=args.failure_rate,
+                          seed=args.seed, width=args.width, height=args.height,
+                          cameras=_csv(args.cameras), max_steps=args.max_steps,
+                          video=not args.images)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.env not in ENVS:
         raise ProcvlmError(f"--env {args.env!r} is not supported: use --env metaworld")
-    from procvlm.sim import close_envs, generate
+    from procvlm.sim import close_envs
+    from procvlm.sim.corpus import generate_corpus
 
-    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    settings = settings_from_args(args)
     try:
-        out = generate(args.out, args.tasks, args.episodes, args.failure_rate, args.seed,
-                       args.width, args.height, cameras=cameras, max_steps=args.max_steps,
-                       video=not args.images)
+        result = generate_corpus(args.out, settings, args.episodes, redo=args.redo_episode)
     finally:
         close_envs()
-    print(f"wrote {args.episodes} episodes to {out}")
+    if result.redone:
+        print(f"generated episode(s) {', '.join(map(str, result.redone))} of {result.root} "
+              "again")
+    if result.written:
+        n = len(result.written)
+        print(f"wrote {n} episode{'s' * (n != 1)} to {result.root} (it holds {result.total})")
+    elif not result.redone:
+        print(f"{result.root} already holds {result.total} episodes (>= --episodes "
+              f"{args.episodes or result.total}): nothing to do")
     return 0

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_batch < 1 or args.max_queue < 1 or args.max_request_mb <= 0:
         raise ProcvlmError("--max-batch, --max-queue and --max-request-mb must be positive")
-    print(f"procvlm serve: http://{args.host}:{args.port}/v1 (Ctrl-C to stop)")
     serve(args.run, host=args.host, port=args.port, max_batch=args.max_batch,
-          max_queue=args.max_queue, max_request_mb=args.max_request_mb)
+          max_queue=args.max_queue, max_request_mb=args.max_request_mb,
+          on_ready=lambda url: print(f"procvlm serve: {url} (Ctrl-C to stop)", flush=True))
     return 0

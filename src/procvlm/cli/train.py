@@ -14,9 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which progress model to train (default: compact)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, final model")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--epochs", type=float, default=None, help="passes over the data")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per step")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the data (default: compact 40, VLM 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per step (default: compact 64, VLM 1)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: compact 2e-3; VLM 2e-4 LoRA, 1e-5 --full)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --out")
     for name, module in MODELS.items():

@@ -18,7 +18,8 @@ def add_arguments(group) -> None:
     _add(group, "--base", default=None,
          help="VLM base: local folder or hub id (default: Qwen/Qwen3-VL-2B-Instruct)")
     _add(group, "--data", default=None,
-         help="ProcVQA folder from `procvlm vqa` (train.jsonl + val.jsonl + images/)")
+         help="ProcVQA folder from `procvlm vqa` (train.jsonl + val.jsonl + images/; "
+              "default: the DATASET argument)")
     _add(group, "--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
     _add(group, "--full", action="store_true", help="full fine-tuning instead of LoRA")
     _add(group, "--max-steps", type=int, default=None,

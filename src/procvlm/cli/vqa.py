@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of in-distribution episodes for val.jsonl (default: 0.1)")
     p.add_argument("--ood-tasks", type=_csv, default=[],
-                   help="comma-separated tasks held out whole into test_ood.jsonl")
+                   help="comma-separated tasks held out whole into test_ood.jsonl, by short "
+                        "name (assembly) or instruction (default: none)")
     p.add_argument("--samples-per-episode", type=int, default=8,
                    help="current frames per episode, one sample per family each (default: 8)")
     p.add_argument("--families", type=_csv, default=list(FAMILIES),

@@ -34,7 +34,13 @@ from procvlm.errors import ProcvlmError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LeRobotDataset", "LeRobotWriter", "PNGFrames", "write_dataset"]
+__all__ = ["LeRobotDataset", "LeRobotWriter", "PNGFrames", "redo_hint", "write_dataset"]
+
+
+def redo_hint(episode: int) -> str:
+    """How to repair one broken episode, the end of a corrupt-file message."""
+    return (f"re-write episode {episode} (a corpus made by procvlm generate: run its generate "
+            f"command again with --redo-episode {episode})")
 
 
 class PNGFrames:
@@ -207,7 +213,7 @@ class LeRobotDataset(Dataset):
         if table.num_rows != int(row["length"]):
             raise ProcvlmError(f"episode {i} of {self.root}: {path.name} holds {table.num_rows} "
                                f"frames but meta/episodes says length {row['length']}: parquet "
-                               "and metadata disagree, re-write that episode")
+                               f"and metadata disagree, {redo_hint(i)}")
         if "frame_index" in table.column_names:
             table = table.sort_by("frame_index")
         return table
@@ -227,14 +233,15 @@ class LeRobotDataset(Dataset):
                                "re-download it")
         start = float(row[f"videos/{key}/from_timestamp"])
         end = float(row[f"videos/{key}/to_timestamp"])
-        probe = probe_video(path)
+        fix = redo_hint(int(row["episode_index"]))
+        probe = probe_video(path, fix)
         span = round((end - start) * self.fps)
         available = probe.frames - round(start * self.fps)
         if span != length or (probe.frames > 0 and available < length):
             raise ProcvlmError(f"{path} holds {min(span, available)} frames for episode "
                                f"{row['episode_index']} but its parquet has {length}: parquet and "
-                               "video lengths disagree, re-write that episode")
-        return VideoFrames(path, length, self.fps, from_timestamp=start)
+                               f"video lengths disagree, {fix}")
+        return VideoFrames(path, length, self.fps, from_timestamp=start, fix=fix)
 
     def _subtasks(self, row: dict[str, Any], table: pa.Table) -> list[Subtask] | None:
         names = row.get("sparse_subtask_names")

@@ -111,7 +111,17 @@ class LeRobotWriter:
                                    "pass one name per dimension")
 
     def _resume(self) -> None:
-        info = json.loads((self.root / fmt.INFO_PATH).read_text())
+        try:
+            info = json.loads((self.root / fmt.INFO_PATH).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ProcvlmError(f"{self.root / fmt.INFO_PATH} is not readable JSON "
+                               f"({type(err).__name__}): delete {self.root} or pass a new "
+                               "folder") from err
+        if not info.get("total_episodes") and info.get("features") != self.features:
+            # An empty dataset (only a stub info.json) loses nothing by taking new features.
+            logger.info("%s holds no episode yet; starting it with the given features", self.root)
+            self._write_meta()
+            return
         if info.get("features") != self.features:
             raise ProcvlmError(f"{self.root} already holds a dataset with other features "
                                f"(cameras, dims, names or video mode): pass a new folder or the "
@@ -160,6 +170,35 @@ class LeRobotWriter:
         row = self._episode_row(ep, index, start, chunk, file, stats)
         self._tasks, self._subtasks = tasks, subtasks
         self._rows.append(row)
+        self._write_meta()
+        return index
+
+    def replace_episode(self, index: int, ep: Episode) -> int:
+        """Write ``ep`` over the held episode ``index`` (e.g. one whose video is corrupt).
+
+        The new episode must have the stored one's length, as the global frame ``index``
+        column of every later episode depends on it; generating it again from the same seed
+        gives that.
+
+        Raises:
+            ProcvlmError: ``index`` is not held, or the lengths differ; nothing is written then.
+        """
+        if not 0 <= index < len(self._rows):
+            raise ProcvlmError(f"episode {index} is not in {self.root} (it holds "
+                               f"{len(self._rows)}): pass an index it holds")
+        self._validate(ep)
+        old = self._rows[index]
+        if len(ep) != int(old["length"]):
+            raise ProcvlmError(f"the new episode {index} has {len(ep)} frames, the stored one "
+                               f"{old['length']}: replace it with an episode of the same length")
+        tasks, subtasks = list(self._tasks), list(self._subtasks)
+        task_index = _intern(tasks, ep.task)
+        sub_ids = _frame_subtask_ids(ep, subtasks)
+        start = int(old["dataset_from_index"])
+        chunk, file = int(old["data/chunk_index"]), int(old["data/file_index"])
+        stats = self._write_episode_data(ep, index, task_index, sub_ids, start, chunk, file)
+        self._tasks, self._subtasks = tasks, subtasks
+        self._rows[index] = self._episode_row(ep, index, start, chunk, file, stats)
         self._write_meta()
         return index
 

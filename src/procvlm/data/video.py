@@ -117,8 +117,12 @@ class VideoInfo:
     pix_fmt: str
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read an mp4's stream header.
+FIX = "re-write that episode"
+"""The default end of a broken-video message; readers that know the episode pass a better one."""
+
+
+def probe_video(path: str | Path, fix: str = FIX) -> VideoInfo:
+    """Read an mp4's stream header; ``fix`` ends the message of a broken file.
 
     Raises:
         ProcvlmError: the file is missing, truncated or not a video.
@@ -126,7 +130,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ProcvlmError(f"{path} has no video stream: re-encode or re-write the episode")
+                raise ProcvlmError(f"{path} has no video stream: {fix}")
             stream = container.streams.video[0]
             frames = int(stream.frames)
             if frames == 0 and stream.duration is not None and stream.average_rate:
@@ -137,7 +141,7 @@ def probe_video(path: str | Path) -> VideoInfo:
                              pix_fmt=str(stream.codec_context.pix_fmt))
     except (av.error.FFmpegError, OSError) as err:
         raise ProcvlmError(f"{path} is not a readable mp4 ({type(err).__name__}): the file is "
-                           "corrupt or truncated, re-write that episode") from err
+                           f"corrupt or truncated, {fix}") from err
 
 
 class VideoFrames:
@@ -149,8 +153,9 @@ class VideoFrames:
     """
 
     def __init__(self, path: str | Path, length: int, fps: float, from_timestamp: float = 0.0,
-                 cache_size: int = 64, forward_limit: int = 48) -> None:
+                 cache_size: int = 64, forward_limit: int = 48, fix: str = FIX) -> None:
         self.path = Path(path)
+        self.fix = fix
         self.length = int(length)
         self.fps = float(fps)
         self.from_timestamp = float(from_timestamp)
@@ -208,7 +213,7 @@ class VideoFrames:
             self._stream.thread_type = "AUTO"
         except (av.error.FFmpegError, OSError, IndexError) as err:
             raise ProcvlmError(f"{self.path} is not a readable mp4 ({type(err).__name__}): the "
-                               "file is corrupt or truncated, re-write that episode") from err
+                               f"file is corrupt or truncated, {self.fix}") from err
 
     def _seek(self, i: int) -> None:
         if self._container is None:
@@ -239,9 +244,9 @@ class VideoFrames:
                     break
         except av.error.FFmpegError as err:
             raise ProcvlmError(f"{self.path} could not be decoded at frame {i} ({err}): the file "
-                               "is corrupt, re-write that episode") from err
+                               f"is corrupt, {self.fix}") from err
         raise ProcvlmError(f"{self.path} has no frame {i} of {self.length} expected: the video is "
-                           "shorter than the episode's parquet data, re-write that episode")
+                           f"shorter than the episode's parquet data, {self.fix}")
 
     def _remember(self, j: int, array: np.ndarray) -> None:
         self._cache[j] = array

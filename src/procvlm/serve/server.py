@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from procvlm.errors import ProcvlmError
@@ -11,7 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
-          max_queue: int = 256, max_request_mb: float = 32.0) -> None:
+          max_queue: int = 256, max_request_mb: float = 32.0,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the model in ``run`` (compact or VLM) until interrupted.
 
     Args:
@@ -21,6 +23,8 @@ def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bat
         max_batch: most requests per model call.
         max_queue: most waiting requests (503 beyond).
         max_request_mb: largest request body in MiB (413 beyond).
+        on_ready: called with the base URL once the model has loaded, before serving (so a
+            bad run fails before anything announces a URL).
     """
     import uvicorn
 
@@ -33,4 +37,6 @@ def serve(run: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_bat
     app = create_app(model, max_batch=max_batch, max_queue=max_queue,
                      max_request_mb=max_request_mb, model_name=Path(run).name)
     log.info("serving %s on http://%s:%d", run, host, port)
+    if on_ready is not None:
+        on_ready(f"http://{host}:{port}/v1")
     uvicorn.run(app, host=host, port=port, log_level="info")

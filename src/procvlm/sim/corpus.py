@@ -1,21 +1,137 @@
-"""A MetaWorld corpus written as a LeRobot v3 dataset, resumable episode by episode."""
+"""A MetaWorld corpus written as a LeRobot v3 dataset, resumable episode by episode.
+
+Everything that decides a corpus's episodes is one :class:`CorpusSettings`, validated before
+anything is written and recorded in the dataset as ``meta/procvlm/generate.json``. A folder is
+therefore a complete corpus, a partial one that resumes only with the same settings, or left
+untouched. A new generation option joins by adding a field to ``CorpusSettings`` (with the
+command-line flag that sets it in the field's metadata) and reading it in :func:`_rollout`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from procvlm._io import write_json
+from procvlm.data.episode import Episode
 from procvlm.errors import ProcvlmError
-from procvlm.sim.env import ACTION_NAMES, STATE_NAMES
+from procvlm.sim.env import ACTION_NAMES, CAMERAS, STATE_NAMES
 from procvlm.sim.failures import FAILURE_MODES
-from procvlm.sim.rollout import FPS, rollout
+from procvlm.sim.rollout import FPS, MAX_PATH_LENGTH, rollout
 from procvlm.sim.tasks import TaskSpec, parse_tasks
 
 log = logging.getLogger(__name__)
+
+SETTINGS_PATH = "meta/procvlm/generate.json"
+"""Where a generated dataset records the settings it was made with (relative to its root)."""
+
+MIN_SIZE = 16
+"""Smallest image side MetaWorld's offscreen renderer is asked for."""
+
+
+def _flag(name: str) -> dict[str, str]:
+    return {"flag": name}
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    """The settings that decide a corpus's episodes (its size aside).
+
+    Attributes:
+        tasks: MetaWorld task names, used round-robin.
+        failure_rate: probability that an episode gets a failure mode injected.
+        seed: seed of the whole corpus.
+        width: image width of every camera.
+        height: image height of every camera.
+        cameras: short camera names (``procvlm.sim.CAMERAS``), the first is the main one.
+        max_steps: most frames per episode.
+        video: mp4 videos (True) or PNG images in the parquet files (False).
+    """
+
+    tasks: tuple[str, ...] = field(default=("pick-place",), metadata=_flag("--tasks"))
+    failure_rate: float = field(default=0.5, metadata=_flag("--failure-rate"))
+    seed: int = field(default=0, metadata=_flag("--seed"))
+    width: int = field(default=128, metadata=_flag("--width"))
+    height: int = field(default=128, metadata=_flag("--height"))
+    cameras: tuple[str, ...] = field(default=("corner", "gripper"), metadata=_flag("--cameras"))
+    max_steps: int = field(default=300, metadata=_flag("--max-steps"))
+    video: bool = field(default=True, metadata=_flag("--images"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(s.name for s in parse_tasks(list(self.tasks))))
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ProcvlmError(f"--failure-rate {self.failure_rate} is outside [0, 1]: pass "
+                               "e.g. 0.5")
+        unknown = [c for c in self.cameras if c not in CAMERAS]
+        if unknown or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ProcvlmError(f"--cameras {','.join(self.cameras) or repr('')}: name each camera "
+                               f"once, choosing from {', '.join(CAMERAS)}")
+        for name, value in (("--width", self.width), ("--height", self.height)):
+            if value < MIN_SIZE or (self.video and value % 2):
+                raise ProcvlmError(f"{name} {value}: pass an even size of at least {MIN_SIZE} "
+                                   "pixels (odd sizes only with --images)")
+        if not 1 <= self.max_steps <= MAX_PATH_LENGTH:
+            raise ProcvlmError(f"--max-steps {self.max_steps} is outside 1..{MAX_PATH_LENGTH} "
+                               "(MetaWorld's horizon): pass e.g. 300")
+
+    @property
+    def specs(self) -> list[TaskSpec]:
+        """The tasks' specs, in order."""
+        return parse_tasks(list(self.tasks))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as recorded in ``meta/procvlm/generate.json``."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> CorpusSettings:
+        """Settings read back from a record; ``where`` names the record in errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ProcvlmError(f"{where} records settings {unknown} this procvlm does not know: "
+                               "update procvlm or pass a new --out")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def differences(self, other: CorpusSettings) -> list[str]:
+        """``--flag recorded -> given`` for every setting that differs from ``other``'s."""
+        out = []
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if mine != theirs:
+                out.append(f"{f.metadata['flag']} {_show(mine)} (given: {_show(theirs)})")
+        return out
+
+
+def _show(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What one ``generate`` call did.
+
+    Attributes:
+        root: the dataset folder.
+        written: indices of the episodes added by this call.
+        redone: indices of the episodes generated again and replaced by this call.
+        total: episodes the dataset holds now.
+    """
+
+    root: Path
+    written: list[int]
+    redone: list[int]
+    total: int
 
 
 def episode_plans(episodes: int, tasks: Sequence[TaskSpec], failure_rate: float,
@@ -38,13 +154,139 @@ def episode_plans(episodes: int, tasks: Sequence[TaskSpec], failure_rate: float,
     return plans
 
 
+def _read_json(path: Path, root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ProcvlmError(f"{path} is not readable JSON ({type(err).__name__}): {root} is "
+                           "damaged, delete it or pass another --out") from err
+    if not isinstance(data, dict):
+        raise ProcvlmError(f"{path} holds no JSON object: {root} is damaged, delete it or pass "
+                           "another --out")
+    return data
+
+
+def read_settings(root: str | Path) -> tuple[CorpusSettings, int] | None:
+    """The settings and episode target recorded in a generated dataset, None when absent.
+
+    Raises:
+        ProcvlmError: the record is unreadable or names unknown settings.
+    """
+    path = Path(root) / SETTINGS_PATH
+    if not path.is_file():
+        return None
+    data = _read_json(path, Path(root))
+    settings = data.get("settings")
+    if not isinstance(settings, dict) or not isinstance(data.get("episodes"), int):
+        raise ProcvlmError(f"{path} lacks 'settings' or 'episodes': {root} is damaged, delete "
+                           "it or pass another --out")
+    return CorpusSettings.from_dict(settings, str(path)), int(data["episodes"])
+
+
+def check_folder(root: str | Path, settings: CorpusSettings) -> tuple[int, int | None]:
+    """Check that ``root`` may receive a corpus made with ``settings``; write nothing.
+
+    Returns:
+        (episodes the folder holds, episode target it records or None).
+
+    Raises:
+        ProcvlmError: ``root`` is a file, is a damaged or foreign dataset, holds another
+            folder's files, or holds a corpus made with other settings (naming them).
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ProcvlmError(f"--out {root} is a file: pass a folder (new, empty, or a dataset "
+                           "to resume)")
+    info_path = root / "meta" / "info.json"
+    if not info_path.exists():
+        if root.exists() and any(root.iterdir()):
+            raise ProcvlmError(f"--out {root} exists, is not empty and holds no dataset (no "
+                               "meta/info.json): pass a new or empty folder")
+        return 0, None
+    info = _read_json(info_path, root)
+    held = int(info.get("total_episodes", 0) or 0)
+    recorded = read_settings(root)
+    if recorded is None:
+        if held:
+            raise ProcvlmError(f"--out {root} holds a dataset that procvlm generate did not "
+                               f"write (no {SETTINGS_PATH}): pass a new folder")
+        return 0, None
+    old, target = recorded
+    diff = old.differences(settings)
+    if diff:
+        raise ProcvlmError(f"--out {root} was generated with {'; '.join(diff)}: pass the same "
+                           "settings to resume it, or a new --out")
+    return held, target
+
+
+def _rollout(settings: CorpusSettings, plan: tuple[TaskSpec, int, str | None],
+             index: int) -> Episode:
+    spec, ep_seed, failure = plan
+    return rollout(spec, ep_seed, failure, width=settings.width, height=settings.height,
+                   cameras=settings.cameras, max_steps=settings.max_steps, episode_index=index)
+
+
+def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | None = None, *,
+                    redo: Sequence[int] = (), progress: bool = True) -> GenerateResult:
+    """Write a MetaWorld corpus into ``out``, resuming a partial one made with ``settings``.
+
+    Args:
+        out: dataset folder (new, empty, or a corpus made with the same settings).
+        settings: what decides the episodes.
+        episodes: episodes the finished dataset holds (default: the target recorded in
+            ``out``, or 20 for a new dataset). A dataset already holding as many is left alone.
+        redo: indices of held episodes to generate again and replace (e.g. a corrupt video);
+            the same seed gives the same episode.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        What was written and redone, and how many episodes the dataset holds.
+
+    Raises:
+        ProcvlmError: bad counts, episodes to redo that are not held, or a folder that cannot
+            take this corpus; all checked before anything is written.
+    """
+    from procvlm.data.lerobot import LeRobotWriter
+
+    out = Path(out)
+    if episodes is not None and episodes < 1:
+        raise ProcvlmError(f"--episodes {episodes}: pass at least 1")
+    held, target = check_folder(out, settings)
+    wanted = episodes if episodes is not None else (target or 20)
+    bad = sorted(i for i in redo if not 0 <= i < held)
+    if bad:
+        raise ProcvlmError(f"--redo-episode {bad[0]}: {out} holds episodes 0..{held - 1}, redo "
+                           "one of those")
+    if wanted <= held and not redo:
+        return GenerateResult(root=out, written=[], redone=[], total=held)
+    cams = {c: (settings.height, settings.width) for c in settings.cameras}
+    writer = LeRobotWriter(out, fps=FPS, cameras=cams, state_dim=len(STATE_NAMES),
+                           action_dim=len(ACTION_NAMES), robot_type="sawyer",
+                           video=settings.video, state_names=STATE_NAMES,
+                           action_names=ACTION_NAMES)
+    write_json(out / SETTINGS_PATH, {"settings": settings.to_dict(),
+                                     "episodes": max(wanted, target or 0, held)})
+    plans = episode_plans(max(wanted, held), settings.specs, settings.failure_rate, settings.seed)
+    redo = sorted(set(redo))
+    todo = list(range(writer.num_episodes, wanted))
+    for i in tqdm(redo + todo, desc="generate", unit="ep", disable=not progress):
+        ep = _rollout(settings, plans[i], i)
+        if i < writer.num_episodes:
+            writer.replace_episode(i, ep)
+        else:
+            writer.add_episode(ep)
+    writer.finalize()
+    return GenerateResult(root=out, written=todo, redone=redo, total=writer.num_episodes)
+
+
 def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure_rate: float,
              seed: int, width: int = 128, height: int = 128, *,
              cameras: Sequence[str] = ("corner", "gripper"), max_steps: int = 300,
              video: bool = True, progress: bool = True) -> Path:
     """Write ``episodes`` MetaWorld episodes to a LeRobot v3 dataset at ``out``.
 
-    Running it again on the same folder resumes: episodes already written are not redone.
+    A convenience over :func:`generate_corpus` with the settings as arguments. Running it again
+    on the same folder with the same settings resumes: episodes already written are not redone.
 
     Args:
         out: dataset folder.
@@ -63,29 +305,11 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
         The dataset folder.
 
     Raises:
-        ProcvlmError: bad task names, counts or rates.
+        ProcvlmError: bad task names, counts, rates, sizes or cameras, or a folder holding
+            something else; nothing is written then.
     """
-    from procvlm.data.lerobot import LeRobotWriter
-
-    specs = parse_tasks(tasks)
-    if episodes < 1:
-        raise ProcvlmError(f"episodes={episodes}: pass at least 1")
-    if not 0.0 <= failure_rate <= 1.0:
-        raise ProcvlmError(f"failure_rate={failure_rate} is outside [0, 1]: pass e.g. 0.5")
-    cams = tuple(cameras)
-    writer = LeRobotWriter(out, fps=FPS, cameras={c: (int(height), int(width)) for c in cams},
-                           state_dim=len(STATE_NAMES), action_dim=len(ACTION_NAMES),
-                           robot_type="sawyer", video=video, state_names=STATE_NAMES,
-                           action_names=ACTION_NAMES)
-    done = writer.done_episodes
-    plans = episode_plans(episodes, specs, failure_rate, seed)
-    todo = [i for i in range(episodes) if i not in done]
-    if done:
-        log.info("%s already holds %d episodes; generating %d more", out, len(done), len(todo))
-    for i in tqdm(todo, desc="generate", unit="ep", disable=not progress):
-        spec, ep_seed, failure = plans[i]
-        ep = rollout(spec, ep_seed, failure, width=width, height=height, cameras=cams,
-                     max_steps=max_steps, episode_index=i)
-        writer.add_episode(ep)
-    writer.finalize()
-    return Path(out)
+    names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    settings = CorpusSettings(tasks=tuple(names), failure_rate=failure_rate, seed=seed,
+                              width=width, height=height, cameras=tuple(cameras),
+                              max_steps=max_steps, video=video)
+    return generate_corpus(out, settings, episodes, progress=progress).root

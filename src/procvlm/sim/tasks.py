@@ -83,16 +83,47 @@ TASKS: dict[str, TaskSpec] = {s.name: s for s in [
 ]}
 
 
+def _lookup(name: str) -> TaskSpec | None:
+    """The task whose short name (with or without ``-v3``) or instruction is ``name``."""
+    key = name.strip().removesuffix("-v3")
+    if key in TASKS:
+        return TASKS[key]
+    folded = " ".join(name.split()).rstrip(".").casefold()
+    return next((s for s in TASKS.values() if s.instruction.casefold() == folded), None)
+
+
 def get_task(name: str) -> TaskSpec:
-    """The task called ``name`` (with or without the ``-v3`` suffix).
+    """The task called ``name``: its short name (with or without ``-v3``) or its instruction.
 
     Raises:
         ProcvlmError: the task is unknown; the message lists the known ones.
     """
-    key = name.strip().removesuffix("-v3")
-    if key not in TASKS:
+    spec = _lookup(name)
+    if spec is None:
         raise ProcvlmError(f"unknown MetaWorld task {name!r}: choose from {', '.join(TASKS)}")
-    return TASKS[key]
+    return spec
+
+
+def resolve_task(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """The entry of ``choices`` (a dataset's task instructions) that ``name`` names.
+
+    ``name`` may be the instruction itself or, for MetaWorld tasks, the short name used on the
+    command line ("assembly" for "Pick up the nut and place it onto the peg").
+
+    Raises:
+        ProcvlmError: no entry matches; the message lists the choices with their short names.
+    """
+    if name in choices:
+        return name
+    folded = " ".join(name.split()).rstrip(".").casefold()
+    spec = _lookup(name)
+    for choice in choices:
+        if choice.casefold() == folded or (spec is not None and choice == spec.instruction):
+            return choice
+    shown = [next((f"{s.name} ({c!r})" for s in TASKS.values() if s.instruction == c), repr(c))
+             for c in choices]
+    raise ProcvlmError(f"task {name!r} is not in the dataset: choose from "
+                       f"{', '.join(shown)}")
 
 
 def parse_tasks(text: str | list[str] | tuple[str, ...]) -> list[TaskSpec]:

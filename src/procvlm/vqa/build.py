@@ -120,15 +120,16 @@ def split_episodes(episode_tasks: dict[int, str], seed: int, val_fraction: float
         seed: seed of the val draw.
         val_fraction: fraction of in-distribution episodes for ``val`` (at least one when > 0
             and there are two or more episodes; train always keeps one).
-        ood_tasks: tasks to hold out; each must be a task of the dataset.
+        ood_tasks: tasks to hold out, each a task of the dataset given by its instruction or
+            (MetaWorld) its short name, e.g. ``assembly``.
 
     Returns:
         ``{"train": [...], "val": [...], "test_ood": [...]}``, each sorted.
     """
+    from procvlm.sim.tasks import resolve_task
+
     tasks = sorted(set(episode_tasks.values()))
-    unknown = [t for t in ood_tasks if t not in tasks]
-    if unknown:
-        raise ProcvlmError(f"OOD tasks {unknown} are not in the dataset: choose among {tasks}")
+    ood_tasks = [resolve_task(t, tasks) for t in ood_tasks]
     ood = sorted(e for e, t in episode_tasks.items() if t in set(ood_tasks))
     ind = sorted(e for e, t in episode_tasks.items() if t not in set(ood_tasks))
     if not ind:
