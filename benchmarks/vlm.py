@@ -20,7 +20,7 @@ import torch
 
 from procvlm.models.vlm.modeling_vlm import VLMProgressModel
 from procvlm.models.vlm.tiny import build_tiny_vlm
-from procvlm.vqa.templates import progress_answer
+from procvlm.models.vlm.processor_vlm import progress_answer
 
 TASK = "place the puck onto the goal"
 

@@ -44,6 +44,8 @@ def test_vqa_cli_writes_splits(labelled, tmp_path, capsys):
     assert {r["task"] for r in train} == {"push the puck"}
     assert len(ood) == 3 * 3 * 3  # 3 episodes x 3 anchors x 3 families
     assert all((out / p).is_file() for r in train + ood for p in r["images"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["camera"] and manifest["scheme"] in ("procvlm", "procvlm-paper", "time", "sarm")
     first = (out / "train.jsonl").read_bytes()
     assert main(["vqa", str(labelled), "--out", str(tmp_path / "again"), "--seed", "2",
                  "--ood-tasks", "open the drawer", "--samples-per-episode", "3"]) == 0

@@ -56,6 +56,7 @@ def test_bad_data_is_named(tmp_path, setup):
 def test_full_training_changes_every_weight_and_lowers_loss(setup, tmp_path):
     base, vqa = setup
     before = {k: v.clone() for k, v in load_model(base).model.state_dict().items()}
+    (vqa / "manifest.json").write_text(json.dumps({"camera": "corner", "scheme": "time"}))
     cfg = VLMTrainConfig(data=str(vqa), out=str(tmp_path / "run"), base=str(base), full=True,
                          max_steps=8, lr=1e-2, batch_size=2, image_size=32, logging_steps=2,
                          save_steps=4)
@@ -63,6 +64,8 @@ def test_full_training_changes_every_weight_and_lowers_loss(setup, tmp_path):
     losses = [h["loss"] for h in json.loads((tmp_path / "run" / "metrics.json").read_text())
               ["loss_history"]]
     assert losses[-1] < losses[0]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["camera"], saved["scheme"], saved["image_size"]) == ("corner", "time", 32)
     after = load_model(tmp_path / "run").model.state_dict()
     changed = [k for k in before if "layers" in k and not torch.equal(before[k], after[k])]
     assert len(changed) == len([k for k in before if "layers" in k])

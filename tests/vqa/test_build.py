@@ -9,7 +9,7 @@ from procvlm.data.episode import ArrayFrames
 from procvlm.errors import ProcvlmError
 from procvlm.vqa.build import (EpisodeInput, VQAConfig, anchor_frames, dataset_info,
                                episode_samples, image_relpath, split_episodes, write_vqa)
-from procvlm.vqa.templates import NO_ACTION, progress_answer
+from procvlm.models.vlm.processor_vlm import NO_ACTION, progress_answer
 
 PLANS = {"push the puck": ["Push the puck to the goal"],
          "pick the puck": ["Grasp the puck", "Place the puck onto the goal"],

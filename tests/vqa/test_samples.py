@@ -9,7 +9,7 @@ from procvlm.errors import ProcvlmError
 from procvlm.vqa.samples import (IMAGE_TOKEN, WindowConfig, planning_sample, progress_sample,
                                  sample_window, segmentation_frames, segmentation_sample,
                                  segments_of, structured_messages)
-from procvlm.vqa.templates import NO_ACTION, progress_answer, progress_prompt
+from procvlm.models.vlm.processor_vlm import NO_ACTION, progress_answer, progress_prompt
 
 TASK = "put the puck on the goal"
 PLAN = ["Grasp the puck", "Place the puck onto the goal"]

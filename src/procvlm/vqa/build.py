@@ -223,7 +223,8 @@ def dataset_info(splits: Iterable[str]) -> dict[str, Any]:
 
 
 def write_vqa(episodes: Iterable[EpisodeInput], out: str | Path, config: VQAConfig,
-              splits: dict[str, list[int]], source: str = "") -> Path:
+              splits: dict[str, list[int]], source: str = "", camera: str | None = None,
+              scheme: str | None = None) -> Path:
     """Write images, the JSONL splits, ``dataset_info.json`` and ``manifest.json``.
 
     Args:
@@ -232,6 +233,8 @@ def write_vqa(episodes: Iterable[EpisodeInput], out: str | Path, config: VQAConf
         config: what to build.
         splits: split name -> episode indices (from ``split_episodes``).
         source: where the episodes came from (recorded in the manifest).
+        camera: the camera whose frames are shown (recorded; training copies it to the model).
+        scheme: the label scheme of the progress targets (recorded likewise).
 
     Returns:
         ``out``.
@@ -256,7 +259,8 @@ def write_vqa(episodes: Iterable[EpisodeInput], out: str | Path, config: VQAConf
         write_text(out / f"{s}.jsonl", "".join(line + "\n" for line in rows))
         counts[s] = {"episodes": len(lines[s]), "samples": len(rows)}
     write_json(out / "dataset_info.json", dataset_info(names))
-    write_json(out / "manifest.json", {"source": source, "config": asdict(config),
+    write_json(out / "manifest.json", {"source": source, "camera": camera, "scheme": scheme,
+                                       "config": asdict(config),
                                        "splits": {s: splits[s] for s in names},
                                        "counts": counts})
     logger.info("ProcVQA: %s", ", ".join(f"{s} {c['samples']} samples" for s, c in counts.items()))
@@ -315,4 +319,6 @@ def build_vqa(root: str | Path, out: str | Path, *, seed: int = 0, val_fraction:
     splits = split_episodes(episode_tasks, seed, val_fraction, config.ood_tasks)
     episodes = tqdm(_dataset_episodes(ds, table, indices, scheme, camera), total=len(indices),
                     desc="vqa", unit="ep", disable=not progress_bar)
-    return write_vqa(episodes, out, config, splits, source=str(root))
+    main_scheme = json.loads((table.schema.metadata or {}).get(b"procvlm", b"{}")).get("scheme")
+    return write_vqa(episodes, out, config, splits, source=str(root),
+                     camera=camera or ds.cameras[0], scheme=scheme or main_scheme)

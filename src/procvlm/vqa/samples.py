@@ -1,13 +1,13 @@
 """ProcVQA sample builders over in-memory label arrays: the three families of the paper.
 
-- ``progress``: reasoning before estimation. The user turn is ``templates.progress_prompt`` with
-  the observation; the assistant turn is ``templates.progress_answer`` (remaining actions, then
+- ``progress``: reasoning before estimation. The user turn is ``processor_vlm.progress_prompt`` with
+  the observation; the assistant turn is ``processor_vlm.progress_answer`` (remaining actions, then
   ``<progress>XX.XX%</progress>``).
 - ``segmentation``: frames sampled from a clip, each tagged with its index ("Frame 12: <image>");
   the answer is a JSON list of ``{"action", "start_frame", "end_frame"}`` (variants ``with_task``
   and ``no_task``).
 - ``planning``: the next atomic action (variant ``next``) or the numbered remaining actions
-  (variant ``remaining``); ``templates.NO_ACTION`` when the task is finished.
+  (variant ``remaining``); ``processor_vlm.NO_ACTION`` when the task is finished.
 
 A sample is a plain dict in the chat format that LLaMA-Factory (``sharegpt`` with ``messages`` +
 ``images``), ms-swift and TRL read: one ``<image>`` placeholder in the user text per entry of
@@ -27,7 +27,7 @@ import numpy as np
 
 from procvlm.data.vocab import is_done
 from procvlm.errors import ProcvlmError
-from procvlm.vqa.templates import NO_ACTION, progress_answer, progress_prompt
+from procvlm.models.vlm.processor_vlm import NO_ACTION, progress_answer, progress_prompt
 
 IMAGE_TOKEN = "<image>"
 FAMILIES = ("progress", "segmentation", "planning")
@@ -150,7 +150,7 @@ def planning_sample(task: str, frames: Sequence[int], remaining: Sequence[str],
         variant: ``"next"`` or ``"remaining"``.
 
     Returns:
-        The sample dict; the answer is ``templates.NO_ACTION`` when ``remaining`` is empty.
+        The sample dict; the answer is ``processor_vlm.NO_ACTION`` when ``remaining`` is empty.
     """
     if variant == "next":
         question = PLANNING_NEXT_PROMPT.format(task=task)

@@ -73,3 +73,38 @@ def test_save_load_round_trip(tiny_dirs, tmp_path):
 def test_not_a_checkpoint(tmp_path):
     with pytest.raises(ProcvlmError, match="no config.json"):
         VLMProgressModel.from_pretrained(tmp_path)
+
+
+def test_reasoning_reuse_generates_anchor_frames_only(fixed_run):
+    frames = np.random.default_rng(2).integers(0, 255, (10, 32, 32, 3), np.uint8)
+    every = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, readout="probs")
+    reuse = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, readout="probs",
+                                             reasoning="reuse", refresh=4)
+    full = every.predict(frames, task="place the puck onto the goal", window=2)
+    part = reuse.predict(frames, task="place the puck onto the goal", window=2)
+    assert part.extra["generated"].tolist() == [t in (0, 4, 8, 9) for t in range(10)]
+    assert part.remaining == full.remaining
+    np.testing.assert_allclose(part.progress, full.progress, atol=0.01)
+
+
+def test_reasoning_reuse_generates_everywhere_when_answers_are_unreadable(tiny_dirs):
+    frames = np.random.default_rng(3).integers(0, 255, (5, 32, 32, 3), np.uint8)
+    kw = dict(max_new_tokens=4, batch_size=4, device="cpu")
+    every = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], **kw)
+    reuse = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], reasoning="reuse",
+                                             refresh=4, **kw)
+    a = every.predict(frames, task="push", window=2)
+    b = reuse.predict(frames, task="push", window=2)
+    assert b.extra["generated"].all() and a.text == b.text
+
+
+def test_config_records_camera_and_scheme(tmp_path, tiny_dirs):
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], camera="corner",
+                                             scheme="procvlm", window=4, image_size=32)
+    model.save_pretrained(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["camera"], saved["scheme"], saved["window"], saved["image_size"]) == \
+        ("corner", "procvlm", 4, 32)
+    assert VLMProgressModel.from_pretrained(tmp_path / "run").config.camera == "corner"
+    with pytest.raises(ProcvlmError, match="scheme"):
+        VLMConfig(scheme="nope")

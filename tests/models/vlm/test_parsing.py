@@ -1,7 +1,7 @@
 import pytest
 
 from procvlm.models.vlm.parsing import parse_answer, parse_answers, stage_of
-from procvlm.vqa.templates import progress_answer
+from procvlm.models.vlm.processor_vlm import progress_answer
 
 PLAN = ["Grasp the puck", "Place the puck onto the goal"]
 

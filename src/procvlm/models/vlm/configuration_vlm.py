@@ -11,6 +11,8 @@ from procvlm.errors import ProcvlmError
 DEFAULT_BASE = "Qwen/Qwen3-VL-2B-Instruct"
 READOUTS = ("text", "probs")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+REASONING = ("every", "reuse")
+CACHES = ("dynamic", "static")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class VLMConfig:
             digits inside the tag, from the token probabilities).
         dtype: weights dtype; ``"auto"`` is bfloat16 on a GPU that supports it, else float32.
         device: torch device; None picks cuda when available.
+        camera: the camera the model was trained on (score, eval and serve default to it).
+        scheme: the label scheme its progress targets follow (``procvlm.labels``).
+        reasoning: ``"every"`` generates the whole answer at every frame; ``"reuse"``
+            generates it on a sparse set of frames and reads the progress of the others with
+            the reused reasoning as a teacher-forced prefix (see ``reasoning.py``).
+        refresh: with ``reasoning="reuse"``, frames between regenerated answers.
+        workers: threads preparing the next batches' inputs (None: 2 on a GPU, 0 on the CPU).
+        cache: ``"dynamic"`` KV cache, or ``"static"`` (preallocated; transformers compiles the
+            decoding step with ``torch.compile`` on a GPU).
+        attn: the attention implementation (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
     """
 
     base: str = DEFAULT_BASE
@@ -43,12 +55,19 @@ class VLMConfig:
     readout: str = "text"
     dtype: str = "auto"
     device: str | None = None
+    camera: str | None = None
+    scheme: str | None = None
+    reasoning: str = "every"
+    refresh: int = 8
+    workers: int | None = None
+    cache: str = "dynamic"
+    attn: str = "sdpa"
 
     def __post_init__(self) -> None:
         if not self.base:
             raise ProcvlmError("VLMConfig.base is empty: give a local model folder or a hub id, "
                                f"e.g. {DEFAULT_BASE}")
-        for name in ("window", "stride", "max_new_tokens", "batch_size"):
+        for name in ("window", "stride", "max_new_tokens", "batch_size", "refresh"):
             if getattr(self, name) < 1:
                 raise ProcvlmError(f"VLMConfig.{name}={getattr(self, name)}: need at least 1")
         if self.image_size is not None and self.image_size < 8:
@@ -57,6 +76,18 @@ class VLMConfig:
         if self.readout not in READOUTS:
             raise ProcvlmError(f"VLMConfig.readout={self.readout!r}: choose one of "
                                f"{', '.join(READOUTS)}")
+        for name, choices in (("reasoning", REASONING), ("cache", CACHES)):
+            if getattr(self, name) not in choices:
+                raise ProcvlmError(f"VLMConfig.{name}={getattr(self, name)!r}: choose one of "
+                                   f"{', '.join(choices)}")
+        if self.scheme is not None:
+            from procvlm.labels import SCHEMES
+
+            if self.scheme not in SCHEMES:
+                raise ProcvlmError(f"VLMConfig.scheme={self.scheme!r}: choose one of "
+                                   f"{', '.join(SCHEMES)}")
+        if self.workers is not None and self.workers < 0:
+            raise ProcvlmError(f"VLMConfig.workers={self.workers}: need >= 0 (or None)")
         if self.dtype not in DTYPES:
             raise ProcvlmError(f"VLMConfig.dtype={self.dtype!r}: choose one of {', '.join(DTYPES)}")
 

@@ -2,7 +2,7 @@
 default, Qwen2.5-VL, SmolVLM / Idefics3) and its processor.
 
 At every frame the model sees a window of recent frames and the task, asked exactly as in
-training (``procvlm.vqa.templates.progress_prompt``, images first, through the processor's chat
+training (``processor_vlm.progress_messages``, images first, through the processor's chat
 template), and answers with the remaining actions, then ``<progress>XX.XX%</progress>``. Prompts
 of many frames and episodes are generated together, left padded. The progress is either parsed
 from the greedy text (``readout="text"``) or is the expected value of the digits inside the tag
@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,23 @@ from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
 from procvlm.models.base import ProgressModel, ProgressPrediction
 from procvlm.models.vlm.configuration_vlm import VLMConfig
-from procvlm.models.vlm.parsing import parse_answers, stage_of
+from procvlm.models.vlm.engine import (
+    Generation,
+    Prefetcher,
+    count_generated,
+    encode,
+    length_sorted_batches,
+)
+from procvlm.models.vlm.parsing import parse_answer, parse_answers, stage_of
+from procvlm.models.vlm.processor_vlm import (
+    answer_prefix,
+    progress_answer,
+    progress_messages,
+    to_pil,
+    window_indices,
+)
+from procvlm.models.vlm.reasoning import anchor_frames, frames_to_split, reuse_sources
 from procvlm.models.vlm.readout import TAG, tag_expectations, teacher_forced_progress
-from procvlm.vqa.templates import progress_prompt
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +162,14 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def load_vlm(base: str, adapter: str | None = None, *, dtype: torch.dtype = torch.float32,
-             device: torch.device | str = "cpu", merge: bool = True):
-    """Load the base model (and LoRA adapter, merged unless ``merge`` is False), eval mode."""
+             device: torch.device | str = "cpu", merge: bool = True, attn: str = "sdpa"):
+    """Load the base model (and LoRA adapter, merged unless ``merge`` is False), eval mode,
+    with the attention implementation ``attn``."""
     from transformers import AutoModelForImageTextToText
 
     try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype,
+                                                            attn_implementation=attn)
     except (OSError, ValueError) as e:
         raise ProcvlmError(f"cannot load the VLM {base!r}: {e}; pass a local model folder or a "
                            "hub id cached on this machine") from e
@@ -178,31 +194,6 @@ def _read_run_config(directory: Path) -> VLMConfig:
         return VLMConfig(base=adapter["base_model_name_or_path"], adapter=str(directory),
                          processor=str(directory))
     return VLMConfig(base=str(directory))
-
-
-def to_pil(frame: np.ndarray | Image.Image, image_size: int | None) -> Image.Image:
-    """An RGB PIL image whose longest side is at most ``image_size``."""
-    img = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, np.uint8))
-    img = img.convert("RGB")
-    if image_size is not None and max(img.size) > image_size:
-        scale = image_size / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.BICUBIC)
-    return img
-
-
-def window_indices(t: int, window: int, stride: int) -> list[int]:
-    """Frame indices shown at step ``t``: up to ``window`` frames ending at ``t``."""
-    return sorted({max(t - k * stride, 0) for k in range(window)})
-
-
-@dataclass
-class Generation:
-    """Answers of one generation batch: ``text`` and, with the probability readout,
-    ``expected`` progress (None where the answer has no readable number)."""
-
-    text: list[str]
-    expected: list[float | None] | None = None
 
 
 # ----------------------------------------------------------------------------- the model
@@ -239,7 +230,7 @@ class VLMProgressModel(ProgressModel):
         """Load the model and processor a ``VLMConfig`` names."""
         device = resolve_device(config.device)
         model = load_vlm(config.base, config.adapter, dtype=resolve_dtype(config.dtype, device),
-                         device=device)
+                         device=device, attn=config.attn)
         processor = load_processor(config.processor or config.adapter or config.base)
         return cls(model, processor, config)
 
@@ -281,9 +272,7 @@ class VLMProgressModel(ProgressModel):
     # ------------------------------------------------------------------ prompts
     def messages(self, num_images: int, task: str) -> list[dict]:
         """The progress question as chat messages: the images first, then the prompt."""
-        content = [{"type": "image"} for _ in range(num_images)]
-        return [{"role": "user", "content": [*content,
-                                             {"type": "text", "text": progress_prompt(task)}]}]
+        return progress_messages(num_images, task)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         """The processor's chat template applied to ``messages`` with the generation prompt."""
@@ -292,54 +281,106 @@ class VLMProgressModel(ProgressModel):
 
     def encode(self, prompts: list[str], images: list[list[Image.Image]]) -> dict:
         """Processor outputs for a batch, left padded, on the model device."""
-        has_images = any(images)
-        batch = self.processor(text=prompts, images=images if has_images else None,
-                               return_tensors="pt", padding=True, padding_side="left")
-        return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        batch = encode(self.processor, prompts, images)
+        return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
+                for k, v in batch.items()}
+
+    def _workers(self) -> int:
+        if self.config.workers is not None:
+            return self.config.workers
+        return 2 if self.device.type == "cuda" else 0
+
+    def _batches(self, prompts: list[str], images: list[list[Image.Image]]
+                 ) -> Iterator[tuple[list[int], dict]]:
+        """(prompt indices, inputs on the model device) per length-sorted batch, encoded ahead
+        by worker threads."""
+        lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
+        batches = length_sorted_batches(lengths, self.config.batch_size)
+        cuda = self.device.type == "cuda"
+        fetch = Prefetcher(lambda idx: encode(self.processor, [prompts[i] for i in idx],
+                                              [images[i] for i in idx]), self._workers(), cuda)
+        for idx, batch in fetch(batches):
+            yield idx, {k: (v.to(self.device, non_blocking=cuda) if torch.is_tensor(v) else v)
+                        for k, v in batch.items()}
+
+    def _end_ids(self) -> set[int]:
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])
+                if e is not None}
 
     @torch.no_grad()
     def generate_prompts(self, prompts: list[str], images: list[list[Image.Image]],
-                         max_new_tokens: int | None = None, with_logits: bool = False
-                         ) -> Generation:
-        """Greedy answers to rendered prompts, batched by ``config.batch_size``."""
-        texts: list[str] = []
-        expected: list[float | None] = []
-        n = max_new_tokens or self.config.max_new_tokens
-        for i in range(0, len(prompts), self.config.batch_size):
-            inputs = self.encode(prompts[i:i + self.config.batch_size],
-                                 images[i:i + self.config.batch_size])
-            out = self.model.generate(**inputs, max_new_tokens=n, do_sample=False,
+                         max_new_tokens: int | None = None, with_logits: bool = False,
+                         min_new_tokens: int | None = None) -> Generation:
+        """Greedy answers to rendered prompts, in length-sorted batches of
+        ``config.batch_size``, returned in the order given.
+
+        Args:
+            prompts: rendered chat prompts.
+            images: the images each prompt shows.
+            max_new_tokens: longest answer (default ``config.max_new_tokens``).
+            with_logits: also read the expected progress from the digit probabilities.
+            min_new_tokens: generate at least this many tokens (benchmarks of random weights,
+                which never write an end token at a trained model's length).
+        """
+        n = len(prompts)
+        text: list[str] = [""] * n
+        expected: list[float | None] = [None] * n
+        tokens, prompt_tokens, finished = [0] * n, [0] * n, [False] * n
+        limit = max_new_tokens or self.config.max_new_tokens
+        extra = {"cache_implementation": "static"} if self.config.cache == "static" else {}
+        if min_new_tokens:
+            extra["min_new_tokens"] = min(min_new_tokens, limit)
+        end_ids = self._end_ids()
+        for idx, inputs in self._batches(prompts, images):
+            out = self.model.generate(**inputs, max_new_tokens=limit, do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id,
-                                      output_logits=with_logits, return_dict_in_generate=True)
+                                      output_logits=with_logits, return_dict_in_generate=True,
+                                      **extra)
             new = out.sequences[:, inputs["input_ids"].shape[1]:]
-            texts += self.processor.batch_decode(new, skip_special_tokens=True)
-            if with_logits:
-                expected += tag_expectations(new, out.logits, self.tokenizer)
-        return Generation(texts, expected if with_logits else None)
+            counts, ended = count_generated(new, end_ids)
+            decoded = self.processor.batch_decode(new, skip_special_tokens=True)
+            exp = tag_expectations(new, out.logits, self.tokenizer) if with_logits else None
+            lens = inputs["attention_mask"].sum(-1).tolist()
+            for k, i in enumerate(idx):
+                text[i], tokens[i], finished[i], prompt_tokens[i] = (decoded[k], counts[k],
+                                                                     ended[k], int(lens[k]))
+                if exp is not None:
+                    expected[i] = exp[k]
+        return Generation(text, expected if with_logits else None, tokens, prompt_tokens,
+                          finished)
 
     def chat(self, conversations: list[list[dict]], images: list[list[Image.Image]],
-             max_new_tokens: int | None = None) -> list[str]:
-        """Answers to chat conversations (typed content, ``{"type": "image"}`` placeholders)."""
+             max_new_tokens: int | None = None) -> Generation:
+        """Answers to chat conversations (typed content, ``{"type": "image"}`` placeholders),
+        with their token counts and whether each ended by itself or at ``max_new_tokens``."""
         prompts = [self.chat_prompt(c) for c in conversations]
         imgs = [[to_pil(im, self.config.image_size) for im in ims] for ims in images]
-        return self.generate_prompts(prompts, imgs, max_new_tokens).text
+        return self.generate_prompts(prompts, imgs, max_new_tokens)
 
     # ------------------------------------------------------------------ progress
     def _requests(self, items: Sequence[tuple[Episode | Frames, str | None, list[str] | None]],
                   window: int) -> tuple[list[str], list[list[Image.Image]], list[tuple]]:
-        """Prompts and images of every frame of every item, and (frames, task, plan) each."""
+        """Prompts and images of every frame of every item, and (frames, task, plan) each.
+
+        A frame shown in several windows is one PIL image object, preprocessed once per batch.
+        """
         prompts, images, resolved = [], [], []
         for source, task, plan in items:
             frames, task, plan = _resolve(source, task, plan)
             resolved.append((len(frames), task, plan))
             cache: dict[int, Image.Image] = {}
+            rendered: dict[int, str] = {}
             for t in range(len(frames)):
                 idx = window_indices(t, window, self.config.stride)
                 for i in idx:
                     if i not in cache:
                         cache[i] = to_pil(frames[i], self.config.image_size)
                 images.append([cache[i] for i in idx])
-                prompts.append(self.chat_prompt(self.messages(len(idx), task)))
+                if len(idx) not in rendered:
+                    rendered[len(idx)] = self.chat_prompt(self.messages(len(idx), task))
+                prompts.append(rendered[len(idx)])
                 cache = {i: cache[i] for i in idx}  # keep only what the next window can reuse
         return prompts, images, resolved
 
@@ -347,29 +388,81 @@ class VLMProgressModel(ProgressModel):
                       *, window: int | None = None) -> list[ProgressPrediction]:
         """``predict`` for many episodes at once: all their frames share generation batches.
 
+        With ``config.reasoning="reuse"`` the whole answer is generated on a sparse set of
+        frames only (see ``reasoning.py``); ``extra["generated"]`` marks them.
+
         Args:
             items: (episode or frames, task, plan) triples, as ``predict`` takes them.
             window: frames per prompt (defaults to ``config.window``).
         """
         prompts, images, resolved = self._requests(items, window or self.config.window)
-        gen = self.generate_prompts(prompts, images, with_logits=self.config.readout == "probs")
+        if self.config.reasoning == "reuse":
+            texts, progress, generated = self._answers_reusing(prompts, images, resolved)
+        else:
+            gen = self.generate_prompts(prompts, images,
+                                        with_logits=self.config.readout == "probs")
+            texts, progress, generated = gen.text, gen.expected, [True] * len(prompts)
         out, start = [], 0
         for n, _task, plan in resolved:
-            texts = gen.text[start:start + n]
-            parsed = parse_answers(texts)
-            progress = [p.progress for p in parsed]
-            flags = [p.flag for p in parsed]
-            if gen.expected is not None:
-                for k, e in enumerate(gen.expected[start:start + n]):
-                    if e is not None:
-                        progress[k] = e
+            parsed = parse_answers(texts[start:start + n])
+            values = [p.progress for p in parsed]
+            for k, e in enumerate((progress or [None] * len(texts))[start:start + n]):
+                if e is not None:
+                    values[k] = e
             remaining = [p.remaining for p in parsed]
             out.append(ProgressPrediction(
-                progress=np.asarray(progress, np.float32),
+                progress=np.asarray(values, np.float32),
                 stage=np.asarray([stage_of(r, plan) for r in remaining], np.int64),
-                remaining=remaining, text=texts, flags=flags,
-                extra={"readout": self.config.readout}))
+                remaining=remaining, text=texts[start:start + n],
+                flags=[p.flag for p in parsed],
+                extra={"readout": self.config.readout, "reasoning": self.config.reasoning,
+                       "generated": np.asarray(generated[start:start + n], bool)}))
             start += n
+        return out
+
+    def _answers_reusing(self, prompts: list[str], images: list[list[Image.Image]],
+                         resolved: list[tuple]) -> tuple[list[str], list, list[bool]]:
+        """Answers with reasoning reuse: generated on anchor and split frames (all episodes in
+        shared batches per round), digit readout after the reused reasoning elsewhere."""
+        probs = self.config.readout == "probs"
+        starts = np.cumsum([0] + [n for n, *_ in resolved]).tolist()
+        keys: list[dict[int, Any]] = [{} for _ in resolved]
+        texts: list[str] = [""] * len(prompts)
+        progress: list[float | None] = [None] * len(prompts)
+        todo = [[s + t for t in anchor_frames(n, self.config.refresh)]
+                for s, (n, *_) in zip(starts, resolved)]
+        while any(todo):
+            flat = [i for frames in todo for i in frames]
+            gen = self.generate_prompts([prompts[i] for i in flat], [images[i] for i in flat],
+                                        with_logits=probs)
+            for k, i in enumerate(flat):
+                texts[i] = gen.text[k]
+                progress[i] = gen.expected[k] if gen.expected is not None else None
+            for e, frames in enumerate(todo):
+                for i in frames:
+                    keys[e][i - starts[e]] = _reasoning_key(texts[i])
+            todo = [[starts[e] + t for t in frames_to_split(keys[e])] for e in range(len(keys))]
+        reuse = [(starts[e] + t, starts[e] + src)
+                 for e, (n, *_) in enumerate(resolved)
+                 for t, src in enumerate(reuse_sources(n, keys[e])) if src != t]
+        remaining = [parse_answer(texts[src]).remaining for _, src in reuse]
+        values = self._readout([prompts[i] + answer_prefix(r) for (i, _), r in
+                                zip(reuse, remaining)], [images[i] for i, _ in reuse])
+        generated = [True] * len(prompts)
+        for (i, _), r, v in zip(reuse, remaining, values):
+            generated[i] = False
+            texts[i] = answer_prefix(r) if v is None else progress_answer(r, v)
+            progress[i] = v
+        return texts, progress, generated
+
+    @torch.no_grad()
+    def _readout(self, prompts: list[str], images: list[list[Image.Image]]
+                 ) -> list[float | None]:
+        """Expected progress after rendered prompts that end with the answer up to the tag."""
+        out: list[float | None] = [None] * len(prompts)
+        for idx, inputs in self._batches(prompts, images):
+            for i, v in zip(idx, teacher_forced_progress(self.model, self.tokenizer, inputs)):
+                out[i] = v
         return out
 
     def predict(self, episode: Episode | Frames, task: str | None = None,
@@ -377,7 +470,6 @@ class VLMProgressModel(ProgressModel):
         """Estimate progress at every frame (see ``ProgressModel.predict``)."""
         return self.predict_batch([(episode, task, plan)], window=window)[0]
 
-    @torch.no_grad()
     def progress_after_prefix(self, images: list[list[Image.Image]], tasks: list[str],
                               answer_prefixes: list[str]) -> list[float | None]:
         """Expected progress with the answer teacher-forced up to ``<progress>``.
@@ -393,15 +485,16 @@ class VLMProgressModel(ProgressModel):
         for p in answer_prefixes:
             if not p.rstrip().endswith(TAG):
                 raise ProcvlmError(f"answer prefix {p[-40:]!r} does not end with {TAG}")
-        out: list[float | None] = []
-        bs = self.config.batch_size
-        for i in range(0, len(tasks), bs):
-            imgs = [[to_pil(im, self.config.image_size) for im in ims] for ims in images[i:i + bs]]
-            prompts = [self.chat_prompt(self.messages(len(ims), task)) + prefix
-                       for ims, task, prefix in zip(imgs, tasks[i:i + bs],
-                                                    answer_prefixes[i:i + bs])]
-            out += teacher_forced_progress(self.model, self.tokenizer, self.encode(prompts, imgs))
-        return out
+        imgs = [[to_pil(im, self.config.image_size) for im in ims] for ims in images]
+        prompts = [self.chat_prompt(self.messages(len(ims), task)) + prefix
+                   for ims, task, prefix in zip(imgs, tasks, answer_prefixes)]
+        return self._readout(prompts, imgs)
+
+
+def _reasoning_key(text: str) -> tuple[str, ...] | None:
+    """The remaining actions of an answer as a comparable key; None when unreadable."""
+    parsed = parse_answer(text)
+    return None if "no_actions" in parsed.flag else tuple(parsed.remaining)
 
 
 def _resolve(source: Episode | Frames, task: str | None, plan: list[str] | None

@@ -1,6 +1,6 @@
 """Parse a VLM's progress answer, never crashing on what the model writes.
 
-The expected answer (``procvlm.vqa.templates.progress_answer``)::
+The expected answer (``procvlm.models.vlm.processor_vlm.progress_answer``)::
 
     The following actions are required:
     1. Grasp the puck
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from procvlm.vqa.templates import NO_ACTION
+from procvlm.models.vlm.processor_vlm import NO_ACTION
 
 _TAG = re.compile(r"<progress>(.*?)(?:</progress>|$)", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 
 from procvlm.errors import ProcvlmError
+from procvlm.models.vlm.processor_vlm import TAG
 
-TAG = "<progress>"
 MAX_NUMBER_TOKENS = 8  # "100.00%" and one spare
 
 

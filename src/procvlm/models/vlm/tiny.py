@@ -15,7 +15,7 @@ from pathlib import Path
 
 from procvlm.data import vocab
 from procvlm.errors import ProcvlmError
-from procvlm.vqa.templates import progress_answer, progress_prompt
+from procvlm.models.vlm.processor_vlm import progress_answer, progress_prompt
 
 log = logging.getLogger(__name__)
 

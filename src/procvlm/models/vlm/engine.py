@@ -1,0 +1,175 @@
+"""Batched generation for the VLM progress model: prompts from many frames and episodes go
+through the model in large batches while worker threads prepare the next batches.
+
+Three things keep the accelerator busy:
+
+- **Image preprocessing once per frame.** A window of ``w`` frames shows each frame in ``w``
+  prompts; with a processor that reports ``image_grid_thw`` (the Qwen-VL family) every distinct
+  image of a batch is preprocessed once and its patches are reused by every prompt that shows
+  it (:func:`encode`, equal to the processor's own output). Other processors run as they are.
+- **Preprocessing off the critical path.** :class:`Prefetcher` encodes the next batches in
+  worker threads (PIL and the tokenizer release the GIL) and pins their tensors, while the model
+  runs the current batch.
+- **Length-sorted batches.** Prompts are sorted by length (the first frames of an episode show
+  fewer images), so little padding is computed; results come back in the callers' order.
+
+transformers' continuous-batching manager (``generate_batch``, ``init_continuous_batching``) takes
+token ids only, no ``pixel_values``, so it cannot serve an image-text model; generation here is
+``model.generate`` with SDPA attention and, with ``cache="static"``, a static KV cache that
+transformers compiles with ``torch.compile`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    """Answers to a list of prompts, in the order given.
+
+    Attributes:
+        text: the decoded answers.
+        expected: with the probability readout, the expected progress per answer (None where
+            the answer has no readable number); None otherwise.
+        tokens: generated tokens per answer, counted from the generated ids up to and including
+            the first end token.
+        prompt_tokens: prompt tokens per answer (padding excluded).
+        finished: True where the answer ended with an end token, False where ``max_new_tokens``
+            cut it.
+    """
+
+    text: list[str]
+    expected: list[float | None] | None = None
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+    finished: list[bool] = field(default_factory=list)
+
+
+def fast_path(processor) -> bool:
+    """Whether :func:`encode` can preprocess each distinct image once for ``processor``."""
+    return (hasattr(processor, "replace_image_token") and hasattr(processor, "image_token")
+            and getattr(getattr(processor, "image_processor", None), "merge_size", None)
+            is not None)
+
+
+def _encode_images(processor, images: list[list[Image.Image]]) -> dict:
+    """Preprocess each distinct image object of ``images`` once; the patches of every shown
+    image in prompt order, with their grids."""
+    unique: dict[int, int] = {}
+    distinct: list[Image.Image] = []
+    for ims in images:
+        for im in ims:
+            if id(im) not in unique:
+                unique[id(im)] = len(distinct)
+                distinct.append(im)
+    out = processor.image_processor(images=distinct, return_tensors="pt")
+    grid = out["image_grid_thw"]
+    chunks = torch.split(out["pixel_values"], grid.prod(-1).tolist())
+    order = [unique[id(im)] for ims in images for im in ims]
+    return {"pixel_values": torch.cat([chunks[k] for k in order]),
+            "image_grid_thw": grid[order]}
+
+
+def encode(processor, prompts: list[str], images: list[list[Image.Image]]) -> dict:
+    """Processor outputs for a batch of prompts, left padded, on the CPU.
+
+    Args:
+        processor: the model's processor.
+        prompts: rendered chat prompts, one image placeholder per shown image.
+        images: the images each prompt shows (the same object may appear in many prompts).
+    """
+    has_images = any(images)
+    if not has_images or not fast_path(processor):
+        return dict(processor(text=prompts, images=images if has_images else None,
+                              return_tensors="pt", padding=True, padding_side="left"))
+    vision = _encode_images(processor, images)
+    token, marker, k = processor.image_token, "\x00procvlm-image\x00", 0
+    texts = []
+    for prompt in prompts:
+        text = prompt
+        while token in text:
+            text = text.replace(token, marker * processor.replace_image_token(vision, k)
+                                .count(token), 1)
+            k += 1
+        texts.append(text.replace(marker, token))
+    batch = dict(processor.tokenizer(texts, return_tensors="pt", padding=True,
+                                     padding_side="left"))
+    if getattr(processor, "return_mm_token_type_ids", False):
+        ids = batch["input_ids"].tolist()
+        batch["mm_token_type_ids"] = torch.tensor(processor.create_mm_token_type_ids(ids))
+    return {**batch, **vision}
+
+
+class Prefetcher:
+    """Encode batches in worker threads ahead of the model.
+
+    Args:
+        encode_fn: builds one batch's inputs (CPU tensors) from its prompt indices.
+        workers: worker threads; 0 encodes inline, in the caller's thread.
+        pin: pin the tensors' memory (for asynchronous copies to a GPU).
+    """
+
+    def __init__(self, encode_fn: Callable[[list[int]], dict], workers: int, pin: bool) -> None:
+        self.encode_fn = encode_fn
+        self.workers = workers
+        self.pin = pin
+
+    def _job(self, idx: list[int]) -> dict:
+        batch = self.encode_fn(idx)
+        if self.pin:
+            batch = {k: (v.pin_memory() if torch.is_tensor(v) else v) for k, v in batch.items()}
+        return batch
+
+    def __call__(self, batches: Sequence[list[int]]) -> Iterator[tuple[list[int], dict]]:
+        """Yield (prompt indices, encoded inputs) per batch, in order."""
+        if self.workers == 0:
+            for idx in batches:
+                yield idx, self._job(idx)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="procvlm-encode") as pool:
+            pending: list[tuple[list[int], Future]] = []
+            it = iter(batches)
+            for idx in it:
+                pending.append((idx, pool.submit(self._job, idx)))
+                if len(pending) > self.workers:
+                    break
+            while pending:
+                idx, fut = pending.pop(0)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(self._job, nxt)))
+                yield idx, fut.result()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices ``0..n-1`` sorted by ``lengths`` (longest first: memory peaks early) and cut
+    into batches of ``batch_size``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def count_generated(new: torch.Tensor, end_ids: set[int]) -> tuple[list[int], list[bool]]:
+    """Generated tokens per row (up to and including the first end token) and whether an end
+    token came.
+
+    Args:
+        new: (B, n) generated ids (prompt removed; rows that ended early are padded after it).
+        end_ids: the end-of-answer token ids.
+    """
+    tokens, finished = [], []
+    ends = torch.isin(new, torch.tensor(sorted(end_ids), device=new.device)) if end_ids \
+        else torch.zeros_like(new, dtype=torch.bool)
+    for row in ends.cpu():
+        hit = torch.nonzero(row)
+        finished.append(bool(len(hit)))
+        tokens.append(int(hit[0, 0]) + 1 if len(hit) else int(row.shape[0]))
+    return tokens, finished

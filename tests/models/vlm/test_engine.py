@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from procvlm.models.vlm.engine import (
+    Prefetcher,
+    count_generated,
+    encode,
+    fast_path,
+    length_sorted_batches,
+)
+from procvlm.models.vlm.modeling_vlm import VLMProgressModel, load_processor
+
+
+def _images(n, size=32):
+    rng = np.random.default_rng(1)
+    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), np.uint8)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_encode_equals_the_processor(tiny_dirs, arch):
+    proc = load_processor(tiny_dirs[arch])
+    assert fast_path(proc)
+    ims = _images(4)
+    # sliding windows share image objects; the first prompt shows fewer images
+    shown = [[ims[0]], [ims[0], ims[1]], [ims[1], ims[2], ims[3]]]
+    model = VLMProgressModel.from_pretrained(tiny_dirs[arch], device="cpu")
+    prompts = [model.chat_prompt(model.messages(len(s), "push the puck")) for s in shown]
+    ours = encode(proc, prompts, shown)
+    theirs = proc(text=prompts, images=shown, return_tensors="pt", padding=True,
+                  padding_side="left")
+    assert set(ours) == set(theirs)
+    for k in theirs:
+        assert torch.equal(ours[k], theirs[k]), k
+
+
+def test_encode_without_images_and_other_processors(tiny_dirs):
+    proc = load_processor(tiny_dirs["smolvlm"])
+    assert not fast_path(proc)
+    out = encode(proc, ["hello", "hello there"], [[], []])
+    assert out["input_ids"].shape[0] == 2 and "pixel_values" not in out
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_prefetcher_keeps_order(workers):
+    batches = [[0, 1], [2], [3, 4, 5], [6]]
+    fetch = Prefetcher(lambda idx: {"x": torch.tensor(idx)}, workers, pin=False)
+    got = list(fetch(batches))
+    assert [idx for idx, _ in got] == batches
+    assert all(b["x"].tolist() == idx for idx, b in got)
+
+
+def test_length_sorted_batches():
+    assert length_sorted_batches([1, 5, 3, 5, 2], 2) == [[1, 3], [2, 4], [0]]
+
+
+def test_count_generated_stops_at_the_first_end_token():
+    new = torch.tensor([[5, 6, 9, 9], [5, 6, 7, 8], [9, 5, 5, 5]])
+    tokens, finished = count_generated(new, {9})
+    assert tokens == [3, 4, 1]
+    assert finished == [True, False, True]
+
+
+def test_generation_is_the_same_with_workers_and_batches(tiny_dirs):
+    frames = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), np.uint8)
+    a = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=6, batch_size=5,
+                                         workers=0, device="cpu")
+    b = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=6, batch_size=2,
+                                         workers=2, device="cpu")
+    pa = a.predict(frames, task="push the puck", window=3)
+    pb = b.predict(frames, task="push the puck", window=3)
+    assert pa.text == pb.text
+
+
+def test_generation_counts_tokens_from_ids(tiny_dirs):
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], device="cpu")
+    ims = _images(2)
+    prompts = [model.chat_prompt(model.messages(1, "push"))] * 2
+    gen = model.generate_prompts(prompts, [[ims[0]], [ims[1]]], max_new_tokens=7,
+                                 min_new_tokens=7)
+    assert gen.tokens == [7, 7] and gen.finished == [False, False]
+    assert all(p > 10 for p in gen.prompt_tokens)
