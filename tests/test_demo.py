@@ -1,5 +1,6 @@
 """The whole pipeline, end to end, on a corpus small enough for the test suite."""
 
+import dataclasses
 import json
 
 import pytest
@@ -34,3 +35,23 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
 def test_demo_config_validates():
     with pytest.raises(ValueError, match="train_minutes"):
         DemoConfig(train_minutes=0)
+
+
+def test_a_demo_folder_resumes_only_with_its_own_settings(tmp_path, capsys):
+    from procvlm.cli.main import main
+    from procvlm.demo import record_settings
+    from procvlm.errors import ProcvlmError
+
+    out = tmp_path / "demo"
+    record_settings(out, TINY)
+    record_settings(out, TINY)  # the same settings: fine
+    with pytest.raises(ProcvlmError, match=r"seed 0 \(given: 1\)"):
+        record_settings(out, dataclasses.replace(TINY, seed=1))
+    assert main(["demo", "--out", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another --out" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["demo.json"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(ProcvlmError, match="holds no procvlm demo"):
+        record_settings(tmp_path / "mine", TINY)

@@ -8,6 +8,8 @@ on the same folder skips what is finished.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -114,6 +116,39 @@ def _train(run: _Runner, data: Path, runs: Path, cfg: DemoConfig) -> dict[str, P
     return out
 
 
+RECORD = "demo.json"
+"""The demo's settings, recorded in its folder so that a rerun resumes only the same demo."""
+
+
+def record_settings(out: Path, cfg: DemoConfig) -> None:
+    """Record ``cfg`` in ``out/demo.json``, or check it against the one recorded there.
+
+    Raises:
+        ProcvlmError: ``out`` holds a demo made with other settings (naming them), or holds
+            something that is not a demo; nothing is written then.
+    """
+    from procvlm._io import write_json
+
+    mine = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    path = out / RECORD
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ProcvlmError(f"{path} is not readable JSON: delete {out} or pass another "
+                               "--out") from err
+        diff = [f"{k} {old.get(k)} (given: {mine.get(k)})" for k in sorted(set(old) | set(mine))
+                if old.get(k) != mine.get(k)]
+        if diff:
+            raise ProcvlmError(f"--out {out} holds a demo made with {'; '.join(diff)}: pass "
+                               "another --out, or the same options to resume it")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ProcvlmError(f"--out {out} exists and holds no procvlm demo (no {RECORD}): pass "
+                           "a new folder, or delete it")
+    write_json(path, mine)
+
+
 def _first_failure(root: Path) -> int | None:
     from procvlm.data import open_dataset
 
@@ -133,6 +168,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     """
     cfg = config or DemoConfig()
     out = Path(out)
+    record_settings(out, cfg)
     start = time.monotonic()
     run = _Runner()
     train = _generate(run, out / "data" / "train", cfg.train_tasks, cfg.train_episodes,
