@@ -132,13 +132,12 @@ def test_image_size_must_match_corpus(corpus, tmp_path):
                       text_encoder=encoder(), show_progress=False)
 
 
-def test_augmentation_shifts_and_stills_windows(corpus, monkeypatch):
-    import procvlm.training.compact as trainer
+def test_augmentation_shifts_and_stills_windows(corpus):
+    from procvlm.models.compact.processor_compact import AugmentConfig, augment_windows
 
     frames = torch.from_numpy(corpus.frames[corpus.windows(np.arange(40, 48), 3, 2)])
     gen = torch.Generator().manual_seed(0)
-    out = trainer.augment_windows(frames, gen)
+    out = augment_windows(frames, gen)
     assert out.shape == frames.shape and out.dtype == torch.uint8
-    monkeypatch.setattr(trainer, "STILL_FRACTION", 1.0)
-    still = trainer.augment_windows(frames, gen)
+    still = augment_windows(frames, gen, AugmentConfig(still=1.0))
     assert (still == still[:, -1:]).all()

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, final model")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--epochs", type=float, default=None,
-                   help="passes over the data (default: compact 40, VLM 1)")
+                   help="passes over the data (VLM, default 1; the compact model takes --steps)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per step (default: compact 64, VLM 1)")
     p.add_argument("--lr", type=float, default=None,

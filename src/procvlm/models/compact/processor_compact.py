@@ -1,0 +1,139 @@
+"""Model-side preprocessing of the compact progress model (LeRobot's ``processor_*`` layout).
+
+Training and inference share these functions, so a frame reaches the network the same way in
+both: decoded, resized to ``CompactConfig.image_size`` squares (antialiased bilinear), and
+stacked into a window of ``window`` frames spaced ``stride`` apart, oldest first, clamped at the
+episode's first frame.
+
+Training also augments windows (``augment_windows``). Every random draw is made per window, not
+per frame, so the frame differences the network sees still show only the scene's motion:
+
+- a shift of up to ``shift`` of the side (replicate padding, then a crop);
+- colour jitter: brightness, contrast and saturation gains drawn in ``1 +- amount``;
+- a horizontal flip with probability ``hflip``. Off by default: the procedures' atomic actions
+  never name a side, so a mirror image keeps the task's meaning, but the training cameras are
+  fixed and a mirrored scene is then a view the model never meets at test time. Turn it on for
+  data rendered with mirrored cameras (domain randomisation);
+- "still" windows (probability ``still``): every frame becomes the newest one with the same
+  label, so that stillness alone never moves progress (without it, the still windows at
+  episode starts teach "still -> progress 0" and stalls drift down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from procvlm.data.episode import Frames
+from procvlm.errors import ProcvlmError
+
+
+def window_offsets(window: int, stride: int) -> np.ndarray:
+    """(window,) frame offsets of a window relative to its newest frame, e.g. [-12, -8, -4, 0]."""
+    return (np.arange(window) - (window - 1)) * stride
+
+
+def window_indices(num_frames: int, window: int, stride: int) -> np.ndarray:
+    """(T, window) frame indices of each frame's window, oldest first, clamped at frame 0."""
+    return np.clip(np.arange(num_frames)[:, None] + window_offsets(window, stride)[None, :],
+                   0, None)
+
+
+def resize_frames(frames: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
+    """Resize (N, H, W, 3) uint8 frames to (N, size, size, 3) uint8 (antialiased bilinear)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ProcvlmError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
+    if frames.shape[1:3] == (size, size):
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i in range(0, len(frames), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk])).permute(0, 3, 1, 2)
+        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[i:i + chunk] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def read_frames(frames: Frames, size: int, chunk: int = 256) -> np.ndarray:
+    """Decode every frame of a stream and resize it: (T, size, size, 3) uint8."""
+    n = len(frames)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(0, n, chunk):
+        out[i:i + chunk] = resize_frames(frames[np.arange(i, min(n, i + chunk))], size)
+    return out
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation of frame windows (see the module docstring)."""
+
+    shift: float = field(default=1 / 16, metadata={"help": "largest shift, share of the side"})
+    brightness: float = field(default=0.2, metadata={"help": "brightness gain in 1 +- this"})
+    contrast: float = field(default=0.2, metadata={"help": "contrast gain in 1 +- this"})
+    saturation: float = field(default=0.2, metadata={"help": "saturation gain in 1 +- this"})
+    hflip: float = field(default=0.0, metadata={"help": "probability of a horizontal flip"})
+    still: float = field(default=0.15, metadata={"help": "share of windows made still"})
+
+    def __post_init__(self) -> None:
+        for name in ("shift", "brightness", "contrast", "saturation"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ProcvlmError(f"AugmentConfig.{name}={value}: need 0 <= value < 1")
+        for name in ("hflip", "still"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ProcvlmError(f"AugmentConfig.{name}={value}: need a probability in [0, 1]")
+
+
+def _gain(b: int, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """(B, 1, 1, 1, 1) gains drawn uniformly in [1 - amount, 1 + amount]."""
+    return 1.0 + amount * (2.0 * torch.rand(b, 1, 1, 1, 1, generator=gen) - 1.0)
+
+
+def _shift(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
+    """Shift each window of (B, W, 3, S, S) by the same random offset for all its frames."""
+    b, s = x.shape[0], x.shape[-1]
+    pad = round(shift * s)
+    if pad < 1:
+        return x
+    x = F.pad(x.flatten(0, 1), (pad, pad, pad, pad), mode="replicate").unflatten(0, (b, -1))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
+    return torch.stack([x[i, :, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+
+
+def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and saturation gains per window of (B, W, 3, S, S) in [0, 255]."""
+    b = x.shape[0]
+    x = x * _gain(b, cfg.brightness, gen)
+    mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)  # one grey level per window
+    x = mean + (x - mean) * _gain(b, cfg.contrast, gen)
+    grey = x.mean(dim=2, keepdim=True)  # per pixel
+    return grey + (x - grey) * _gain(b, cfg.saturation, gen)
+
+
+def augment_windows(frames: torch.Tensor, gen: torch.Generator,
+                    config: AugmentConfig | None = None) -> torch.Tensor:
+    """Augment a batch of windows (see the module docstring).
+
+    Args:
+        frames: (B, W, S, S, 3) uint8 windows, oldest frame first.
+        gen: the generator of every random draw (checkpointed with the run).
+        config: amounts and probabilities (``AugmentConfig()`` by default).
+
+    Returns:
+        (B, W, S, S, 3) uint8 windows.
+    """
+    cfg = config or AugmentConfig()
+    b = frames.shape[0]
+    x = frames.permute(0, 1, 4, 2, 3).float()  # (B, W, 3, S, S)
+    still = torch.rand(b, generator=gen) < cfg.still
+    x[still] = x[still, -1:].expand(-1, x.shape[1], -1, -1, -1)
+    flip = torch.rand(b, generator=gen) < cfg.hflip
+    x[flip] = x[flip].flip(-1)
+    x = _jitter(_shift(x, cfg.shift, gen), cfg, gen)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
