@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.sim]
 
 TINY = DemoConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer",),
                   train_episodes=4, test_episodes=2, size=32, cameras=("corner",),
-                  max_steps=120, train_minutes=0.05)
+                  max_steps=120, train_steps=3)
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path):
@@ -24,6 +24,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         for scheme in SCHEMES:
             assert (split, f"compact[{scheme}]") in names
             assert (split, f"labels:{scheme}") in names
+        assert (split, "compact-direct[procvlm]") in names
     assert (tmp_path / "demo" / "scores" / "test_id_rabc.parquet").is_file()
     assert (tmp_path / "demo" / "vqa" / "train.jsonl").is_file()
     assert any(c.startswith("procvlm train --model compact") for c in result.commands)
@@ -33,8 +34,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
 
 
 def test_demo_config_validates():
-    with pytest.raises(ValueError, match="train_minutes"):
-        DemoConfig(train_minutes=0)
+    with pytest.raises(ValueError, match="train_steps=0"):
+        DemoConfig(train_steps=0)
 
 
 def test_a_demo_folder_resumes_only_with_its_own_settings(tmp_path, capsys):

@@ -34,7 +34,8 @@ class DemoConfig:
         size: image width and height.
         cameras: cameras rendered (the first is the main one).
         max_steps: most frames per episode.
-        train_minutes: wall-clock budget of each of the four training runs.
+        train_steps: optimiser steps of every training run (the same for each model, so the
+            comparison is fair whatever the machine's load).
         failure_rate: share of episodes with an injected failure.
         seed: seed of the whole demo.
     """
@@ -47,7 +48,7 @@ class DemoConfig:
     size: int = 128
     cameras: tuple[str, ...] = ("corner",)
     max_steps: int = 200
-    train_minutes: float = 1.5
+    train_steps: int = 400
     failure_rate: float = 0.5
     seed: int = 0
 
@@ -55,13 +56,13 @@ class DemoConfig:
         if self.train_episodes < 2 or self.test_episodes < 1:
             raise ValueError(f"train_episodes={self.train_episodes}, test_episodes="
                              f"{self.test_episodes}: need at least 2 and 1")
-        if self.train_minutes <= 0:
-            raise ValueError(f"train_minutes={self.train_minutes} must be positive")
+        if self.train_steps < 1:
+            raise ValueError(f"train_steps={self.train_steps}: need at least 1 step")
 
 
 QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
                    ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
-                   size=64, max_steps=150, train_minutes=0.3)
+                   size=64, max_steps=150, train_steps=60)
 
 
 @dataclass
@@ -103,16 +104,24 @@ def _generate(run: _Runner, out: Path, tasks: Sequence[str], episodes: int, seed
     return out
 
 
+def compact_runs() -> dict[str, tuple[str, str]]:
+    """Model name -> (label scheme, head) of every compact model the demo trains: one per
+    scheme with the reasoning head, and the direct-regression ablation on ``procvlm`` labels."""
+    runs = {f"compact[{s}]": (s, "reason") for s in SCHEMES}
+    runs["compact-direct[procvlm]"] = ("procvlm", "direct")
+    return runs
+
+
 def _train(run: _Runner, data: Path, runs: Path, cfg: DemoConfig) -> dict[str, Path]:
     out = {}
-    for scheme in SCHEMES:
-        folder = runs / scheme
+    for name, (scheme, head) in compact_runs().items():
+        folder = runs / (scheme if head == "reason" else f"{scheme}-{head}")
         resume = ["--resume"] if (folder / "checkpoints").exists() else []
         if not (folder / "model" / "config.json").is_file():
             run("train", "--model", "compact", str(data), "--out", str(folder), "--scheme",
-                scheme, "--seed", str(cfg.seed), "--max-minutes", str(cfg.train_minutes),
-                *resume)
-        out[scheme] = folder
+                scheme, "--head", head, "--seed", str(cfg.seed), "--steps",
+                str(cfg.train_steps), *resume)
+        out[name] = folder
     return out
 
 
@@ -180,8 +189,9 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     run("vqa", str(train), "--out", str(out / "vqa"), "--seed", str(cfg.seed),
         "--samples-per-episode", "2")
     runs = _train(run, train, out / "runs", cfg)
-    run("score", str(runs["procvlm"]), str(test_id), "--out", str(out / "scores" / "test_id.parquet"))
-    run("score", str(runs["procvlm"]), str(test_id), "--format", "lerobot-rabc", "--out",
+    ours = str(runs["compact[procvlm]"])
+    run("score", ours, str(test_id), "--out", str(out / "scores" / "test_id.parquet"))
+    run("score", ours, str(test_id), "--format", "lerobot-rabc", "--out",
         str(out / "scores" / "test_id_rabc.parquet"))
     strip = out / "report" / "episode_strip.png"
     run("view", str(test_id), "--episode", "0", "--out", str(strip))
@@ -189,7 +199,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     if failed is not None:  # where time-based labels go wrong, for a person to see
         run("view", str(test_id), "--episode", str(failed), "--out",
             str(out / "report" / "failed_episode_strip.png"))
-    models = [a for s in SCHEMES for a in ("--model", f"compact[{s}]={runs[s]}")]
+    models = [a for name, folder in runs.items() for a in ("--model", f"{name}={folder}")]
     run("eval", *models, "--split", f"test_id={test_id}", "--split", f"test_ood={test_ood}",
         "--out", str(out / "report"))
     return DemoResult(out=out, report=out / "report" / "index.html", strip=strip,

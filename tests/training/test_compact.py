@@ -141,3 +141,93 @@ def test_augmentation_shifts_and_stills_windows(corpus):
     assert out.shape == frames.shape and out.dtype == torch.uint8
     still = augment_windows(frames, gen, AugmentConfig(still=1.0))
     assert (still == still[:, -1:]).all()
+
+
+DIRECT = CompactConfig(image_size=16, channels=(8, 16), hidden=32, key_dim=16, window=3,
+                       stride=2, head="direct")
+
+
+def test_direct_head_steps_change_every_parameter_and_loss_is_progress_only(corpus):
+    torch.manual_seed(0)
+    model = build_model(corpus, list(range(corpus.num_episodes)), DIRECT, encoder())
+    names = {n for n, _ in model.net.named_parameters()}
+    assert "progress_head.weight" in names and not any(n.startswith("query") for n in names)
+    before = {k: v.detach().clone() for k, v in model.net.named_parameters()}
+    opt = torch.optim.AdamW(model.net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    ids = np.arange(0, len(corpus.frames), 3)
+    parts = train_step(model, opt, corpus, ids, 3e-3, TrainConfig(augment=False), gen)
+    assert set(parts) == {"loss", "progress_l1"}
+    assert parts["loss"] == pytest.approx(2.0 * parts["progress_l1"])
+    for name, p in model.net.named_parameters():
+        assert not torch.equal(before[name], p.detach()), f"{name} did not change"
+
+
+def test_run_records_settings_and_steps_reached(corpus, tmp_path):
+    result = run(corpus, tmp_path / "r", steps=5)
+    cfg = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
+    assert (cfg["camera"], cfg["scheme"], cfg["image_size"], cfg["window"]) == ("main", "procvlm",
+                                                                                16, 3)
+    record = json.loads((tmp_path / "r" / "model" / "training.json").read_text())
+    assert record["steps"] == 5 and record["scheme"] == "procvlm" and record["head"] == "reason"
+    assert result.metrics["steps"] == 5 and result.metrics["history"][-1]["step"] == 5
+    loaded = load_model(tmp_path / "r", text_encoder=encoder())
+    assert loaded.config.camera == "main" and loaded.training_record["steps"] == 5
+
+
+def test_step_budget_is_exact_across_epochs_and_resumes(corpus, tmp_path):
+    # 16-window batches over ~170 training frames: 10 batches an epoch, so 23 steps cross two
+    # epoch ends (validation + checkpoint) and stop mid-epoch
+    result = run(corpus, tmp_path / "r", steps=23)
+    assert result.metrics["steps"] == 23 and result.metrics["epochs"] == 3
+    assert latest_checkpoint(tmp_path / "r").name == "step_0000023.pt"
+    with pytest.raises(ProcvlmError, match="at step 23, past steps=10"):
+        train_compact(corpus, tmp_path / "r", MCFG, TrainConfig(steps=10, threads=1),
+                      resume=True, text_encoder=encoder(), show_progress=False)
+
+
+def test_direct_run_predicts_no_stage_and_no_remaining_actions(corpus, tmp_path):
+    tcfg = TrainConfig(batch_size=16, val_fraction=0.3, steps=2, threads=1)
+    result = train_compact(corpus, tmp_path / "d", DIRECT, tcfg, text_encoder=encoder(),
+                           show_progress=False)
+    assert result.metrics["val"]["stage_acc"] is None and result.metrics["head"] == "direct"
+    eps, _ = synthetic_episodes(1, 12, 16, seed=3)
+    pred = load_model(tmp_path / "d", text_encoder=encoder()).predict(eps[0])
+    assert len(pred) == 12 and (pred.stage == -1).all()
+    assert pred.remaining == [[] for _ in range(12)]
+    assert ((pred.progress >= 0) & (pred.progress <= 1)).all()
+
+
+def test_torch_settings_are_restored(corpus, tmp_path):
+    torch.set_num_threads(1)
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    tcfg = TrainConfig(batch_size=16, val_fraction=0.3, steps=1, threads=2)
+    train_compact(corpus, tmp_path / "t", MCFG, tcfg, text_encoder=encoder(),
+                  show_progress=False)
+    assert torch.get_num_threads() == 1
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_settings_restored_when_training_fails(corpus, tmp_path, monkeypatch):
+    import procvlm.training.compact as trainer
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trainer, "train_step", boom)
+    torch.set_num_threads(1)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_compact(corpus, tmp_path / "f", MCFG, TrainConfig(steps=3, threads=2),
+                      text_encoder=encoder(), show_progress=False)
+    assert torch.get_num_threads() == 1 and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_recorded_settings_must_agree(corpus, tmp_path):
+    with pytest.raises(ProcvlmError, match="scheme 'time' but the run learns 'procvlm'"):
+        train_compact(corpus, tmp_path, CompactConfig(image_size=16, scheme="time"),
+                      TrainConfig(steps=1, threads=1), text_encoder=encoder(),
+                      show_progress=False)
+    with pytest.raises(ProcvlmError, match="steps=0"):
+        TrainConfig(steps=0)

@@ -13,6 +13,16 @@ def test_round_trip_keeps_every_field_and_type():
     assert CompactConfig.from_dict(d) == cfg
 
 
+def test_records_what_it_was_trained_on():
+    cfg = CompactConfig(camera="corner", scheme="time", head="direct")
+    d = cfg.to_dict()
+    assert (d["camera"], d["scheme"], d["head"]) == ("corner", "time", "direct")
+    assert CompactConfig.from_dict(d) == cfg
+    legacy = {k: v for k, v in d.items() if k not in ("camera", "scheme", "head")}
+    old = CompactConfig.from_dict(legacy)  # configs written before these fields load
+    assert (old.camera, old.scheme, old.head) == (None, None, "reason")
+
+
 def test_window_span():
     assert CompactConfig(window=4, stride=4).window_span == 13
 
@@ -25,6 +35,8 @@ def test_window_span():
     ({"dropout": 1.0}, "dropout=1.0"),
     ({"stage_mode": "mean"}, "stage_mode='mean'"),
     ({"type": "vlm"}, "type='vlm'"),
+    ({"head": "regress"}, "head='regress'"),
+    ({"scheme": "paper"}, "scheme='paper'"),
 ])
 def test_bad_values_name_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):

@@ -1,0 +1,38 @@
+"""benchmarks/quality.py --quick: every stage runs on tiny sizes and writes its figures."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.sim]
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_trains_every_model_the_same_steps_and_writes_json(tmp_path, capsys):
+    quality = load_script()
+    out = tmp_path / "q"
+    assert quality.main(["--quick", "--out", str(out), "--json", str(tmp_path / "q.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "== targets (test_id)" in printed and "compact-direct[procvlm]" in printed
+    figures = json.loads((tmp_path / "q.json").read_text())
+    names = {(r["split"], r["name"]) for r in figures["rows"]}
+    for split in ("test_id", "test_ood"):
+        for name in quality.model_runs():
+            assert (split, name) in names
+    steps = {r["steps"] for r in figures["rows"] if r["name"].startswith("compact")}
+    assert steps == {quality.QUICK.steps}
+    assert {t["target"] for t in figures["targets"]} >= {"compact[procvlm] AUROC",
+                                                         "reason - direct, AUROC"}
+    # a second run finds every stage done and trains nothing again
+    stamp = (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert quality.main(["--quick", "--out", str(out)]) == 0
+    assert (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
