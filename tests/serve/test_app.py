@@ -26,6 +26,8 @@ class MeanModel(ProgressModel):
     def predict(self, episode, task=None, plan=None, *, window=8):
         self.calls += 1
         time.sleep(0.005)
+        if hasattr(episode, "main_frames"):
+            episode, task = episode.main_frames(), task or episode.task
         frames = np.stack([episode[i] for i in range(len(episode))])
         p = frames[..., 0].reshape(len(frames), -1).mean(1) / 255.0
         return ProgressPrediction(progress=p, stage=np.zeros(len(p)),
@@ -93,6 +95,8 @@ def test_hundred_concurrent_requests_with_bad_ones_beside_them(server):
     assert replies[101].status_code == 413
     assert replies[102].status_code == 400
     assert model.calls - before == 100
+    health = httpx.get(f"{url}/health").json()
+    assert health["most_requests_in_a_batch"] > 1  # concurrent requests shared model steps
 
 
 @pytest.mark.parametrize("body,status,match", [
@@ -133,3 +137,49 @@ def test_full_queue_answers_503():
 
         codes = sorted(r.status_code for r in client.portal.call(go))
     assert codes[0] == 200 and codes[-1] == 503
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A data root holding one dataset, a dataset outside it, and a symlink pointing out."""
+    from procvlm.data import write_dataset
+    from procvlm.training.data import synthetic_episodes
+
+    base = tmp_path_factory.mktemp("roots")
+    eps, _ = synthetic_episodes(1, 6, 16, seed=0)
+    write_dataset(base / "root" / "ds", eps, video=False)
+    write_dataset(base / "outside", eps, video=False)
+    (base / "root" / "escape").symlink_to(base / "outside")
+    return base
+
+
+def _dataset_reply(app, dataset):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        return client.post("/v1/progress", json={"dataset": dataset, "episode": 0})
+
+
+def test_datasets_are_refused_without_a_data_root(data_root, caplog):
+    r = _dataset_reply(create_app(MeanModel()), str(data_root / "root" / "ds"))
+    assert r.status_code == 403 and "--data-root" in r.json()["error"]["message"]
+    assert "refused dataset" in caplog.text
+
+
+def test_dataset_inside_the_data_root_is_scored(data_root):
+    app = create_app(MeanModel(), data_root=data_root / "root")
+    r = _dataset_reply(app, "ds")
+    assert r.status_code == 200 and len(r.json()["progress"]) == 6
+    assert _dataset_reply(app, str(data_root / "root" / "ds")).status_code == 200
+
+
+@pytest.mark.parametrize("name,match", [("outside", "outside the server's data root"),
+                                        ("escape", "outside the server's data root"),
+                                        ("ds/../ds", "'..' is not allowed"),
+                                        ("../outside", "'..' is not allowed")])
+def test_paths_leaving_the_data_root_answer_403(data_root, name, match, caplog):
+    app = create_app(MeanModel(), data_root=data_root / "root")
+    path = str(data_root / "outside") if name == "outside" else name
+    r = _dataset_reply(app, path)
+    assert r.status_code == 403 and match in r.json()["error"]["message"]
+    assert "refused dataset" in caplog.text

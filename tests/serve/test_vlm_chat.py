@@ -93,3 +93,67 @@ def test_vlm_annotator_end_to_end(live_url):
     # report that no valid answer came (not a transport or HTTP error).
     with pytest.raises(ProcvlmError, match="gave no valid answer in 2 attempts"):
         ann.annotate(ep)
+
+
+@pytest.fixture()
+def end_token(client):
+    """Set the served model's end token for one test (random weights never pick their own)."""
+    gen_cfg = client.app.state.batcher.model.model.generation_config
+    saved = gen_cfg.eos_token_id
+    yield lambda ids: setattr(gen_cfg, "eos_token_id", ids)
+    gen_cfg.eos_token_id = saved
+
+
+def _ask(openai_client, max_tokens, **kw):
+    return openai_client.chat.completions.create(
+        model="x", max_tokens=max_tokens, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": _url()}},
+            {"type": "text", "text": "How far along is the task?"}]}], **kw)
+
+
+def test_openai_client_usage_and_finish_reason(live_url, client, end_token):
+    openai = pytest.importorskip("openai")
+    oc = openai.OpenAI(base_url=live_url, api_key="none")
+    end_token([999_999])  # an id no answer contains: max_tokens cuts the answer
+    cut = _ask(oc, 4)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.usage.completion_tokens == 4 and cut.usage.prompt_tokens > 10
+    assert cut.usage.total_tokens == cut.usage.prompt_tokens + 4
+    end_token(list(range(len(client.app.state.batcher.model.tokenizer))))  # any token ends it
+    ended = _ask(oc, 4)
+    assert ended.choices[0].finish_reason == "stop" and ended.usage.completion_tokens == 1
+
+
+def test_openai_client_streams_server_sent_events(live_url, end_token):
+    openai = pytest.importorskip("openai")
+    oc = openai.OpenAI(base_url=live_url, api_key="none")
+    end_token([999_999])
+    whole = _ask(oc, 5)
+    chunks = list(_ask(oc, 5, stream=True, stream_options={"include_usage": True}))
+    assert len(chunks) >= 3 and all(c.object == "chat.completion.chunk" for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] == "length" and chunks[-1].usage.completion_tokens == 5
+
+
+def test_concurrent_requests_share_generation_steps(client):
+    """Prompts of concurrent progress and chat requests go through shared model steps."""
+    import asyncio
+
+    app = client.app
+    frames = [_url(v).split(",")[1] for v in (10, 20, 30, 40)]
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            progress = [c.post("/v1/progress", json={"task": f"t{i}", "frames": frames,
+                                                     "window": 2}) for i in range(6)]
+            return await asyncio.gather(*progress)
+
+    before = app.state.batcher.batches
+    replies = client.portal.call(go)
+    assert all(r.status_code == 200 and len(r.json()["progress"]) == 4 for r in replies)
+    # 24 frame prompts in batches of 16 from several requests, not one model call per request
+    assert app.state.batcher.most_requests_in_a_batch > 1
+    assert app.state.batcher.batches - before < 6

@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="most waiting requests; more get 503 (default: 256)")
     p.add_argument("--max-request-mb", type=float, default=32.0,
                    help="largest request body in MiB; larger get 413 (default: 32)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="let requests score datasets inside DIR ({\"dataset\": \"name\", "
+                        "\"episode\": 0}); paths outside it, symlinks out of it and '..' get "
+                        "403 (default: off, datasets are refused)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,5 +30,6 @@ def run(args: argparse.Namespace) -> int:
         raise ProcvlmError("--max-batch, --max-queue and --max-request-mb must be positive")
     serve(args.run, host=args.host, port=args.port, max_batch=args.max_batch,
           max_queue=args.max_queue, max_request_mb=args.max_request_mb,
+          data_root=args.data_root,
           on_ready=lambda url: print(f"procvlm serve: {url} (Ctrl-C to stop)", flush=True))
     return 0

@@ -8,9 +8,22 @@ Endpoints:
     GET  /v1/models            the served model
     GET  /health               liveness and queue depth
 
-Concurrent requests are batched on the model by one background worker reading a bounded asyncio
-queue (503 when full); the model runs in a worker thread so the event loop keeps accepting.
-Bodies past ``max_request_mb`` get 413, malformed input a 4xx naming the bad field.
+Concurrent requests are batched continuously by one scheduler reading a bounded asyncio queue
+(503 when full). A VLM request is split into prompts (one per scored frame, one per chat); every
+model step takes up to ``batch_size`` prompts from all waiting requests, so a request that arrives
+while others run joins the next step instead of waiting for them to finish, and answers as soon
+as its own prompts are done. Other models (and a VLM that reuses its reasoning) take whole
+requests, up to ``max_batch`` per step. The model runs in a worker thread so the event loop keeps
+accepting. Bodies past ``max_request_mb`` get 413, malformed input a 4xx naming the bad field.
+
+Datasets named in a request (``{"dataset": path}``) are read only when the server was started
+with a data root (``--data-root DIR``): relative paths are taken inside it; a path outside it,
+through a symbolic link out of it, or with ``..`` answers 403 and is logged.
+
+Chat completions follow OpenAI's format: ``usage`` counts the prompt and generated tokens,
+``finish_reason`` is ``"length"`` when ``max_tokens`` cut the answer, and ``stream: true`` sends
+the answer as server-sent ``chat.completion.chunk`` events (once it is generated; with
+``stream_options.include_usage`` a last chunk carries ``usage``), then ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -24,13 +37,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
 from procvlm.data.episode import ArrayFrames
@@ -51,11 +66,22 @@ class HTTPError(Exception):
 
 @dataclass
 class Job:
-    """One queued request: ``kind`` is "progress" or "chat"; ``args`` what the model takes."""
+    """One queued request.
+
+    ``kind`` is "progress" or "chat"; ``args`` what the model takes. A job split into prompts
+    (a VLM's) holds them in ``prompts`` / ``images`` and collects one answer per prompt before
+    ``finish`` turns the answers into its result; a whole job leaves ``prompts`` empty.
+    """
 
     kind: str
     args: tuple
     future: asyncio.Future
+    prompts: list[str] = field(default_factory=list)
+    images: list[list] = field(default_factory=list)
+    limit: int = 0
+    with_logits: bool = False
+    finish: Callable[[list[dict]], Any] | None = None
+    answers: dict[int, dict] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -81,13 +107,19 @@ def _str_list(value: Any, where: str) -> list[str]:
     return value
 
 
-def parse_progress_request(body: dict) -> tuple[Any, str | None, list[str] | None, int]:
-    """(episode or frames, task, plan, window) from a /v1/progress body."""
+def parse_progress_request(body: dict, data_root: str | Path | None = None
+                           ) -> tuple[Any, str | None, list[str] | None, int]:
+    """(episode or frames, task, plan, window) from a /v1/progress body.
+
+    Args:
+        body: the request's JSON object.
+        data_root: the folder datasets may be read from (None: datasets are refused).
+    """
     window = body.get("window", 8)
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 64:
         raise HTTPError(422, "window must be an integer in [1, 64]")
     if "dataset" in body:
-        return _dataset_episode(body) + (window,)
+        return _dataset_episode(body, data_root) + (window,)
     task, frames = body.get("task"), body.get("frames")
     if not isinstance(task, str) or not task.strip():
         raise HTTPError(422, "task must be a non-empty string (or send dataset + episode)")
@@ -102,7 +134,31 @@ def parse_progress_request(body: dict) -> tuple[Any, str | None, list[str] | Non
     return ArrayFrames(np.stack(arrays)), task, plan, window
 
 
-def _dataset_episode(body: dict) -> tuple[Any, None, None]:
+def dataset_path(path: str, data_root: str | Path | None) -> Path:
+    """The dataset folder a request names, inside ``data_root``.
+
+    Raises:
+        HTTPError: 403 when reading datasets is off (no data root), the path has a ``..``
+            part, or it resolves (symbolic links followed) outside the data root.
+    """
+    if data_root is None:
+        log.warning("refused dataset %r: the server has no --data-root", path)
+        raise HTTPError(403, "this server reads no datasets: send frames, or start it with "
+                             "--data-root DIR")
+    if ".." in Path(path).parts:
+        log.warning("refused dataset %r: '..' in the path", path)
+        raise HTTPError(403, f"dataset {path!r}: '..' is not allowed; name a folder inside the "
+                             "data root")
+    root = Path(data_root).resolve()
+    full = (root / path).resolve()
+    if full != root and root not in full.parents:
+        log.warning("refused dataset %r: resolves to %s, outside the data root %s", path, full,
+                    root)
+        raise HTTPError(403, f"dataset {path!r} is outside the server's data root")
+    return full
+
+
+def _dataset_episode(body: dict, data_root: str | Path | None) -> tuple[Any, None, None]:
     path, episode = body.get("dataset"), body.get("episode")
     if not isinstance(path, str):
         raise HTTPError(422, "dataset must be a path string")
@@ -110,6 +166,7 @@ def _dataset_episode(body: dict) -> tuple[Any, None, None]:
         raise HTTPError(422, "episode must be an integer episode index")
     from procvlm.data import open_dataset
 
+    path = str(dataset_path(path, data_root))
     try:
         ds = open_dataset(path)
         if episode not in ds.episode_indices:
@@ -167,12 +224,12 @@ def prediction_json(pred: ProgressPrediction) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- batching
 class Batcher:
-    """A bounded queue and one worker that runs queued jobs on the model in batches.
+    """A bounded queue and one scheduler that runs waiting work on the model, step by step.
 
     Args:
         model: the progress model.
-        max_batch: most jobs per model call.
-        max_queue: most jobs waiting; beyond it ``submit`` raises 503.
+        max_batch: most whole requests per model step (models that take whole requests).
+        max_queue: most requests waiting; beyond it ``submit`` raises 503.
     """
 
     def __init__(self, model: ProgressModel, max_batch: int, max_queue: int) -> None:
@@ -182,9 +239,13 @@ class Batcher:
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queue)
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.most_requests_in_a_batch = 0
+        self._whole: deque[Job] = deque()
+        self._prompts: dict[tuple[bool, int], deque[tuple[Job, int]]] = {}
+        self._turn = 0
 
     def start(self) -> None:
-        """Start the worker on the running loop (a fresh queue: an app may be served again)."""
+        """Start the scheduler on the running loop (a fresh queue: an app may be served again)."""
         self.queue = asyncio.Queue(maxsize=self.max_queue)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -194,38 +255,92 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
 
-    async def submit(self, kind: str, *args: Any) -> Any:
+    async def submit(self, job: Job) -> Any:
         """Queue a job and wait for its result (raises 503 when the queue is full)."""
-        fut = asyncio.get_running_loop().create_future()
         try:
-            self.queue.put_nowait(Job(kind, args, fut))
+            self.queue.put_nowait(job)
         except asyncio.QueueFull:
             raise HTTPError(503, f"server busy: {self.queue.maxsize} requests already queued; "
                                  "retry later") from None
-        return await fut
+        return await job.future
+
+    def _admit(self, job: Job) -> None:
+        if not job.prompts:
+            self._whole.append(job)
+            return
+        pool = self._prompts.setdefault((job.with_logits, job.limit), deque())
+        pool.extend((job, k) for k in range(len(job.prompts)))
+
+    def _idle(self) -> bool:
+        return not self._whole and not any(self._prompts.values())
 
     async def _run(self) -> None:
         while True:
-            jobs = [await self.queue.get()]
-            while len(jobs) < self.max_batch and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
-            for kind in ("progress", "chat"):
-                group = [j for j in jobs if j.kind == kind and not j.future.cancelled()]
-                if group:
-                    await self._run_group(kind, group)
+            if self._idle():
+                self._admit(await self.queue.get())
+            while not self.queue.empty():
+                self._admit(self.queue.get_nowait())
+            pools = [key for key, pool in self._prompts.items() if pool]
+            kinds = pools + (["whole"] if self._whole else [])
+            key = kinds[self._turn % len(kinds)]
+            self._turn += 1
+            if key == "whole":
+                group = [self._whole.popleft()
+                         for _ in range(min(self.max_batch, len(self._whole)))]
+                await self._run_whole([j for j in group if not j.future.cancelled()])
+            else:
+                await self._run_prompts(key, self._prompts[key])
             self.batches += 1
 
-    async def _run_group(self, kind: str, jobs: list[Job]) -> None:
-        fn = self._progress if kind == "progress" else self._chat
+    async def _run_prompts(self, key: tuple[bool, int], pool: deque) -> None:
+        """One generation step over up to ``batch_size`` waiting prompts of any requests."""
+        size = getattr(getattr(self.model, "config", None), "batch_size", self.max_batch)
+        units = []
+        while pool and len(units) < size:
+            job, k = pool.popleft()
+            if not job.future.done():
+                units.append((job, k))
+        if not units:
+            return
+        self.most_requests_in_a_batch = max(self.most_requests_in_a_batch,
+                                            len({id(j) for j, _ in units}))
+        with_logits, limit = key
         try:
-            results = await asyncio.to_thread(fn, [j.args for j in jobs])
+            gen = await asyncio.to_thread(
+                self.model.generate_prompts, [j.prompts[k] for j, k in units],
+                [j.images[k] for j, k in units], limit, with_logits)
+        except Exception:
+            log.exception("a generation step failed")
+            for job, _ in units:
+                _settle(job, error=HTTPError(500, f"{job.kind} failed on this input"))
+            return
+        for n, (job, k) in enumerate(units):
+            job.answers[k] = {"text": gen.text[n], "tokens": gen.tokens[n],
+                              "prompt_tokens": gen.prompt_tokens[n],
+                              "finished": gen.finished[n],
+                              "expected": gen.expected[n] if gen.expected else None}
+            if len(job.answers) == len(job.prompts) and not job.future.done():
+                try:
+                    result = job.finish([job.answers[i] for i in range(len(job.prompts))])
+                except Exception:
+                    log.exception("%s request failed", job.kind)
+                    _settle(job, error=HTTPError(500, f"{job.kind} failed on this input"))
+                    continue
+                _settle(job, result=result)
+
+    async def _run_whole(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        self.most_requests_in_a_batch = max(self.most_requests_in_a_batch, len(jobs))
+        try:
+            results = await asyncio.to_thread(self._progress, [j.args for j in jobs])
         except Exception:  # one bad job must not fail the others: retry them one by one
             if len(jobs) == 1:
-                log.exception("%s request failed", kind)
-                _settle(jobs[0], error=HTTPError(500, f"{kind} failed on this input"))
+                log.exception("%s request failed", jobs[0].kind)
+                _settle(jobs[0], error=HTTPError(500, f"{jobs[0].kind} failed on this input"))
                 return
             for j in jobs:
-                await self._run_group(kind, [j])
+                await self._run_whole([j])
             return
         for j, r in zip(jobs, results):
             _settle(j, result=r)
@@ -237,17 +352,41 @@ class Batcher:
             return self.model.predict_batch(items, window=windows.pop())
         return [self.model.predict(s, t, p, window=w) for s, t, p, w in args]
 
-    def _chat(self, args: list[tuple]) -> list[str]:
-        by_tokens: dict[int, list[int]] = {}
-        for i, (_, _, n) in enumerate(args):
-            by_tokens.setdefault(n, []).append(i)
-        out: list[str] = [""] * len(args)
-        for n, idx in by_tokens.items():
-            texts = self.model.chat([args[i][0] for i in idx], [args[i][1] for i in idx],
-                                    max_new_tokens=n)
-            for i, t in zip(idx, texts):
-                out[i] = t
-        return out
+
+def _splits_into_prompts(model: ProgressModel) -> bool:
+    """Whether requests to ``model`` are scheduled prompt by prompt (a VLM answering every
+    frame whole) rather than as whole requests."""
+    if getattr(model, "model_type", "") != "vlm":
+        return False
+    from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+
+    return isinstance(model, VLMProgressModel) and model.config.reasoning == "every"
+
+
+def progress_job(model: ProgressModel, args: tuple, future: asyncio.Future) -> Job:
+    """The job of a /v1/progress request (its prompts built here, off the event loop)."""
+    if not _splits_into_prompts(model):
+        return Job("progress", args, future)
+    source, task, plan, window = args
+    prompts, images, resolved = model.progress_prompts([(source, task, plan)], window)
+    probs = model.config.readout == "probs"
+
+    def finish(answers: list[dict]) -> ProgressPrediction:
+        expected = [a["expected"] for a in answers] if probs else None
+        return model.assemble([a["text"] for a in answers], expected, resolved)[0]
+
+    return Job("progress", args, future, prompts, images, model.config.max_new_tokens, probs,
+               finish)
+
+
+def chat_job(model: ProgressModel, conv: list[dict], images: list, limit: int,
+             future: asyncio.Future) -> Job:
+    """The job of a chat completion: one prompt, answered with its token counts."""
+    from procvlm.models.vlm.processor_vlm import to_pil
+
+    prompt = model.chat_prompt(conv)
+    shown = [to_pil(im, model.config.image_size) for im in images]
+    return Job("chat", (), future, [prompt], [shown], limit, False, lambda answers: answers[0])
 
 
 def _settle(job: Job, result: Any = None, error: Exception | None = None) -> None:
@@ -257,6 +396,53 @@ def _settle(job: Job, result: Any = None, error: Exception | None = None) -> Non
         job.future.set_exception(error)
     else:
         job.future.set_result(result)
+
+
+# ----------------------------------------------------------------------------- chat replies
+def _stream_options(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage) of a chat body."""
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise HTTPError(422, "stream must be true or false")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise HTTPError(422, "stream_options must be an object")
+    return stream, bool(options.get("include_usage", False))
+
+
+def completion_json(answer: dict, model_name: str) -> dict[str, Any]:
+    """The ``chat.completion`` object of one answer (text, token counts, how it ended)."""
+    usage = {"prompt_tokens": answer["prompt_tokens"], "completion_tokens": answer["tokens"],
+             "total_tokens": answer["prompt_tokens"] + answer["tokens"]}
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+            "created": int(time.time()), "model": model_name,
+            "choices": [{"index": 0, "finish_reason": "stop" if answer["finished"] else "length",
+                         "message": {"role": "assistant", "content": answer["text"]}}],
+            "usage": usage}
+
+
+def sse_chunks(reply: dict, answer: dict, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent ``chat.completion.chunk`` events of a finished answer: the role, the text in
+    pieces, the finish reason, optionally the usage, then ``[DONE]``."""
+    head = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    text = answer["text"]
+    pieces = [text[i:i + 16] for i in range(0, len(text), 16)]
+
+    def event(choices: list, **extra: Any) -> str:
+        return f"data: {json.dumps(head | {'choices': choices} | extra)}\n\n"
+
+    async def gen() -> AsyncIterator[str]:
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                      "finish_reason": None}])
+        for piece in pieces:
+            yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        yield event([{"index": 0, "delta": {},
+                      "finish_reason": reply["choices"][0]["finish_reason"]}])
+        if include_usage:
+            yield event([], usage=reply["usage"])
+        yield "data: [DONE]\n\n"
+
+    return gen()
 
 
 # ----------------------------------------------------------------------------- the app
@@ -283,7 +469,7 @@ async def read_json(request: Request, limit: int) -> dict:
 
 def create_app(model: ProgressModel, *, max_batch: int = 16, max_queue: int = 256,
                max_request_mb: float = 32.0, model_name: str | None = None,
-               max_tokens: int = 1024) -> FastAPI:
+               max_tokens: int = 1024, data_root: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving ``model``.
 
     Args:
@@ -293,10 +479,14 @@ def create_app(model: ProgressModel, *, max_batch: int = 16, max_queue: int = 25
         max_request_mb: largest request body in MiB (413 beyond).
         model_name: the id /v1/models lists (defaults to the model type).
         max_tokens: cap on generated tokens per chat answer.
+        data_root: the folder whose datasets requests may name (None: no dataset is read).
     """
     if max_batch < 1 or max_queue < 1 or max_request_mb <= 0:
         raise ProcvlmError(f"max_batch={max_batch}, max_queue={max_queue}, max_request_mb="
                            f"{max_request_mb}: all must be positive")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise ProcvlmError(f"--data-root {data_root} is not a folder: pass the folder holding "
+                           "the datasets clients may name")
     limit = int(max_request_mb * 1024 * 1024)
     name = model_name or f"procvlm-{getattr(model, 'model_type', '') or 'model'}"
     batcher = Batcher(model, max_batch, max_queue)
@@ -318,7 +508,8 @@ def create_app(model: ProgressModel, *, max_batch: int = 16, max_queue: int = 25
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "model": name, "queued": batcher.queue.qsize(),
-                "batches": batcher.batches}
+                "batches": batcher.batches,
+                "most_requests_in_a_batch": batcher.most_requests_in_a_batch}
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -328,20 +519,26 @@ def create_app(model: ProgressModel, *, max_batch: int = 16, max_queue: int = 25
     @app.post("/v1/progress")
     async def progress(request: Request) -> dict:
         body = await read_json(request, limit)
-        args = await asyncio.to_thread(parse_progress_request, body)
-        return prediction_json(await batcher.submit("progress", *args))
+        args = await asyncio.to_thread(parse_progress_request, body, data_root)
+        future = asyncio.get_running_loop().create_future()
+        job = await asyncio.to_thread(progress_job, model, args, future)
+        return prediction_json(await batcher.submit(job))
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict:
+    async def chat(request: Request):
         if not hasattr(model, "chat"):
             raise HTTPError(400, f"the served {getattr(model, 'model_type', '')} model cannot "
                                  "chat: serve a VLM run for /v1/chat/completions")
         body = await read_json(request, limit)
         conv, images, n = await asyncio.to_thread(parse_chat_request, body, max_tokens)
-        text = await batcher.submit("chat", conv, images, n)
-        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-                "created": int(time.time()), "model": name,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}]}
+        stream, usage_chunk = _stream_options(body)
+        future = asyncio.get_running_loop().create_future()
+        job = await asyncio.to_thread(chat_job, model, conv, images, n, future)
+        answer = await batcher.submit(job)
+        reply = completion_json(answer, name)
+        if not stream:
+            return reply
+        return StreamingResponse(sse_chunks(reply, answer, usage_chunk),
+                                 media_type="text/event-stream")
 
     return app

@@ -360,9 +360,10 @@ class VLMProgressModel(ProgressModel):
         return self.generate_prompts(prompts, imgs, max_new_tokens)
 
     # ------------------------------------------------------------------ progress
-    def _requests(self, items: Sequence[tuple[Episode | Frames, str | None, list[str] | None]],
+    def progress_prompts(self, items: Sequence[tuple[Episode | Frames, str | None, list[str] | None]],
                   window: int) -> tuple[list[str], list[list[Image.Image]], list[tuple]]:
-        """Prompts and images of every frame of every item, and (frames, task, plan) each.
+        """Prompts and images of every frame of every item, and (frames, task, plan) each
+        (the input of ``assemble``).
 
         A frame shown in several windows is one PIL image object, preprocessed once per batch.
         """
@@ -395,25 +396,40 @@ class VLMProgressModel(ProgressModel):
             items: (episode or frames, task, plan) triples, as ``predict`` takes them.
             window: frames per prompt (defaults to ``config.window``).
         """
-        prompts, images, resolved = self._requests(items, window or self.config.window)
+        prompts, images, resolved = self.progress_prompts(items, window or self.config.window)
         if self.config.reasoning == "reuse":
             texts, progress, generated = self._answers_reusing(prompts, images, resolved)
         else:
             gen = self.generate_prompts(prompts, images,
                                         with_logits=self.config.readout == "probs")
             texts, progress, generated = gen.text, gen.expected, [True] * len(prompts)
+        return self.assemble(texts, progress, resolved, generated)
+
+    def assemble(self, texts: list[str], expected: Sequence[float | None] | None,
+                 resolved: list[tuple], generated: Sequence[bool] | None = None
+                 ) -> list[ProgressPrediction]:
+        """Predictions from the answers to ``progress_prompts``' prompts, in their order.
+
+        Args:
+            texts: one answer per prompt.
+            expected: the digit-probability progress per prompt (None: parse the text).
+            resolved: ``progress_prompts``' (frames, task, plan) per item.
+            generated: which answers were generated whole (default: all).
+        """
         out, start = [], 0
+        expected = expected if expected is not None else [None] * len(texts)
+        generated = generated if generated is not None else [True] * len(texts)
         for n, _task, plan in resolved:
             parsed = parse_answers(texts[start:start + n])
             values = [p.progress for p in parsed]
-            for k, e in enumerate((progress or [None] * len(texts))[start:start + n]):
+            for k, e in enumerate(expected[start:start + n]):
                 if e is not None:
                     values[k] = e
             remaining = [p.remaining for p in parsed]
             out.append(ProgressPrediction(
                 progress=np.asarray(values, np.float32),
                 stage=np.asarray([stage_of(r, plan) for r in remaining], np.int64),
-                remaining=remaining, text=texts[start:start + n],
+                remaining=remaining, text=list(texts[start:start + n]),
                 flags=[p.flag for p in parsed],
                 extra={"readout": self.config.readout, "reasoning": self.config.reasoning,
                        "generated": np.asarray(generated[start:start + n], bool)}))
@@ -464,6 +480,24 @@ class VLMProgressModel(ProgressModel):
             for i, v in zip(idx, teacher_forced_progress(self.model, self.tokenizer, inputs)):
                 out[i] = v
         return out
+
+    def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
+                     ) -> np.ndarray:
+        """Progress at the newest frame of each clip, all clips in shared batches, shape (B,).
+
+        Args:
+            clips: (frames, task, plan) triples (see ``ProgressModel.predict_last``).
+        """
+        prompts, images, resolved = [], [], []
+        for frames, task, plan in clips:
+            frames, task, plan = _resolve(frames, task, plan)
+            idx = window_indices(len(frames) - 1, self.config.window, self.config.stride)
+            images.append([to_pil(frames[i], self.config.image_size) for i in idx])
+            prompts.append(self.chat_prompt(self.messages(len(idx), task)))
+            resolved.append((1, task, plan))
+        gen = self.generate_prompts(prompts, images, with_logits=self.config.readout == "probs")
+        preds = self.assemble(gen.text, gen.expected, resolved)
+        return np.asarray([p.progress[0] for p in preds], np.float32)
 
     def predict(self, episode: Episode | Frames, task: str | None = None,
                 plan: list[str] | None = None, *, window: int | None = 8) -> ProgressPrediction:
