@@ -42,3 +42,27 @@ def test_rabc_table_has_lerobot_columns_sorted_by_index():
 def test_default_outputs(tmp_path):
     assert default_output(tmp_path, "lerobot-rabc") == tmp_path / "sarm_progress.parquet"
     assert default_output(tmp_path, "procvlm") == tmp_path / "meta/procvlm/scores.parquet"
+
+
+def test_vlm_scores_many_episodes_in_shared_batches(tmp_path):
+    from procvlm.data import open_dataset, write_dataset
+    from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+    from procvlm.models.vlm.tiny import build_tiny_vlm
+    from procvlm.reward.score import _episode_chunks, score_episodes
+    from procvlm.training.data import synthetic_episodes
+
+    eps, _ = synthetic_episodes(3, 5, 16, seed=0)
+    write_dataset(tmp_path / "ds", eps, video=False)
+    ds = open_dataset(tmp_path / "ds")
+    assert _episode_chunks(ds, 8) == [[0, 1], [2]]
+    model = VLMProgressModel.from_pretrained(build_tiny_vlm(tmp_path / "m", "qwen3_vl"),
+                                             max_new_tokens=3, batch_size=2, window=2,
+                                             device="cpu")
+    calls = []
+    batch = model.predict_batch
+    model.predict_batch = lambda items, **kw: calls.append(len(items)) or batch(items, **kw)
+    table = score_episodes(model, ds, show_progress=False)
+    assert table.num_rows == 15 and calls == [3]  # 3 x 5 frames < 8 x batch_size: one call
+    one = model.predict(ds.episode(1, cameras=[ds.cameras[0]]))
+    rows = table.filter(pa.compute.equal(table["episode_index"], 1))
+    np.testing.assert_allclose(rows["progress"].to_numpy(), one.progress)

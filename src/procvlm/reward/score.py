@@ -13,6 +13,8 @@ Score files:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +79,9 @@ def score_episodes(model: Any, ds: Any, batch_size: int = 256, camera: str | Non
         raise ProcvlmError(f"camera {camera!r} not in the dataset (has {ds.cameras})")
     cols: dict[str, list] = {k: [] for k in ("index", "episode_index", "frame_index",
                                              "progress", "remaining", "stage")}
-    kwargs = {"batch_size": batch_size} if getattr(model, "model_type", "") == "compact" else {}
-    for i in tqdm(ds.episode_indices, desc="scoring", disable=not show_progress):
-        ep = ds.episode(i, cameras=[camera])
-        pred = model.predict(ep, **kwargs)
+    bar = tqdm(total=len(ds.episode_indices), desc="scoring", disable=not show_progress)
+    for i, pred in _predictions(model, ds, camera, batch_size):
+        bar.update(1)
         n = len(pred)
         cols["index"].append(np.asarray(ds.global_index(i), np.int64)[:n])
         cols["episode_index"].append(np.full(n, i, np.int64))
@@ -88,12 +89,55 @@ def score_episodes(model: Any, ds: Any, batch_size: int = 256, camera: str | Non
         cols["progress"].append(pred.progress.astype(np.float32))
         cols["stage"].append(pred.stage.astype(np.int64))
         cols["remaining"].extend(pred.remaining)
+    bar.close()
     arrays = {k: (np.concatenate(v) if k != "remaining" else v) for k, v in cols.items()}
     table = pa.table({"index": arrays["index"], "episode_index": arrays["episode_index"],
                       "frame_index": arrays["frame_index"], "progress": arrays["progress"],
                       "remaining": pa.array(arrays["remaining"], pa.list_(pa.string())),
                       "stage": arrays["stage"]})
     return table.sort_by("index")
+
+
+def _episode_chunks(ds: Any, frames_per_chunk: int) -> list[list[int]]:
+    """Consecutive episodes grouped so each group holds at least ``frames_per_chunk`` frames."""
+    chunks: list[list[int]] = [[]]
+    count = 0
+    for i in ds.episode_indices:
+        if count >= frames_per_chunk:
+            chunks.append([])
+            count = 0
+        chunks[-1].append(i)
+        count += len(ds.global_index(i))
+    return [c for c in chunks if c]
+
+
+def _predictions(model: Any, ds: Any, camera: str, batch_size: int) -> Iterator[tuple[int, Any]]:
+    """(episode index, prediction) for every episode.
+
+    A model with ``predict_batch`` (the VLM) gets the frames of many episodes at once, so they
+    share large batches, while a thread decodes the next group of episodes.
+    """
+    if getattr(model, "model_type", "") == "compact":
+        for i in ds.episode_indices:
+            yield i, model.predict(ds.episode(i, cameras=[camera]), batch_size=batch_size)
+        return
+    if not hasattr(model, "predict_batch"):
+        for i in ds.episode_indices:
+            yield i, model.predict(ds.episode(i, cameras=[camera]))
+        return
+    per_chunk = 8 * int(getattr(getattr(model, "config", None), "batch_size", 16))
+    chunks = _episode_chunks(ds, per_chunk)
+
+    def load(chunk: list[int]) -> list[Any]:
+        return [ds.episode(i, cameras=[camera]) for i in chunk]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="procvlm-decode") as pool:
+        pending = pool.submit(load, chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            episodes = pending.result()
+            pending = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            preds = model.predict_batch([(ep, None, None) for ep in episodes])
+            yield from zip(chunk, preds)
 
 
 def to_rabc_table(scores: pa.Table) -> pa.Table:

@@ -500,8 +500,10 @@ class VLMProgressModel(ProgressModel):
         return np.asarray([p.progress[0] for p in preds], np.float32)
 
     def predict(self, episode: Episode | Frames, task: str | None = None,
-                plan: list[str] | None = None, *, window: int | None = 8) -> ProgressPrediction:
-        """Estimate progress at every frame (see ``ProgressModel.predict``)."""
+                plan: list[str] | None = None, *, window: int | None = None
+                ) -> ProgressPrediction:
+        """Estimate progress at every frame (see ``ProgressModel.predict``); ``window``
+        defaults to the one the model was trained with (``config.window``)."""
         return self.predict_batch([(episode, task, plan)], window=window)[0]
 
     def progress_after_prefix(self, images: list[list[Image.Image]], tasks: list[str],
