@@ -14,19 +14,29 @@ from procvlm.models.base import ProgressModel, ProgressPrediction
 PLAN = ["Grasp the puck", "Place the puck onto the goal"]
 
 
+def _truth(kind: str, T: int) -> np.ndarray:
+    """Simulator truth: a success climbs to 1 by frame 16, a failure stops at .5, still
+    stretches are flat."""
+    t = np.minimum(np.arange(T) / 15, 1.0)
+    if kind in ("stall", "hesitation"):
+        t = np.r_[t[:6], np.full(6, t[6]), np.minimum(t[6] + np.arange(1, T - 11) / 9, 1.0)]
+    return (np.minimum(t, 0.5) if kind == "failure" else t).astype(np.float32)
+
+
 def _episode(i: int, kind: str, T: int = 20) -> Episode:
     rng = np.random.default_rng(i)
     frames = rng.integers(0, 255, size=(T, 16, 16, 3), dtype=np.uint8)
-    success = kind in ("success", "stall")
+    success = kind in ("success", "stall", "hesitation")
     events = []
-    if kind == "stall":
+    if kind in ("stall", "hesitation"):
         frames[6:12] = frames[6]
-        events = [{"type": "stall", "start": 6, "end": 12}]
+        events = [{"type": kind, "start": 6, "end": 12}]
     subs = [Subtask(PLAN[0], 0, 8), Subtask(PLAN[1], 8, T - 4 if success else T, success)]
+    failure = None if kind in ("success", "hesitation") else kind
     return Episode(i, "put the puck on the goal", 10.0, {"corner": ArrayFrames(frames)},
                    np.zeros((T, 2), np.float32), np.zeros((T, 2), np.float32), success=success,
-                   subtasks=subs, plan=list(PLAN),
-                   meta={"failure": None if kind == "success" else kind, "events": events})
+                   subtasks=subs, plan=list(PLAN), meta={"failure": failure, "events": events},
+                   true_progress=_truth(kind, T))
 
 
 class TimeModel(ProgressModel):
@@ -45,7 +55,7 @@ class TimeModel(ProgressModel):
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp") / "ds"
-    kinds = ["success", "failure", "stall", "success", "failure"]
+    kinds = ["success", "failure", "stall", "success", "failure", "hesitation"]
     write_dataset(root, [_episode(i, k) for i, k in enumerate(kinds)], video=False)
     label_dataset(root, scheme="procvlm")
     return root
@@ -58,7 +68,11 @@ def test_episode_truth_reads_kind_events_and_boundaries(labelled):
     truth = episode_truth(ds, read_labels(labelled), 2)
     assert truth.kind == "stall" and truth.success
     assert truth.stalls == [(6, 12)] and truth.boundaries == [8]
+    assert truth.truth is not None and truth.truth[8] == truth.truth[6]
     assert episode_truth(ds, read_labels(labelled), 1).kind == "failure"
+    hesitation = episode_truth(ds, read_labels(labelled), 5)
+    assert hesitation.kind == "hesitation" and hesitation.stills == [(6, 12, "hesitation")]
+    assert hesitation.remaining[0] == PLAN and hesitation.stage[-1] == 2
 
 
 def test_stage_boundaries():
@@ -71,15 +85,31 @@ def test_time_model_cannot_separate_failures_but_procvlm_labels_can(labelled):
     assert set(rows) == {"time-model", "labels:procvlm", "labels:time"}
     # every episode ends at 1 under linear time: AUROC is chance, MCC@95 zero
     assert rows["time-model"]["auroc"] == pytest.approx(0.5)
+    assert rows["time-model"]["steps"] is None and rows["labels:time"]["steps"] is None
     assert rows["labels:time"]["auroc"] == pytest.approx(0.5)
     assert rows["labels:procvlm"]["auroc"] == pytest.approx(1.0)
     assert rows["time-model"]["voc"] == pytest.approx(1.0)
-    # linear time gains 5/19 over the 6-frame stall; procvlm labels stay flat
+    # linear time gains 5/19 over each 6-frame still stretch (stall and hesitation); procvlm
+    # labels stay flat
     assert rows["time-model"]["stall_drift"] == pytest.approx(5 / 19)
     assert rows["labels:procvlm"]["stall_drift"] == pytest.approx(0.0)
-    assert rows["time-model"]["n_episodes"] == 5 and rows["time-model"]["n_stall"] == 1
+    assert rows["time-model"]["n_episodes"] == 6 and rows["time-model"]["n_still"] == 2
+    # CCC is against simulator truth, not against the procvlm labels themselves
+    assert 0 < rows["labels:procvlm"]["ccc_truth"] < 1
+    assert rows["labels:procvlm"]["ccc_labels"] == pytest.approx(1.0)
+    assert rows["labels:procvlm"]["ccc_truth"] > rows["labels:time"]["ccc_truth"]
+    # the time model names step 0 and no remaining action everywhere: right on the 4 done
+    # frames of the 4 successes (16 of 120 frames) and on step 0 (frames 0-7: 48 of 120)
+    assert rows["time-model"]["plan_exact"] == pytest.approx(16 / 120)
+    assert rows["time-model"]["step_acc"] == pytest.approx(48 / 120)
+    # labels are not scored on plans
+    assert np.isnan(rows["labels:time"]["plan_exact"])
     kinds = [c["kind"] for c in result.curves]
-    assert kinds == ["success", "failure", "stall"]
+    assert kinds == ["success", "failure", "stall", "hesitation"]
+    stall = result.curves[2]
+    assert stall["events"] == [{"type": "stall", "start": 6, "end": 12}]
+    assert set(stall["series"]) == {"time-model"} and set(stall["labels"]) == {"procvlm", "time"}
+    assert "failure mode: stall | stall 6-12" in stall["title"] and stall["truth"] is not None
 
 
 def test_eval_cli_writes_report_of_label_schemes(labelled, tmp_path):

@@ -89,18 +89,97 @@ def test_stall_drift():
         m.stall_drift(pred, [])
 
 
-def test_regression_recall():
-    pred = [0.0, 0.2, 0.4, 0.4, 0.1, 0.2, 0.3]
-    # event 4, window [3, 5] = [.4, .1, .2]: drop .3 -> caught
-    assert m.regression_hits(pred, [4], tolerance=1).tolist() == [True]
-    # event 1 with no tolerance sees a single frame: nothing to drop from
-    assert m.regression_hits(pred, [1], tolerance=0).tolist() == [False]
-    assert m.regression_recall(pred, [4, 1], tolerance=1) == pytest.approx(0.5)
-    # a drop smaller than the threshold is missed
-    assert m.regression_recall(pred, [4], threshold=0.5, tolerance=1) == 0.0
+def test_regression_detections_by_hand():
+    pred = [0, .2, .4, .6, .6, .6, .6, .3, .3, .3, .3, .3, .3, .3, .3]
+    # no smoothing, hold 3: .3 <= .6 - .1 from frame 7 on, three frames -> one drop at 7, then
+    # the running max restarts at .3 and the flat rest is not a second drop
+    assert m.regression_detections(pred, margin=0.1, hold=3, smooth=1) == [7]
+    # defaults (5-frame trailing median, hold 5): the median falls to .3 at frame 9
+    assert m.regression_detections(pred) == [9]
+    # a drop smaller than the margin is none
+    assert m.regression_detections(pred, margin=0.35) == []
+    # two drops, each counted: .6 -> .3, climb to .5, -> .2
+    two = [.6] * 3 + [.3] * 4 + [.5] * 4 + [.2] * 4
+    assert m.regression_detections(two, hold=3, smooth=1) == [3, 11]
+    with pytest.raises(ProcvlmError, match="margin"):
+        m.regression_detections(pred, margin=0)
+
+
+def test_regression_recall_needs_a_sustained_drop():
+    pred = [0, .2, .4, .6, .6, .6, .6, .3, .3, .3, .3, .3, .3, .3, .3]
+    assert m.regression_hits(pred, [7]).tolist() == [True]  # drop found at 9, 2 frames late
+    assert m.regression_hits(pred, [7], tolerance=1).tolist() == [False]
+    assert m.regression_recall(pred, [7, 30 - 16]) == pytest.approx(0.5)  # one drop, 2 events
+    # a one-frame dip of .3 in a rising curve is jitter, not a regression
+    dip = np.linspace(0, 1, 30)
+    dip[15] -= 0.3
+    assert m.regression_recall(dip, [15]) == 0.0
     assert m.regression_recall(np.linspace(0, 1, 20), [10]) == 0.0
     with pytest.raises(ProcvlmError, match="outside"):
-        m.regression_hits(pred, [7])
+        m.regression_hits(pred, [15])
+    with pytest.raises(ProcvlmError, match="no event"):
+        m.regression_recall(pred, [])
+
+
+def test_noisy_curve_that_never_regresses_scores_low():
+    # truth climbs to .6, a regression at frame 60 drops it to .3; the noisy model ignores it
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.linspace(0, .6, 60), np.linspace(.3, .6, 60)]
+    blind = np.r_[np.linspace(0, .6, 60), np.full(60, .6)]
+    old_hits, results = [], []
+    for k in range(20):
+        noisy = np.clip(blind + rng.normal(0, 0.05, blind.size), 0, 1)
+        w = noisy[50:71]  # the old rule: any 0.05 dip within 10 frames of the event
+        old_hits.append(np.max(np.maximum.accumulate(w) - w) >= 0.05)
+        results.append(m.EpisodeResult(k, noisy, False, truth=truth, regressions=[60]))
+    assert np.mean(old_hits) == 1.0  # what the old metric rewarded
+    s = m.summarize(results)
+    assert s["regression_recall"] <= 0.1
+    # a model that follows the truth's drop, with the same noise, is caught every time
+    follow = [m.EpisodeResult(k, np.clip(truth + rng.normal(0, 0.05, truth.size), 0, 1), False,
+                              truth=truth, regressions=[60]) for k in range(20)]
+    s = m.summarize(follow)
+    assert s["regression_recall"] == 1.0 and s["regression_precision"] >= 0.9
+
+
+def test_match_regressions_pairs_each_once():
+    hit, matched = m.match_regressions([10, 12, 40], [11, 30], tolerance=5)
+    assert hit.tolist() == [True, False] and matched == 1
+
+
+def test_mae_and_plan_metrics_by_hand():
+    assert m.mae([0, .5, 1], [.1, .5, .7]) == pytest.approx(0.4 / 3)
+    A, B = "Grasp", "Place"
+    assert m.plan_exact([[A, B], [A, B], [B], [B]], [[A, B], [B], [B], []]) == 0.5
+    assert m.step_accuracy([0, 0, 1, 1], [0, 1, 1, 2]) == 0.5
+    with pytest.raises(ProcvlmError, match="remaining-action"):
+        m.plan_exact([[A]], [[A], [B]])
+
+
+def test_summarize_against_truth_by_hand():
+    A, B = "Grasp", "Place"
+    reason = m.EpisodeResult(0, [0, .5, 1], True, truth=[0, .5, 1],
+                             pred_stage=[0, 1, 2], true_stage=[0, 1, 1],
+                             pred_remaining=[[A, B], [B], []], true_remaining=[[A, B], [B], [B]])
+    failed = m.EpisodeResult(1, [0, 0], False, truth=[.2, .2])
+    s = m.summarize([reason, failed])
+    pooled_p, pooled_t = np.array([0, .5, 1, 0, 0]), np.array([0, .5, 1, .2, .2])
+    assert s["ccc_truth"] == pytest.approx(m.ccc(pooled_p, pooled_t))
+    assert s["ccc_truth_success"] == pytest.approx(1.0)
+    assert s["mae_truth"] == pytest.approx(0.4 / 5)
+    assert s["plan_exact"] == pytest.approx(2 / 3) and s["step_acc"] == pytest.approx(2 / 3)
+    # a model that names no step (stage -1 everywhere) does not reason: n/a
+    direct = m.EpisodeResult(0, [0, .5, 1], True, pred_stage=[-1, -1, -1], true_stage=[0, 1, 1],
+                             pred_remaining=[[], [], []], true_remaining=[[A, B], [B], [B]])
+    assert math.isnan(m.summarize([direct])["plan_exact"])
+
+
+def test_metric_definitions_name_reference_and_direction():
+    s = m.summarize([m.EpisodeResult(0, [0, .5, 1], True, truth=[0, .5, 1])])
+    measured = [k for k in s if not k.startswith("n_")]
+    assert set(measured) <= set(m.METRICS)
+    assert m.METRICS["mae_truth"].arrow == "↓" and m.METRICS["ccc_truth"].arrow == "↑"
+    assert m.METRICS["ccc_truth"].reference == "simulator truth"
 
 
 def test_boundary_metrics_are_reexported():
@@ -132,21 +211,22 @@ def test_summarize_hand_corpus():
     ]
     s = m.summarize(results)
     assert s["voc"] == pytest.approx(1.0) and s["kendall_tau_a"] == pytest.approx(1.0)
-    assert s["ccc"] == pytest.approx(1.0)
+    assert s["ccc_labels"] == pytest.approx(1.0) and math.isnan(s["ccc_truth"])
     # finals 1.0 (success), .5, .8 (failures): AUROC 1, MCC@95 1
     assert s["auroc"] == pytest.approx(1.0) and s["mcc@95"] == pytest.approx(1.0)
     assert s["stall_drift"] == pytest.approx(0.4 - 0.3)
-    assert s["regression_recall"] == 1.0
+    # the drop at 4 (.6 -> .3) stays down only 2 frames before climbing back: no sustained drop
+    assert s["regression_recall"] == 0.0 and math.isnan(s["regression_precision"])
     assert s["bf1@5"] == 1.0 and s["mmae"] == 0.0
     epr_expected = np.mean([m.epr(up), m.epr(stall), m.epr(regress)])
     assert s["epr@50"] == pytest.approx(epr_expected)
-    assert (s["n_episodes"], s["n_success"], s["n_stall"], s["n_regression"]) == (3, 1, 1, 1)
+    assert (s["n_episodes"], s["n_success"], s["n_still"], s["n_regression"]) == (3, 1, 1, 1)
 
 
 def test_summarize_undefined_is_nan():
     s = m.summarize([m.EpisodeResult(0, [0.0, 0.5, 0.9], False)])
     assert math.isnan(s["voc"]) and math.isnan(s["auroc"]) and math.isnan(s["stall_drift"])
-    assert math.isnan(s["regression_recall"]) and math.isnan(s["ccc"])
+    assert math.isnan(s["regression_recall"]) and math.isnan(s["ccc_truth"])
     with pytest.raises(ProcvlmError, match="no episode result"):
         m.summarize([])
     with pytest.raises(ProcvlmError, match="reference values"):

@@ -2,12 +2,16 @@
 
 For every split (a labelled dataset: same tasks with new seeds, or held-out tasks), every model
 predicts every episode, and the label schemes themselves are scored as references. Each
-episode carries what the simulator knows about it (success, injected stalls and regressions,
-oracle sub-step boundaries), so the table shows where time-based supervision goes wrong.
+episode carries what the simulator knows about it, independent of any label scheme: its
+simulator-truth progress (``Episode.true_progress``), success, still stretches (``stall`` and
+``hesitation`` events), regressions, and the annotation's sub-steps and remaining actions. The
+table (``procvlm.eval.metrics.METRICS``) leads with agreement to that truth; the report picks
+example episodes that really contain the event they illustrate.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,33 +22,62 @@ from typing import Any
 import numpy as np
 
 from procvlm.eval.metrics import EpisodeResult, summarize
-from procvlm.labels.schemes import SCHEMES
 from procvlm.eval.report import write_report
+from procvlm.labels.schemes import SCHEMES
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("success", "failure", "stall", "regression")
+KINDS = ("success", "failure", "stall", "hesitation", "regression")
+STILL_EVENTS = ("stall", "hesitation")
+"""Event types whose ``[start, end)`` range is a still stretch: nothing in the scene changes."""
 
 
 @dataclass
 class EpisodeTruth:
-    """What is known about a held-out episode, independent of any model."""
+    """What is known about a held-out episode, independent of any model.
+
+    Attributes:
+        episode: episode index.
+        task: the instruction.
+        success: whether the task was achieved.
+        failure: the injected failure mode, or None.
+        stills: ``(start, end, type)`` still stretches (stall and hesitation events).
+        regressions: frames where a finished step is undone.
+        truth: (T,) simulator-truth progress, or None when the dataset has none.
+        reference: (T,) ``procvlm`` labels.
+        boundaries: the annotation's sub-step boundaries, or None.
+        stage: (T,) the annotation's current step (plan index, K = done).
+        remaining: T lists of the annotation's remaining actions.
+    """
 
     episode: int
     task: str
     success: bool
-    kind: str
-    stalls: list[tuple[int, int]] = field(default_factory=list)
+    failure: str | None = None
+    stills: list[tuple[int, int, str]] = field(default_factory=list)
     regressions: list[int] = field(default_factory=list)
+    truth: np.ndarray | None = None
     reference: np.ndarray | None = None
     boundaries: list[int] | None = None
+    stage: np.ndarray | None = None
+    remaining: list[list[str]] | None = None
 
+    @property
+    def stalls(self) -> list[tuple[int, int]]:
+        """The still stretches as ``[start, end)`` ranges."""
+        return [(a, b) for a, b, _ in self.stills]
 
-def _kind(success: bool, meta: Mapping[str, Any]) -> str:
-    failure = meta.get("failure")
-    if failure in ("stall", "regression"):
-        return str(failure)
-    return "success" if success else "failure"
+    @property
+    def kind(self) -> str:
+        """``regression``, ``stall``, ``hesitation``, ``failure`` or ``success``: the most
+        specific event the episode holds."""
+        types = {t for _, _, t in self.stills}
+        if self.regressions:
+            return "regression"
+        for kind in ("stall", "hesitation"):
+            if kind in types:
+                return kind
+        return "success" if self.success else "failure"
 
 
 def episode_truth(ds: Any, table: Any, i: int) -> EpisodeTruth:
@@ -53,15 +86,21 @@ def episode_truth(ds: Any, table: Any, i: int) -> EpisodeTruth:
 
     ep = ds.episode(i)
     events = ep.meta.get("events") or []
-    success = bool(ep.success)
-    reference = episode_labels(table, i, "procvlm").progress
-    boundaries = [s.start for s in (ep.subtasks or [])[1:]]
+    n = len(ep)
+    labels = episode_labels(table, i, "procvlm")
+    truth = getattr(ep, "true_progress", None)
+    stills = [(int(e["start"]), min(int(e["end"]), n), str(e["type"])) for e in events
+              if e.get("type") in STILL_EVENTS and "start" in e and "end" in e
+              and int(e["start"]) < min(int(e["end"]), n)]
     return EpisodeTruth(
-        episode=i, task=ep.task, success=success, kind=_kind(success, ep.meta),
-        stalls=[(int(e["start"]), int(e["end"])) for e in events if e.get("type") == "stall"],
-        regressions=[int(e["frame"]) for e in events if e.get("type") == "regression"],
-        reference=np.asarray(reference, dtype=np.float64),
-        boundaries=boundaries if ep.subtasks else None)
+        episode=i, task=ep.task, success=bool(ep.success), failure=ep.meta.get("failure"),
+        stills=stills,
+        regressions=[int(e["frame"]) for e in events
+                     if e.get("type") == "regression" and 0 <= int(e["frame"]) < n],
+        truth=None if truth is None else np.asarray(truth, dtype=np.float64),
+        reference=np.asarray(labels.progress, dtype=np.float64),
+        boundaries=[s.start for s in ep.subtasks[1:]] if ep.subtasks else None,
+        stage=np.asarray(labels.stage), remaining=labels.remaining)
 
 
 def stage_boundaries(stage: np.ndarray) -> list[int]:
@@ -70,21 +109,27 @@ def stage_boundaries(stage: np.ndarray) -> list[int]:
     return [int(t) for t in np.flatnonzero(stage[1:] != stage[:-1]) + 1]
 
 
-def _result(truth: EpisodeTruth, progress: np.ndarray, stage: np.ndarray | None) -> EpisodeResult:
-    pred_b = stage_boundaries(stage) if stage is not None and truth.boundaries is not None else None
-    return EpisodeResult(
-        episode=truth.episode, progress=np.asarray(progress, dtype=np.float64),
-        success=truth.success, reference=truth.reference, stalls=truth.stalls,
-        regressions=truth.regressions, pred_boundaries=pred_b,
-        true_boundaries=truth.boundaries if pred_b is not None else None)
-
-
 @dataclass
 class Series:
-    """One predictor's output on one split: progress and stage per episode."""
+    """One predictor's output on one split: progress, stage and (models) remaining actions."""
 
     progress: dict[int, np.ndarray]
     stage: dict[int, np.ndarray]
+    remaining: dict[int, list[list[str]]] | None = None
+
+
+def _result(truth: EpisodeTruth, series: Series) -> EpisodeResult:
+    i = truth.episode
+    stage = series.stage.get(i)
+    pred_b = stage_boundaries(stage) if stage is not None and truth.boundaries is not None else None
+    remaining = series.remaining.get(i) if series.remaining is not None else None
+    return EpisodeResult(
+        episode=i, progress=np.asarray(series.progress[i], dtype=np.float64),
+        success=truth.success, reference=truth.reference, truth=truth.truth,
+        stalls=truth.stalls, regressions=truth.regressions, pred_boundaries=pred_b,
+        true_boundaries=truth.boundaries if pred_b is not None else None,
+        pred_stage=stage if remaining is not None else None, true_stage=truth.stage,
+        pred_remaining=remaining, true_remaining=truth.remaining)
 
 
 def model_series(model: Any, ds: Any, episodes: Sequence[int], window: int | None = None,
@@ -92,12 +137,12 @@ def model_series(model: Any, ds: Any, episodes: Sequence[int], window: int | Non
     """Run ``model.predict`` on every episode."""
     from tqdm.auto import tqdm
 
-    prog, stage = {}, {}
+    prog, stage, remaining = {}, {}, {}
     for i in tqdm(episodes, desc="predict", disable=not show_progress, leave=False):
         kwargs = {} if window is None else {"window": window}
         pred = model.predict(ds.episode(i), **kwargs)
-        prog[i], stage[i] = pred.progress, pred.stage
-    return Series(prog, stage)
+        prog[i], stage[i], remaining[i] = pred.progress, pred.stage, pred.remaining
+    return Series(prog, stage, remaining)
 
 
 def label_series(table: Any, episodes: Sequence[int], scheme: str) -> Series:
@@ -113,17 +158,22 @@ def label_series(table: Any, episodes: Sequence[int], scheme: str) -> Series:
 
 def score_series(series: Series, truths: Sequence[EpisodeTruth]) -> dict[str, float]:
     """The metric summary of one predictor over the episodes in ``truths``."""
-    results = [_result(t, series.progress[t.episode], series.stage.get(t.episode))
-               for t in truths]
-    return summarize(results)
+    return summarize([_result(t, series) for t in truths])
 
 
 def pick_curves(truths: Sequence[EpisodeTruth], per_kind: int = 1) -> list[EpisodeTruth]:
-    """The first ``per_kind`` episodes of each kind (success, failure, stall, regression)."""
-    chosen = []
+    """Up to ``per_kind`` episodes of each kind (``KINDS``), each one really holding the event
+    it illustrates (a still stretch, a regression, a failure), no episode twice."""
+    chosen: list[EpisodeTruth] = []
     for kind in KINDS:
-        chosen += [t for t in truths if t.kind == kind][:per_kind]
+        chosen += [t for t in truths if t.kind == kind
+                   and all(t is not c for c in chosen)][:per_kind]
     return chosen
+
+
+def _events(truth: EpisodeTruth) -> list[dict[str, Any]]:
+    return ([{"type": t, "start": a, "end": b} for a, b, t in truth.stills]
+            + [{"type": "regression", "frame": f} for f in truth.regressions])
 
 
 @dataclass
@@ -134,10 +184,42 @@ class Comparison:
     curves: list[dict[str, Any]]
 
 
+def _curve(split: str, ds: Any, truth: EpisodeTruth,
+           predictors: Mapping[str, tuple[str, Series]]) -> dict[str, Any]:
+    outcome = "success" if truth.success else "failure"
+    events = [f"{t} {a}-{b}" for a, b, t in truth.stills]
+    events += [f"regression at {f}" for f in truth.regressions]
+    title = (f"{truth.task} | {outcome}, failure mode: {truth.failure or 'none'}"
+             f"{' | ' + ', '.join(events) if events else ''} | {split} episode {truth.episode}")
+    return {"episode": f"{split}/{truth.episode}", "kind": truth.kind, "title": title,
+            "series": {n: s.progress[truth.episode] for n, (src, s) in predictors.items()
+                       if src == "model"},
+            "labels": {n.removeprefix("labels:"): s.progress[truth.episode]
+                       for n, (src, s) in predictors.items() if src == "labels"},
+            "truth": truth.truth, "reference": None if truth.truth is not None
+            else truth.reference, "events": _events(truth),
+            "episode_data": ds.episode(truth.episode)}
+
+
 def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
                   references: Sequence[str], window: int | None = None,
-                  curves_per_kind: int = 1, show_progress: bool = False) -> Comparison:
-    """Evaluate every model and every reference label scheme on one labelled dataset."""
+                  curves_per_kind: int = 1, show_progress: bool = False,
+                  steps: Mapping[str, int | None] | None = None) -> Comparison:
+    """Evaluate every model and every reference label scheme on one labelled dataset.
+
+    Args:
+        split: the split's name.
+        root: the labelled dataset.
+        models: display name -> loaded model.
+        references: label schemes scored as references.
+        window: frames the models see (their own default when None).
+        curves_per_kind: example episodes per kind to plot.
+        show_progress: tqdm bars.
+        steps: display name -> optimiser steps the model trained for (shown in the table).
+
+    Returns:
+        The rows (one per model and scheme) and the curve sets.
+    """
     from procvlm.data import open_dataset
     from procvlm.labels import read_labels
 
@@ -145,21 +227,41 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
     table = read_labels(ds.root)
     episodes = list(ds.episode_indices)
     truths = [episode_truth(ds, table, i) for i in episodes]
+    if any(t.truth is None for t in truths):
+        logger.warning("%s: %d of %d episodes have no simulator-truth progress; the truth "
+                       "metrics use the others", split, sum(t.truth is None for t in truths),
+                       len(truths))
     predictors: dict[str, tuple[str, Series]] = {}
     for name, model in models.items():
         logger.info("%s: scoring %d episodes with %s", split, len(episodes), name)
         predictors[name] = ("model", model_series(model, ds, episodes, window, show_progress))
     for scheme in references:
         predictors[f"labels:{scheme}"] = ("labels", label_series(table, episodes, scheme))
-    rows = [{"split": split, "name": name, "source": source, **score_series(series, truths)}
+    steps = steps or {}
+    rows = [{"split": split, "name": name, "source": source,
+             "steps": steps.get(name) if source == "model" else None,
+             **score_series(series, truths)}
             for name, (source, series) in predictors.items()]
-    curves = [{"episode": f"{split}/{t.episode}", "kind": t.kind,
-               "series": {n: s.progress[t.episode] for n, (_, s) in predictors.items()},
-               "reference": t.reference,
-               "events": [{"type": "stall", "start": a, "end": b} for a, b in t.stalls]
-               + [{"type": "regression", "frame": f} for f in t.regressions]}
-              for t in pick_curves(truths, curves_per_kind)]
+    curves = [_curve(split, ds, t, predictors) for t in pick_curves(truths, curves_per_kind)]
     return Comparison(rows, curves)
+
+
+def training_steps(path: str | Path) -> int | None:
+    """Optimiser steps a model trained for, from its run (``metrics.json``) or model folder
+    (``training.json``); None when neither records them (e.g. a shipped checkpoint)."""
+    from procvlm.models.base import resolve_model_dir
+
+    path = Path(path)
+    model_dir = resolve_model_dir(path)
+    for f in (path / "metrics.json", model_dir / "training.json",
+              model_dir.parent / "metrics.json"):
+        try:
+            steps = json.loads(f.read_text()).get("steps")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(steps, int):
+            return steps
+    return None
 
 
 def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
@@ -183,10 +285,11 @@ def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
     from procvlm.models import load_model
 
     loaded = {name: load_model(path) for name, path in models.items()}
+    steps = {name: training_steps(path) for name, path in models.items()}
     rows, curves = [], []
     for split, root in splits.items():
         part = compare_split(split, root, loaded, references, window,
-                             show_progress=show_progress)
+                             show_progress=show_progress, steps=steps)
         rows += part.rows
         curves += part.curves
     rows = [{k: _round(v) for k, v in r.items()} for r in rows]

@@ -1,18 +1,26 @@
 """Progress-estimation metrics: pure numpy functions over per-frame progress arrays.
 
-- ``voc``: value-order correlation, the Spearman correlation of predictions with frame order,
-  per episode, averaged (meaningful on successful episodes, whose progress should rise).
-- ``kendall_tau_a``, ``ccc`` (Lin's concordance correlation with reference labels).
-- ``epr``: resolution, the fraction of equal-width progress bins the predictions visit.
-- ``mcc_at``: success detection by thresholding final progress (MCC@95).
-- ``auroc``: success vs. failure ranking of final progress (rank-based, ties count one half).
-- ``stall_drift``: progress gained over stalled frame ranges (should be 0).
-- ``regression_recall``: fraction of regression events (an achieved sub-step undone) at which
-  predicted progress drops.
-- ``boundary_f1`` / ``boundary_mae`` (BF1@5, mMAE) come from ``procvlm.annotate.metrics``.
+Against simulator truth (the referee no label scheme sees; ``Episode.true_progress``):
 
-``summarize`` aggregates them over a list of ``EpisodeResult``. Undefined values (no episode of
-the needed kind, one class only) are ``nan``.
+- ``ccc`` (Lin's concordance correlation) and ``mae`` of predictions against truth, all frames
+  of all episodes pooled (``ccc_truth``, ``mae_truth``; ``ccc_truth_success`` on successes);
+- ``stall_drift``: progress gained over still stretches (stall and hesitation events: nothing
+  in the scene changes), should be 0;
+- ``auroc``: success vs. failure ranking of final progress (rank-based, ties count one half);
+- ``regression_detections``: sustained drops (below the running max of the median-smoothed
+  curve by a margin, for several frames), so jitter does not count; ``regression_recall`` (true
+  regressions with a drop nearby) and ``regression_precision`` (drops near a true regression);
+- ``plan_exact`` / ``step_accuracy``: the predicted remaining actions (exactly) and current step
+  against the annotation's, for models that reason.
+
+For comparison with the literature: ``voc`` (value-order correlation, the Spearman correlation
+of predictions with frame order on successes, which rewards time-like curves by construction),
+``kendall_tau_a``, CCC against ``procvlm`` labels, ``epr`` (resolution), ``mcc_at`` (MCC@95),
+``boundary_f1`` / ``boundary_mae`` (BF1@5, mMAE, from ``procvlm.annotate.metrics``).
+
+``summarize`` aggregates them over a list of ``EpisodeResult``; ``METRICS`` defines each
+summary key with its reference and direction. Undefined values (no episode of the needed
+kind, one class only) are ``nan``.
 """
 
 from __future__ import annotations
@@ -28,10 +36,74 @@ from procvlm.annotate.metrics import boundary_f1, boundary_mae, subtask_boundari
 from procvlm.errors import ProcvlmError
 
 __all__ = [
-    "EpisodeResult", "auroc", "boundary_f1", "boundary_mae", "ccc", "epr", "kendall_tau_a",
-    "mcc_at", "rankdata", "regression_hits", "regression_recall", "spearman", "stall_drift",
-    "subtask_boundaries", "summarize", "value_order_correlation", "voc",
+    "METRICS", "EpisodeResult", "Metric", "auroc", "boundary_f1", "boundary_mae", "ccc", "epr",
+    "kendall_tau_a", "mae", "match_regressions", "mcc_at", "plan_exact", "rankdata",
+    "regression_detections", "regression_hits", "regression_recall", "spearman",
+    "stall_drift", "step_accuracy", "subtask_boundaries", "summarize",
+    "value_order_correlation", "voc",
 ]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a summary key means: against what it is measured, and which way is better."""
+
+    label: str
+    reference: str
+    higher_is_better: bool
+    definition: str
+    literature: bool = False
+    """Reported for comparison with the literature, after the metrics against truth."""
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+
+METRICS: dict[str, Metric] = {
+    "ccc_truth": Metric("CCC vs truth", "simulator truth", True,
+                        "Lin's concordance correlation of predicted and true progress, all "
+                        "frames of all episodes pooled"),
+    "ccc_truth_success": Metric("CCC vs truth (successes)", "simulator truth", True,
+                                "the same over the frames of successful episodes"),
+    "mae_truth": Metric("MAE vs truth", "simulator truth", False,
+                        "mean |predicted - true progress| over all frames"),
+    "stall_drift": Metric("still drift", "stall and hesitation events", False,
+                          "progress gained from the first to the last frame of a still "
+                          "stretch (stall or hesitation: nothing changes), mean over episodes"),
+    "auroc": Metric("success AUROC", "episode outcome", True,
+                    "probability that a successful episode ends with more progress than a "
+                    "failed one"),
+    "regression_recall": Metric("regression recall", "regression events", True,
+                                "true regressions (a finished step undone) with a sustained "
+                                "drop within 10 frames: below the running max of the "
+                                "5-frame-median curve by 0.1 for 5 frames"),
+    "regression_precision": Metric("regression precision", "regression events", True,
+                                   "sustained drops that are near a true regression"),
+    "plan_exact": Metric("plan exact", "annotated remaining actions", True,
+                         "frames whose predicted remaining actions equal the true list "
+                         "(models that reason)"),
+    "step_acc": Metric("step accuracy", "annotated current step", True,
+                       "frames whose predicted current step is the true one"),
+    "voc": Metric("VOC", "frame order", True,
+                  "Spearman correlation of progress with frame order on successes (rewards "
+                  "time-like curves by construction)", literature=True),
+    "kendall_tau_a": Metric("Kendall tau-a", "frame order", True,
+                            "Kendall tau-a with frame order on successes", literature=True),
+    "ccc_labels": Metric("CCC vs labels", "procvlm labels", True,
+                         "CCC against the procvlm labels, mean over episodes (the paper's "
+                         "protocol; labels:procvlm scores 1 by construction)", literature=True),
+    "epr@50": Metric("EPR@50", "none", True,
+                     "fraction of 50 progress bins the predictions visit (resolution)",
+                     literature=True),
+    "mcc@95": Metric("MCC@95", "episode outcome", True,
+                     "Matthews correlation of 'final progress >= 0.95' with success",
+                     literature=True),
+    "bf1@5": Metric("BF1@5", "annotated boundaries", True,
+                    "F1 of predicted step boundaries within 5% of the episode", literature=True),
+    "mmae": Metric("mMAE", "annotated boundaries", False,
+                   "mean frames between predicted and true step boundaries", literature=True),
+}
 
 
 def _vector(x: Sequence[float] | np.ndarray, what: str, min_len: int = 1) -> np.ndarray:
@@ -206,38 +278,129 @@ def stall_drift(pred: Sequence[float] | np.ndarray, stalls: Sequence[Sequence[in
     return float(np.mean([a[e - 1] - a[s] for s, e in spans]))
 
 
-def regression_hits(pred: Sequence[float] | np.ndarray, events: Sequence[int],
-                    threshold: float = 0.05, tolerance: int = 10) -> np.ndarray:
-    """Which regression events the predictions catch.
+def mae(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> float:
+    """Mean absolute error ``mean |pred - ref|`` (e.g. against simulator-truth progress)."""
+    a, b = _pair(pred, ref, 1)
+    return float(np.mean(np.abs(a - b)))
 
-    Event at frame e is caught when, within the window ``[e - tolerance, e + tolerance]``, some
-    frame j has ``max(pred[window start .. j]) - pred[j] >= threshold`` (a drop of at least
-    ``threshold`` from an earlier frame of the window).
+
+def _trailing_median(a: np.ndarray, width: int) -> np.ndarray:
+    """``out[j] = median(a[max(0, j - width + 1) : j + 1])``."""
+    if width <= 1:
+        return a.copy()
+    pad = np.concatenate([np.full(width - 1, np.nan), a])
+    windows = np.lib.stride_tricks.sliding_window_view(pad, width)
+    return np.nanmedian(windows, axis=1)
+
+
+def regression_detections(pred: Sequence[float] | np.ndarray, margin: float = 0.1,
+                          hold: int = 5, smooth: int = 5) -> list[int]:
+    """Frames where the predictions show a *sustained* drop (a regression, not jitter).
+
+    The curve is smoothed by a trailing median over ``smooth`` frames (``s``). A drop starts at
+    frame j when ``s[j] <= ref - margin``, ``ref`` the running max of ``s`` since the last
+    detection, and counts when ``s`` stays that low for ``hold`` consecutive frames; the
+    running max then restarts from the current value, so a second drop is a second detection.
+    A one-frame dip, or noise of a few hundredths around a flat or rising curve, never counts.
+
+    Args:
+        pred: (T,) predicted progress.
+        margin: how far below the running max progress must fall.
+        hold: frames it must stay down.
+        smooth: trailing-median width (1 = none).
+
+    Returns:
+        The first frame of each detected drop, in order.
+    """
+    a = _vector(pred, "predictions")
+    if not (margin > 0 and hold >= 1 and smooth >= 1):
+        raise ProcvlmError(f"margin={margin}, hold={hold}, smooth={smooth}: need a positive "
+                           "margin and at least one frame of hold and smoothing")
+    s = _trailing_median(a, smooth)
+    out, ref, run = [], -math.inf, 0
+    for j, v in enumerate(s):
+        if v <= ref - margin:
+            run += 1
+            if run == hold:
+                out.append(j - hold + 1)
+                ref, run = v, 0
+        else:
+            ref, run = max(ref, v), 0
+    return out
+
+
+def _check_events(events: Sequence[int], n: int) -> list[int]:
+    for e in events:
+        if not 0 <= int(e) < n:
+            raise ProcvlmError(f"regression event at frame {e} is outside [0, {n}): pass "
+                               "frame indices of this episode")
+    return [int(e) for e in events]
+
+
+def match_regressions(detections: Sequence[int], events: Sequence[int], tolerance: int = 10
+                      ) -> tuple[np.ndarray, int]:
+    """Pair detections with true regression events (each used once, nearest first).
+
+    Returns:
+        ((len(events),) bool: the event has a detection within ``tolerance`` frames,
+        the number of detections paired with an event).
+    """
+    pairs = sorted((abs(d - e), i, k) for i, e in enumerate(events)
+                   for k, d in enumerate(detections) if abs(d - e) <= tolerance)
+    hit, used = np.zeros(len(events), dtype=bool), set()
+    for _, i, k in pairs:
+        if not hit[i] and k not in used:
+            hit[i] = True
+            used.add(k)
+    return hit, len(used)
+
+
+def regression_hits(pred: Sequence[float] | np.ndarray, events: Sequence[int],
+                    margin: float = 0.1, tolerance: int = 10, hold: int = 5, smooth: int = 5
+                    ) -> np.ndarray:
+    """Which regression events a sustained drop of the predictions catches.
+
+    An event at frame e is caught when a drop of ``regression_detections`` starts within
+    ``tolerance`` frames of e (each drop catches one event at most).
 
     Returns:
         (len(events),) bool.
     """
     a = _vector(pred, "predictions")
-    if tolerance < 0 or threshold <= 0:
-        raise ProcvlmError(f"tolerance={tolerance}, threshold={threshold}: need tolerance >= 0 "
-                           "frames and a positive drop threshold")
-    hits = []
-    for e in events:
-        if not 0 <= int(e) < a.size:
-            raise ProcvlmError(f"regression event at frame {e} is outside [0, {a.size}): pass "
-                               "frame indices of this episode")
-        w = a[max(0, int(e) - tolerance): int(e) + tolerance + 1]
-        hits.append(bool(np.max(np.maximum.accumulate(w) - w) >= threshold))
-    return np.asarray(hits, dtype=bool)
+    if tolerance < 0:
+        raise ProcvlmError(f"tolerance={tolerance}: need tolerance >= 0 frames")
+    events = _check_events(events, a.size)
+    return match_regressions(regression_detections(a, margin, hold, smooth), events,
+                             tolerance)[0]
 
 
 def regression_recall(pred: Sequence[float] | np.ndarray, events: Sequence[int],
-                      threshold: float = 0.05, tolerance: int = 10) -> float:
+                      margin: float = 0.1, tolerance: int = 10, hold: int = 5,
+                      smooth: int = 5) -> float:
     """Fraction of ``events`` caught by ``regression_hits``."""
     if len(events) == 0:
         raise ProcvlmError("regression_recall got no event: pass the frames where sub-steps "
                            "were undone")
-    return float(regression_hits(pred, events, threshold, tolerance).mean())
+    return float(regression_hits(pred, events, margin, tolerance, hold, smooth).mean())
+
+
+def plan_exact(pred_remaining: Sequence[Sequence[str]], true_remaining: Sequence[Sequence[str]]
+               ) -> float:
+    """Fraction of frames whose predicted remaining actions equal the true list exactly."""
+    if len(pred_remaining) != len(true_remaining) or not true_remaining:
+        raise ProcvlmError(f"{len(pred_remaining)} predicted and {len(true_remaining)} true "
+                           "remaining-action lists: pass one non-empty list per frame for both")
+    return float(np.mean([list(p) == list(t) for p, t in zip(pred_remaining, true_remaining)]))
+
+
+def step_accuracy(pred_stage: Sequence[int] | np.ndarray, true_stage: Sequence[int] | np.ndarray
+                  ) -> float:
+    """Fraction of frames whose predicted current step (plan index, ``K`` = done) is the true
+    one."""
+    a, b = np.asarray(pred_stage).reshape(-1), np.asarray(true_stage).reshape(-1)
+    if a.size != b.size or a.size == 0:
+        raise ProcvlmError(f"{a.size} predicted and {b.size} true stages: pass one per frame")
+    return float(np.mean(a == b))
 
 
 @dataclass(frozen=True)
@@ -248,64 +411,117 @@ class EpisodeResult:
         episode: episode id.
         progress: (T,) predicted progress.
         success: whether the episode achieved its task.
-        reference: (T,) reference progress labels, when known (for CCC).
-        stalls: ``[start, end)`` frame ranges where nothing changes (stall episodes).
-        regressions: frames where an achieved sub-step is undone (regression episodes).
+        reference: (T,) reference progress labels (``procvlm`` labels), for ``ccc_labels``.
+        truth: (T,) simulator-truth progress, for ``ccc_truth`` and ``mae_truth``.
+        stalls: ``[start, end)`` still stretches (stall and hesitation events).
+        regressions: frames where an achieved sub-step is undone.
         pred_boundaries: predicted sub-step boundaries (frames), for BF1@5 / mMAE.
         true_boundaries: reference sub-step boundaries (frames).
+        pred_stage: (T,) predicted current step (plan index, K = done; -1 = none given).
+        true_stage: (T,) the annotation's current step.
+        pred_remaining: T predicted lists of remaining actions.
+        true_remaining: T true lists of remaining actions (from the annotation).
     """
 
     episode: int | str
     progress: np.ndarray
     success: bool
     reference: np.ndarray | None = None
+    truth: np.ndarray | None = None
     stalls: Sequence[Sequence[int]] = field(default_factory=tuple)
     regressions: Sequence[int] = field(default_factory=tuple)
     pred_boundaries: Sequence[int] | None = None
     true_boundaries: Sequence[int] | None = None
+    pred_stage: np.ndarray | None = None
+    true_stage: np.ndarray | None = None
+    pred_remaining: Sequence[Sequence[str]] | None = None
+    true_remaining: Sequence[Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", _vector(self.progress, f"episode {self.episode} "
                                                      "progress"))
-        if self.reference is not None:
-            ref = _vector(self.reference, f"episode {self.episode} reference")
+        for name in ("reference", "truth"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ref = _vector(value, f"episode {self.episode} {name}")
             if ref.size != self.progress.size:
                 raise ProcvlmError(f"episode {self.episode}: {self.progress.size} predictions "
-                                   f"but {ref.size} reference values: pass one per frame")
-            object.__setattr__(self, "reference", ref)
+                                   f"but {ref.size} {name} values: pass one per frame")
+            object.__setattr__(self, name, ref)
         if (self.pred_boundaries is None) != (self.true_boundaries is None):
             raise ProcvlmError(f"episode {self.episode}: pass both pred_boundaries and "
                                "true_boundaries, or neither")
+
+    @property
+    def reasons(self) -> bool:
+        """The prediction names a current step and remaining actions (a model that reasons)."""
+        return (self.pred_stage is not None and self.true_stage is not None
+                and self.pred_remaining is not None and self.true_remaining is not None
+                and bool(np.any(np.asarray(self.pred_stage) >= 0)))
 
 
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _pooled(eps: Sequence[EpisodeResult], fn: Any) -> float:
+    """``fn`` of all frames of ``eps`` pooled (predictions against simulator truth)."""
+    eps = [e for e in eps if e.truth is not None]
+    if not eps:
+        return float("nan")
+    return fn(np.concatenate([e.progress for e in eps]), np.concatenate([e.truth for e in eps]))
+
+
+def _regressions(eps: Sequence[EpisodeResult], margin: float, tolerance: int
+                 ) -> tuple[float, float]:
+    """(recall over true events, precision over every detected drop), pooled over episodes."""
+    hits, matched, detected = [], 0, 0
+    for e in eps:
+        found = regression_detections(e.progress, margin)
+        hit, paired = match_regressions(found, _check_events(e.regressions, e.progress.size),
+                                        tolerance)
+        hits.append(hit)
+        matched, detected = matched + paired, detected + len(found)
+    events = np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
+    recall = float(events.mean()) if events.size else float("nan")
+    return recall, (matched / detected if detected else float("nan"))
+
+
+def _plans(eps: Sequence[EpisodeResult]) -> tuple[float, float]:
+    """(exact remaining-action match, current-step accuracy) over frames of reasoning models."""
+    eps = [e for e in eps if e.reasons]
+    if not eps:
+        return float("nan"), float("nan")
+    exact = [list(p) == list(t) for e in eps for p, t in zip(e.pred_remaining, e.true_remaining)]
+    step = np.concatenate([np.asarray(e.pred_stage) == np.asarray(e.true_stage) for e in eps])
+    return float(np.mean(exact)), float(step.mean())
+
+
 def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int = 50,
               success_threshold: float = 0.95, boundary_tolerance: float = 0.05,
-              regression_threshold: float = 0.05, regression_tolerance: int = 10
+              regression_margin: float = 0.1, regression_tolerance: int = 10
               ) -> dict[str, float]:
     """Aggregate the metrics over episodes (``nan`` where a metric has no episode to use).
 
-    - ``voc`` and ``kendall_tau_a``: mean over successful episodes (against frame order);
-    - ``ccc``: mean over episodes with a reference;
-    - ``epr@{bins}``: mean over all episodes;
-    - ``mcc@{100 * success_threshold}`` and ``auroc``: final progress vs. success, all episodes;
-    - ``stall_drift``: mean over stall episodes; ``regression_recall``: pooled over all events;
-    - ``bf1@{100 * boundary_tolerance}`` and ``mmae`` (in frames): mean over episodes with
-      boundaries.
+    Against simulator truth first (see ``METRICS`` for each one's definition and direction):
+    ``ccc_truth``, ``ccc_truth_success``, ``mae_truth`` (all frames pooled), ``stall_drift``
+    (mean over episodes with still stretches), ``auroc``, ``regression_recall`` and
+    ``regression_precision`` (pooled), ``plan_exact`` and ``step_acc`` (frames of models that
+    reason); then, for comparison with the literature: ``voc``, ``kendall_tau_a`` (successes,
+    against frame order), ``ccc_labels`` (against ``procvlm`` labels), ``epr@{bins}``,
+    ``mcc@{100 * success_threshold}``, ``bf1@{100 * boundary_tolerance}``, ``mmae``.
 
     Args:
         results: ``EpisodeResult`` objects or mappings with its fields.
         bins: EPR bins.
         success_threshold: final progress that counts as predicted success.
         boundary_tolerance: BF1 window as a fraction of the episode.
-        regression_threshold: drop that counts as a detected regression.
-        regression_tolerance: frames either side of a regression event.
+        regression_margin: fall below the running max that counts as a regression.
+        regression_tolerance: frames between a true regression and its detected drop.
 
     Returns:
-        Metric name -> value, plus episode counts ``n_episodes``, ``n_success``, ``n_stall``,
+        Metric name -> value, plus episode counts ``n_episodes``, ``n_success``, ``n_still``,
         ``n_regression``.
     """
     eps = [r if isinstance(r, EpisodeResult) else EpisodeResult(**r) for r in results]
@@ -314,19 +530,22 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
     ok = [e for e in eps if e.success]
     final = [float(e.progress[-1]) for e in eps]
     flags = [bool(e.success) for e in eps]
-    both = 0 < len(ok) < len(eps)
-    hits = [regression_hits(e.progress, e.regressions, regression_threshold,
-                            regression_tolerance) for e in eps if len(e.regressions)]
+    recall, precision = _regressions(eps, regression_margin, regression_tolerance)
+    exact, step = _plans(eps)
     seg = [e for e in eps if e.true_boundaries is not None]
     out = {
+        "ccc_truth": _pooled(eps, ccc), "ccc_truth_success": _pooled(ok, ccc),
+        "mae_truth": _pooled(eps, mae),
+        "stall_drift": _mean([stall_drift(e.progress, e.stalls) for e in eps if len(e.stalls)]),
+        "auroc": auroc(final, flags) if 0 < len(ok) < len(eps) else float("nan"),
+        "regression_recall": recall, "regression_precision": precision,
+        "plan_exact": exact, "step_acc": step,
         "voc": _mean([value_order_correlation(e.progress) for e in ok if e.progress.size > 1]),
         "kendall_tau_a": _mean([kendall_tau_a(e.progress) for e in ok if e.progress.size > 1]),
-        "ccc": _mean([ccc(e.progress, e.reference) for e in eps if e.reference is not None]),
+        "ccc_labels": _mean([ccc(e.progress, e.reference) for e in eps
+                             if e.reference is not None]),
         f"epr@{bins}": _mean([epr(e.progress, bins) for e in eps]),
         f"mcc@{round(100 * success_threshold)}": mcc_at(final, flags, success_threshold),
-        "auroc": auroc(final, flags) if both else float("nan"),
-        "stall_drift": _mean([stall_drift(e.progress, e.stalls) for e in eps if len(e.stalls)]),
-        "regression_recall": (float(np.concatenate(hits).mean()) if hits else float("nan")),
         f"bf1@{round(100 * boundary_tolerance)}": _mean([
             boundary_f1(e.pred_boundaries, e.true_boundaries, e.progress.size, boundary_tolerance)
             for e in seg]),
@@ -334,6 +553,6 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
                        for e in seg]),
     }
     counts = {"n_episodes": len(eps), "n_success": len(ok),
-              "n_stall": sum(1 for e in eps if len(e.stalls)),
+              "n_still": sum(1 for e in eps if len(e.stalls)),
               "n_regression": sum(1 for e in eps if len(e.regressions))}
     return {**out, **counts}

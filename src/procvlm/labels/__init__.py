@@ -1,6 +1,7 @@
 """Procedure-grounded progress labels: pHash visual change (bit-exact with ``imagehash``),
 sub-step budgets, the failure-aware ``procvlm`` scheme, the paper's ``procvlm-paper`` scheme and
-the ``time`` / ``sarm`` baselines (one registry, ``SCHEME_REGISTRY``; ``SCHEMES`` its names), and ``label_dataset`` which writes
+the ``time`` / ``sarm`` baselines (one registry, ``SCHEME_REGISTRY``; ``SCHEMES`` its names,
+which every other module imports), and ``label_dataset`` which writes
 ``meta/procvlm/labels.parquet``. Imports numpy and pyarrow only (never torch)."""
 
 from procvlm.labels.change import MEASURES, similarity, visual_change
