@@ -80,12 +80,13 @@ def test_stage_boundaries():
 
 
 def test_time_model_cannot_separate_failures_but_procvlm_labels_can(labelled):
-    result = compare_split("test", labelled, {"time-model": TimeModel()}, ["procvlm", "time"])
+    result = compare_split("test", labelled, {"time-model": TimeModel()}, ["procvlm", "time"],
+                           steps={"time-model": 12})
     rows = {r["name"]: r for r in result.rows}
     assert set(rows) == {"time-model", "labels:procvlm", "labels:time"}
     # every episode ends at 1 under linear time: AUROC is chance, MCC@95 zero
     assert rows["time-model"]["auroc"] == pytest.approx(0.5)
-    assert rows["time-model"]["steps"] is None and rows["labels:time"]["steps"] is None
+    assert rows["time-model"]["steps"] == 12 and rows["labels:time"]["steps"] is None
     assert rows["labels:time"]["auroc"] == pytest.approx(0.5)
     assert rows["labels:procvlm"]["auroc"] == pytest.approx(1.0)
     assert rows["time-model"]["voc"] == pytest.approx(1.0)

@@ -215,7 +215,8 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
         window: frames the models see (their own default when None).
         curves_per_kind: example episodes per kind to plot.
         show_progress: tqdm bars.
-        steps: display name -> optimiser steps the model trained for (shown in the table).
+        steps: display name -> optimiser steps the model trained for (a ``steps`` column, None
+            for label schemes; no column when not given).
 
     Returns:
         The rows (one per model and scheme) and the curve sets.
@@ -237,9 +238,8 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
         predictors[name] = ("model", model_series(model, ds, episodes, window, show_progress))
     for scheme in references:
         predictors[f"labels:{scheme}"] = ("labels", label_series(table, episodes, scheme))
-    steps = steps or {}
     rows = [{"split": split, "name": name, "source": source,
-             "steps": steps.get(name) if source == "model" else None,
+             **({} if steps is None else {"steps": steps.get(name)}),
              **score_series(series, truths)}
             for name, (source, series) in predictors.items()]
     curves = [_curve(split, ds, t, predictors) for t in pick_curves(truths, curves_per_kind)]
