@@ -50,7 +50,8 @@ def test_score_lerobot_rabc_format_defaults_to_the_dataset_root(setup):
     assert main(["score", str(root / "run" / "model"), str(root / "ds"),
                  "--format", "lerobot-rabc"]) == 0
     t = pq.read_table(root / "ds" / "sarm_progress.parquet")
-    assert t.column_names == ["index", "episode_index", "frame_index", "progress_sparse"]
+    assert t.column_names == ["index", "episode_index", "frame_index", "progress_sparse",
+                              "progress_dense"]
 
 
 def test_score_bad_inputs(setup, tmp_path, capsys):
@@ -59,3 +60,39 @@ def test_score_bad_inputs(setup, tmp_path, capsys):
     assert "model/config.json" in capsys.readouterr().err
     assert main(["score", str(root / "run"), str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture
+def hashed_text(monkeypatch):
+    """Loaded models encode unseen texts with hash embeddings instead of MiniLM (fast)."""
+    import functools
+
+    from procvlm.models.compact import modeling_compact
+
+    monkeypatch.setattr(modeling_compact, "TextEncoder",
+                        functools.partial(TextEncoder, encode_fn=hash_embeddings))
+
+
+def test_score_unseen_task_with_plan_option_or_dataset_sub_steps(setup, tmp_path, capsys,
+                                                                  hashed_text, caplog):
+    """Finding 1: `procvlm score RUN DS` on a LeRobot dataset whose task the model never saw."""
+    from procvlm.data import Episode, Subtask, write_dataset
+
+    root, eps = setup
+    unseen = [Episode(episode_index=i, task="Pick up the puck and place it at the goal",
+                      fps=10.0, frames={"top": eps[i].frames["main"][:]}, state=eps[i].state,
+                      action=eps[i].action,
+                      subtasks=[Subtask("Grasp the puck", 0, 8), Subtask("Place it", 8, 16)])
+              for i in range(2)]
+    ds = write_dataset(tmp_path / "ds", unseen, video=False)
+    out = tmp_path / "s.parquet"
+    assert main(["score", str(root / "run"), str(ds), "--out", str(out)]) == 0
+    assert "the dataset's sub-step names" in caplog.text
+    assert pq.read_table(out).column("remaining").to_pylist()[0] in (
+        ["Grasp the puck", "Place it"], ["Place it"], [])
+    assert main(["score", str(root / "run"), str(ds), "--out", str(out),
+                 "--plan", "Reach; Grasp; Place"]) == 0
+    remaining = pq.read_table(out).column("remaining").to_pylist()
+    assert all(r == ["Reach", "Grasp", "Place"][3 - len(r):] for r in remaining)
+    assert main(["score", str(root / "run"), str(ds), "--plan", "[1]"]) == 2
+    assert "--plan '[1]' must be a JSON list of strings" in capsys.readouterr().err

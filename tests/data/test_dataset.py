@@ -105,3 +105,19 @@ def test_subset_of_cameras_and_lazy_frames(dataset: Path) -> None:
     assert ep.cameras == ["corner"] and len(ep.frames["corner"]) == 20
     assert ep.frames["corner"]._cache == {}  # nothing decoded until indexed
     assert abs(int(ep.frames["corner"][10][..., 1].mean()) - 40) <= 3
+
+
+def test_choose_camera_one_rule_for_every_command(caplog) -> None:
+    from procvlm.data import choose_camera
+
+    assert choose_camera(["corner", "top"]) == "corner"
+    assert choose_camera(["corner", "top"], trained="top") == "top"
+    assert choose_camera(["corner", "top"], requested="corner") == "corner"
+    with caplog.at_level("WARNING"):
+        assert choose_camera(["corner", "top"], requested="corner", trained="top") == "corner"
+    assert "model trained on camera 'top'" in caplog.text
+    with pytest.raises(ProcvlmError, match=r"model trained on camera 'corner', dataset has "
+                                           r"top,front: pass --camera"):
+        choose_camera(["top", "front"], trained="corner")
+    with pytest.raises(ProcvlmError, match="camera 'side' is not in the dataset"):
+        choose_camera(["top"], requested="side")

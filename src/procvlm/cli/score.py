@@ -19,18 +19,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["procvlm", "lerobot-rabc"], default="procvlm",
                    help="procvlm: index, episode_index, frame_index, progress, remaining, "
                         "stage; lerobot-rabc: index, episode_index, frame_index, "
-                        "progress_sparse (default: procvlm)")
-    p.add_argument("--batch-size", type=int, default=256,
-                   help="windows per forward pass (default: 256)")
-    p.add_argument("--camera", default=None, help="camera to score (default: the first)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+                        "progress_sparse, progress_dense (default: procvlm)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass of the compact model (default: 256); a VLM "
+                        "batches prompts by its config's batch_size")
+    p.add_argument("--camera", default=None,
+                   help="camera to score (default: the one the model was trained on, else the "
+                        "dataset's first)")
+    p.add_argument("--plan", default=None, metavar="STEPS",
+                   help="the task's atomic actions for every episode: \"step 1; step 2; ...\", "
+                        "a JSON list, or a file holding either (default: the episode's plan, "
+                        "else meta/procvlm/plans.json, else the model's, else the dataset's "
+                        "sub-step names, else one whole-task step)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
     from procvlm.models import load_model
-    from procvlm.reward.score import score_dataset
+    from procvlm.reward.score import parse_plan, score_dataset
 
-    if args.batch_size < 1:
+    plan = parse_plan(args.plan) if args.plan is not None else None
+    if args.batch_size is not None and args.batch_size < 1:
         raise ProcvlmError(f"--batch-size {args.batch_size}: need >= 1")
     if not Path(args.dataset).exists():
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a LeRobot v3 folder")
@@ -40,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(args.run)
     path = score_dataset(model, args.dataset, args.out, args.format, args.batch_size,
-                         args.camera)
+                         args.camera, plan=plan)
     print(f"scores: {path}")
     return 0

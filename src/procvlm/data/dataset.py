@@ -7,6 +7,7 @@ A ``Dataset`` is a sequence of episodes: ``len(ds)`` episodes, ``ds.episode(i)``
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 
 from procvlm.data.episode import Episode
 from procvlm.errors import ProcvlmError
+
+logger = logging.getLogger(__name__)
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 
@@ -91,6 +94,42 @@ class Dataset(abc.ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, episodes={self.num_episodes}, "
                 f"fps={self.fps}, cameras={self.cameras})")
+
+
+def choose_camera(available: Sequence[str], requested: str | None = None,
+                  trained: str | None = None) -> str:
+    """The one camera a model reads from a dataset, decided in one place.
+
+    Args:
+        available: the dataset's cameras, main camera first.
+        requested: the camera the user asked for (``--camera``); it wins.
+        trained: the camera the model was trained on, when its config records it.
+
+    Returns:
+        ``requested``, else ``trained``, else the dataset's first camera.
+
+    Raises:
+        ProcvlmError: the requested camera is not in the dataset, or no camera was requested
+            and the dataset lacks the one the model was trained on.
+    """
+    available = list(available)
+    if not available:
+        raise ProcvlmError("the dataset has no camera: pass a dataset with image or video "
+                           "features")
+    if requested is not None:
+        if requested not in available:
+            raise ProcvlmError(f"camera {requested!r} is not in the dataset (has "
+                               f"{', '.join(available)}): pass --camera one of them")
+        if trained is not None and requested != trained:
+            logger.warning("model trained on camera %r, reading camera %r as asked", trained,
+                           requested)
+        return requested
+    if trained is None:
+        return available[0]
+    if trained not in available:
+        raise ProcvlmError(f"model trained on camera {trained!r}, dataset has "
+                           f"{','.join(available)}: pass --camera")
+    return trained
 
 
 def open_dataset(path: str | Path) -> Dataset:

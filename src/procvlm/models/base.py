@@ -46,11 +46,56 @@ class ProgressPrediction:
         return len(self.progress)
 
 
+PredictItem = tuple[Episode | Frames, str | None, list[str] | None]
+"""One input of ``ProgressModel.predict_batch``: (episode or frames, task, plan)."""
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a model's ``config.json`` records about its training data; None = not recorded
+    (older checkpoints). Scoring and evaluation default to these.
+
+    Attributes:
+        camera: the camera whose frames it saw.
+        image_size: the square side frames are resized to.
+        window: frames it sees at each step.
+        scheme: the label scheme of its targets.
+    """
+
+    camera: str | None = None
+    image_size: int | None = None
+    window: int | None = None
+    scheme: str | None = None
+
+
 class ProgressModel(abc.ABC):
     """A model that estimates task progress frame by frame, reasoning before estimating:
     it decides the remaining atomic actions first, then the progress conditioned on them."""
 
     model_type: str = ""
+
+    @property
+    def trained_on(self) -> TrainedOn:
+        """The camera, image size, window and scheme the model was trained with, as far as its
+        checkpoint records them (nothing by default)."""
+        return TrainedOn()
+
+    def known_plan(self, task: str) -> list[str] | None:
+        """The plan the model learned for ``task`` in training, if any (None by default)."""
+        return None
+
+    def predict_batch(self, items: Sequence[PredictItem], *, window: int | None = None,
+                      batch_size: int | None = None) -> list[ProgressPrediction]:
+        """``predict`` for several inputs at once; models that can share forward passes
+        between inputs override it (the default predicts them one by one).
+
+        Args:
+            items: (episode or frames, task, plan) triples, as ``predict`` takes them.
+            window: frames the model sees at each step (None: the model's own).
+            batch_size: windows or prompts per forward pass (None: the model's own).
+        """
+        kwargs = {} if window is None else {"window": window}
+        return [self.predict(source, task, plan, **kwargs) for source, task, plan in items]
 
     @abc.abstractmethod
     def predict(self, episode: Episode | Frames, task: str | None = None,

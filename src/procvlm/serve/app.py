@@ -348,9 +348,9 @@ class Batcher:
     def _progress(self, args: list[tuple]) -> list[ProgressPrediction]:
         items = [(source, task, plan) for source, task, plan, _ in args]
         windows = {w for *_, w in args}
-        if hasattr(self.model, "predict_batch") and len(windows) == 1:
+        if len(windows) == 1:
             return self.model.predict_batch(items, window=windows.pop())
-        return [self.model.predict(s, t, p, window=w) for s, t, p, w in args]
+        return [self.model.predict_batch([(s, t, p)], window=w)[0] for s, t, p, w in args]
 
 
 def _splits_into_prompts(model: ProgressModel) -> bool:

@@ -160,3 +160,22 @@ def test_predict_last_batches_clips_and_matches_predict():
     # the last 13 frames are all a window needs
     np.testing.assert_allclose(got[3], model.predict(frames[:20], "Something never seen",
                                                      PLAN[:2]).progress[-1], atol=1e-5)
+
+
+def test_predict_batch_shares_forward_passes_and_matches_predict():
+    """Items of different lengths and plan lengths, batched across items, give what predict
+    gives item by item, in fewer forward passes."""
+    model = tiny_model()
+    items = [(fixed_frames(7), "Push the puck", None),
+             (fixed_frames(12)[::-1].copy(), "Something never seen", PLAN[:1]),
+             (fixed_frames(3), "Other", PLAN + ["Open the door"])]
+    calls = []
+    hook = model.net.register_forward_hook(lambda *a: calls.append(1))
+    batched = model.predict_batch(items, batch_size=16)
+    hook.remove()
+    assert len(calls) == 2  # 22 windows, 16 per pass
+    for (frames, task, plan), got in zip(items, batched):
+        want = model.predict(frames, task, plan)
+        np.testing.assert_allclose(got.progress, want.progress, atol=1e-5)
+        assert got.stage.tolist() == want.stage.tolist() and got.remaining == want.remaining
+    assert model.predict_batch([]) == []

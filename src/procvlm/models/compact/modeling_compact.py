@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,8 @@ from torch import nn
 from procvlm._io import atomic_path, write_json
 from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import ProgressModel, ProgressPrediction
+from procvlm.models.base import (PredictItem, ProgressModel, ProgressPrediction,
+                                 TrainedOn)
 from procvlm.models.compact.configuration_compact import CompactConfig
 from procvlm.models.compact.processor_compact import (read_frames, resize_frames,
                                                        window_indices)
@@ -222,6 +224,19 @@ class CompactProgressModel(nn.Module, ProgressModel):
             return list(plan or self.plans.get(task) or [task])
         return self.resolve_plan(task, plan)
 
+    def known_plan(self, task: str) -> list[str] | None:
+        """The plan seen in training for ``task`` (None for a task it never saw)."""
+        plan = self.plans.get(task)
+        return list(plan) if plan else None
+
+    @property
+    def trained_on(self) -> TrainedOn:
+        """Camera, image size, window and scheme as ``config.json`` records them (camera and
+        scheme are None in checkpoints older than that record)."""
+        c = self.config
+        return TrainedOn(camera=c.camera, image_size=c.image_size, window=c.window,
+                         scheme=c.scheme)
+
     def _plan_arrays(self, task: str, plan: list[str]) -> tuple[np.ndarray, ...]:
         key = (task, tuple(plan))
         if key not in self._plan_memo:
@@ -277,30 +292,59 @@ class CompactProgressModel(nn.Module, ProgressModel):
                 (``config.window`` / ``config.stride``). Accepted for the interface.
             batch_size: windows per forward pass.
         """
-        if isinstance(episode, Episode):
-            frames, task, plan = episode.main_frames(), task or episode.task, plan or episode.plan
+        return self.predict_batch([(episode, task, plan)], batch_size=batch_size)[0]
+
+    def _input(self, source: Episode | Frames, task: str | None,
+               plan: list[str] | None) -> tuple[Frames, str, list[str]]:
+        """(frames of the main camera, task, the plan fed to the network) of one input."""
+        if isinstance(source, Episode):
+            frames, task, plan = source.main_frames(), task or source.task, plan or source.plan
         else:
-            frames = episode
+            frames = source
         if not task:
             raise ProcvlmError("predict() with bare frames needs task='the instruction'")
-        plan = self._model_plan(task, plan)
-        video = torch.from_numpy(read_frames(frames, self.config.image_size))
-        idx = torch.from_numpy(window_indices(len(video), self.config.window, self.config.stride))
-        inputs = self.plan_inputs([task], [plan])
-        stages, progress = [], []
-        for i in range(0, len(idx), batch_size):
-            n = len(idx[i:i + batch_size])
-            batch = PlanInputs(*(t.expand(n, *t.shape[1:]) for t in (
-                inputs.task_emb, inputs.step_emb, inputs.step_mask, inputs.bounds,
-                inputs.lengths)))
-            s, p = self._decode(self(video[idx[i:i + batch_size]], batch), batch.lengths)
+        return frames, task, self._model_plan(task, plan)
+
+    @torch.inference_mode()
+    def predict_batch(self, items: Sequence[PredictItem], *, window: int | None = None,
+                      batch_size: int | None = None) -> list[ProgressPrediction]:
+        """``predict`` for several inputs whose windows share forward passes.
+
+        Args:
+            items: (episode or frames, task, plan) triples, as ``predict`` takes them.
+            window: ignored (fixed at training time), as in ``predict``.
+            batch_size: windows per forward pass (default 256), across items.
+        """
+        if not items:
+            return []
+        bs = batch_size or 256
+        resolved = [self._input(*item) for item in items]
+        videos = [torch.from_numpy(read_frames(f, self.config.image_size)) for f, _, _ in resolved]
+        sizes = [len(v) for v in videos]
+        offsets = np.cumsum([0, *sizes[:-1]])
+        idx = torch.from_numpy(np.concatenate([
+            o + window_indices(n, self.config.window, self.config.stride)
+            for o, n in zip(offsets, sizes)]))  # (N, W) rows into the stacked frames
+        owner = torch.from_numpy(np.repeat(np.arange(len(items)), sizes))  # (N,) item of a row
+        frames = torch.cat(videos)
+        inputs = self.plan_inputs([t for _, t, _ in resolved], [p for _, _, p in resolved])
+        stages, progress = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        for i in range(0, len(idx), bs):
+            rows = owner[i:i + bs]
+            batch = PlanInputs(*(t[rows] for t in (inputs.task_emb, inputs.step_emb,
+                                                   inputs.step_mask, inputs.bounds,
+                                                   inputs.lengths)))
+            s, p = self._decode(self(frames[idx[i:i + bs]], batch), batch.lengths)
             stages.append(s)
             progress.append(p)
-        stage = np.concatenate(stages) if stages else np.zeros(0, np.int64)
-        prog = np.concatenate(progress) if progress else np.zeros(0, np.float32)
-        remaining = ([[] for _ in stage] if self.config.head == "direct"
-                     else [list(plan[int(k):]) for k in stage])
-        return ProgressPrediction(progress=prog, stage=stage, remaining=remaining)
+        stage, prog = np.concatenate(stages), np.concatenate(progress)
+        out = []
+        for (_, _, plan), o, n in zip(resolved, offsets, sizes):
+            st = stage[o:o + n]
+            remaining = ([[] for _ in st] if self.config.head == "direct"
+                         else [list(plan[int(k):]) for k in st])
+            out.append(ProgressPrediction(progress=prog[o:o + n], stage=st, remaining=remaining))
+        return out
 
     @property
     def history(self) -> int:

@@ -33,7 +33,7 @@ from PIL import Image
 from procvlm._io import write_json, write_text
 from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import ProgressModel, ProgressPrediction
+from procvlm.models.base import ProgressModel, ProgressPrediction, TrainedOn
 from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
@@ -220,6 +220,13 @@ class VLMProgressModel(ProgressModel):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def trained_on(self) -> TrainedOn:
+        """Camera, image size, window and scheme as the config records them."""
+        c = self.config
+        return TrainedOn(camera=c.camera, image_size=c.image_size, window=c.window,
+                         scheme=c.scheme)
+
     @classmethod
     def from_base(cls, base: str, adapter: str | None = None, **overrides: Any) -> VLMProgressModel:
         """Load ``base`` (a local folder or hub id) and an optional LoRA adapter."""
@@ -386,7 +393,8 @@ class VLMProgressModel(ProgressModel):
         return prompts, images, resolved
 
     def predict_batch(self, items: Sequence[tuple[Episode | Frames, str | None, list[str] | None]],
-                      *, window: int | None = None) -> list[ProgressPrediction]:
+                      *, window: int | None = None, batch_size: int | None = None
+                      ) -> list[ProgressPrediction]:
         """``predict`` for many episodes at once: all their frames share generation batches.
 
         With ``config.reasoning="reuse"`` the whole answer is generated on a sparse set of
@@ -395,6 +403,8 @@ class VLMProgressModel(ProgressModel):
         Args:
             items: (episode or frames, task, plan) triples, as ``predict`` takes them.
             window: frames per prompt (defaults to ``config.window``).
+            batch_size: unused; prompts per generation batch are ``config.batch_size``, set
+                when the model is loaded.
         """
         prompts, images, resolved = self.progress_prompts(items, window or self.config.window)
         if self.config.reasoning == "reuse":
