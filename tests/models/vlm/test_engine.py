@@ -81,3 +81,26 @@ def test_generation_counts_tokens_from_ids(tiny_dirs):
                                  min_new_tokens=7)
     assert gen.tokens == [7, 7] and gen.finished == [False, False]
     assert all(p > 10 for p in gen.prompt_tokens)
+
+
+def test_batched_vision_attention_equals_the_per_image_loop(tiny_dirs):
+    from transformers import AutoModelForImageTextToText
+
+    from procvlm.models.vlm.engine import EQUAL_IMAGES_ATTENTION, batch_vision_attention
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs["qwen3_vl"],
+                                                        attn_implementation="sdpa").eval()
+    proc = load_processor(tiny_dirs["qwen3_vl"])
+    shown = [_images(3), _images(1, size=16)]  # equal images in one call, then a smaller one
+    prompts = ["<|vision_start|><|image_pad|><|vision_end|>" * len(s) + "go" for s in shown]
+    batch = proc(text=prompts, images=shown, return_tensors="pt", padding=True,
+                 padding_side="left")
+    equal = {k: v for k, v in proc(text=prompts[:1], images=shown[:1], return_tensors="pt").items()}
+    with torch.no_grad():
+        before, before_equal = model(**batch).logits, model(**equal).logits
+        assert batch_vision_attention(model)
+        assert model.config.vision_config._attn_implementation == EQUAL_IMAGES_ATTENTION
+        after, after_equal = model(**batch).logits, model(**equal).logits
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after_equal, before_equal, atol=1e-5, rtol=1e-4)
+    assert not batch_vision_attention(model)  # already switched: nothing to do

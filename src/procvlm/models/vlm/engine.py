@@ -173,3 +173,56 @@ def count_generated(new: torch.Tensor, end_ids: set[int]) -> tuple[list[int], li
         finished.append(bool(len(hit)))
         tokens.append(int(hit[0, 0]) + 1 if len(hit) else int(row.shape[0]))
     return tokens, finished
+
+
+# ----------------------------------------------------------------------------- vision attention
+EQUAL_IMAGES_ATTENTION = "procvlm_flash_equal_images"
+"""Name of :func:`equal_images_attention` in transformers' attention registry. Qwen-VL vision
+towers run a Python loop of one attention call per image unless the implementation's name says
+"flash" (then they pass the packed sequence with ``cu_seqlens``), so the name says so."""
+
+
+def equal_images_attention(module, query, key, value, attention_mask=None, scaling=None,
+                           dropout=0.0, cu_seq_lens_q=None, is_causal=False, **kwargs):
+    """Attention within each image of a packed vision sequence, as one batched SDPA call when
+    all images have the same number of patches (a window of frames of one camera), else one
+    call per image.
+
+    Args:
+        query, key, value: (1, heads, N, d), the images' patches one after another.
+        cu_seq_lens_q: (images + 1,) cumulative patch counts.
+
+    Returns:
+        ((1, N, heads, d), None), the layout transformers' attention functions return.
+    """
+    import torch.nn.functional as F
+
+    lengths = (cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist()
+    heads, total, dim = query.shape[1], query.shape[2], query.shape[3]
+    if len(set(lengths)) == 1:
+        n, size = len(lengths), lengths[0]
+
+        def split(x: torch.Tensor) -> torch.Tensor:  # (1, h, n * L, d) -> (n, h, L, d)
+            return x[0].reshape(heads, n, size, dim).transpose(0, 1)
+
+        out = F.scaled_dot_product_attention(split(query), split(key), split(value),
+                                             dropout_p=dropout, scale=scaling)
+        return out.transpose(1, 2).reshape(1, total, heads, dim), None
+    outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)
+            for q, k, v in zip(*(torch.split(x, lengths, dim=2) for x in (query, key, value)))]
+    return torch.cat(outs, dim=2).transpose(1, 2), None
+
+
+def batch_vision_attention(model) -> bool:
+    """Run the model's vision tower with :func:`equal_images_attention` (Qwen-VL towers that
+    pack images with ``cu_seqlens``). Returns whether it was switched."""
+    from transformers import AttentionInterface
+
+    config = getattr(getattr(model, "config", None), "vision_config", None)
+    if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return False
+    if getattr(config, "model_type", "") != "qwen3_vl_vision":
+        return False
+    AttentionInterface.register(EQUAL_IMAGES_ATTENTION, equal_images_attention)
+    config._attn_implementation = EQUAL_IMAGES_ATTENTION
+    return True

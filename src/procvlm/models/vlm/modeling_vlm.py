@@ -37,6 +37,7 @@ from procvlm.models.base import ProgressModel, ProgressPrediction, TrainedOn
 from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
+    batch_vision_attention,
     Prefetcher,
     count_generated,
     encode,
@@ -213,6 +214,7 @@ class VLMProgressModel(ProgressModel):
         self.processor = processor
         self.config = config or VLMConfig(base=getattr(model, "name_or_path", "") or "unknown")
         self.tokenizer = processor.tokenizer
+        batch_vision_attention(model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
