@@ -15,10 +15,11 @@ Fixed seeds throughout. Every stage resumes from what is already in ``--out``:
 
     python benchmarks/quality.py [--out /tmp/bench_quality] [--json quality.json] [--quick]
 
-The default size (96 training episodes of 7 tasks, 24 held-out episodes per split, 500 steps
-per model) runs in about 25 minutes on 2 idle cores; ``--jobs`` trains models in parallel
-processes (``--threads`` each) where there are more cores. ``--quick`` is a tiny smoke run for
-the test suite (its figures mean nothing).
+The default size is 96 training episodes of 7 tasks, 24 held-out episodes per split and 500
+steps per model, sized for 2 cores (the run prints its own time); ``--jobs`` makes the datasets
+and trains the models in parallel processes (``--threads`` each) where there are more cores.
+``--augment-ablation`` adds ``compact-noaug[procvlm]`` (the same run without training
+augmentation). ``--quick`` is a tiny smoke run for the test suite (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -69,10 +70,13 @@ QUICK = QualityConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer
                       steps=3, image_size=32)
 
 
-def model_runs() -> dict[str, tuple[str, str]]:
-    """Model name -> (label scheme, head): every scheme's reasoning model and the ablation."""
-    runs = {f"compact[{s}]": (s, "reason") for s in SCHEMES}
-    runs["compact-direct[procvlm]"] = ("procvlm", "direct")
+def model_runs(augment_ablation: bool = False) -> dict[str, tuple[str, str, bool]]:
+    """Model name -> (label scheme, head, augment): every scheme's reasoning model, the
+    direct-regression ablation and, if asked, the model trained without augmentation."""
+    runs = {f"compact[{s}]": (s, "reason", True) for s in SCHEMES}
+    runs["compact-direct[procvlm]"] = ("procvlm", "direct", True)
+    if augment_ablation:
+        runs["compact-noaug[procvlm]"] = ("procvlm", "reason", False)
     return runs
 
 
@@ -87,22 +91,42 @@ def _cli(*argv: str) -> None:
         sys.exit(f"procvlm {' '.join(argv)} failed")
 
 
-def make_data(out: Path, cfg: QualityConfig) -> dict[str, Path]:
-    """Generate and label the three datasets (skipped when labelled already)."""
+def _make_split(job: tuple[str, tuple[str, ...], int, int, dict]) -> None:
+    """Generate and label one dataset (in a worker process when ``--jobs`` > 1)."""
+    root, tasks, episodes, seed, cfg_dict = job
+    cfg = QualityConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
+    _cli("generate", "--env", "metaworld", "--tasks", ",".join(tasks), "--episodes",
+         str(episodes), "--failure-rate", str(cfg.failure_rate), "--seed", str(seed),
+         "--width", str(cfg.render_size), "--height", str(cfg.render_size),
+         "--cameras", "corner", "--max-steps", str(cfg.max_steps), "--out", root)
+    _cli("label", root, "--annotator", "oracle")
+
+
+def make_data(out: Path, cfg: QualityConfig, jobs: int = 1) -> dict[str, Path]:
+    """Generate and label the three datasets (skipped when labelled already); ``jobs`` > 1
+    makes them in parallel processes."""
     specs = {"train": (cfg.train_tasks, cfg.train_episodes, cfg.seed),
              "test_id": (cfg.train_tasks, cfg.test_episodes, cfg.seed + 1000),
              "test_ood": (cfg.ood_tasks, cfg.test_episodes, cfg.seed + 2000)}
-    roots = {}
-    for name, (tasks, episodes, seed) in specs.items():
-        root = out / "data" / name
-        if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
-            _cli("generate", "--env", "metaworld", "--tasks", ",".join(tasks), "--episodes",
-                 str(episodes), "--failure-rate", str(cfg.failure_rate), "--seed", str(seed),
-                 "--width", str(cfg.render_size), "--height", str(cfg.render_size),
-                 "--cameras", "corner", "--max-steps", str(cfg.max_steps), "--out", str(root))
-            _cli("label", str(root), "--annotator", "oracle")
-        roots[name] = root
+    roots = {name: out / "data" / name for name in specs}
+    todo = [(str(roots[name]), tasks, episodes, seed, dataclasses.asdict(cfg))
+            for name, (tasks, episodes, seed) in specs.items()
+            if not (roots[name] / "meta" / "procvlm" / "labels.parquet").is_file()]
+    _run_jobs(_make_split, todo, jobs)
     return roots
+
+
+def _run_jobs(fn, todo: list, jobs: int) -> None:
+    """``fn`` over ``todo``, in ``jobs`` spawned processes when there is more than one."""
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(min(jobs, len(todo)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(fn, todo))
+    else:
+        for job in todo:
+            fn(job)
 
 
 def cache_texts(out: Path, cfg: QualityConfig, roots: dict[str, Path] | None = None) -> Path:
@@ -127,9 +151,9 @@ def cache_texts(out: Path, cfg: QualityConfig, roots: dict[str, Path] | None = N
 # ---------------------------------------------------------------- training
 
 
-def _train_one(job: tuple[str, str, str, str, str, dict, int]) -> int:
+def _train_one(job: tuple[str, str, str, str, str, bool, dict, int]) -> int:
     """Train one model (in a worker process); returns the steps reached."""
-    name, data, run, text_cache, scheme_head, cfg_dict, threads = job
+    name, data, run, text_cache, scheme_head, augment, cfg_dict, threads = job
     from procvlm.models.compact import CompactConfig
     from procvlm.models.compact.text import TextEncoder
     from procvlm.training.compact import TrainConfig, train_compact
@@ -139,7 +163,8 @@ def _train_one(job: tuple[str, str, str, str, str, dict, int]) -> int:
     scheme, head = scheme_head.split("/")
     corpus = load_corpus(data, scheme, cfg.image_size, "corner", show_progress=False)
     mcfg = CompactConfig(image_size=cfg.image_size, head=head)
-    tcfg = TrainConfig(scheme=scheme, steps=cfg.steps, seed=cfg.seed, threads=threads)
+    tcfg = TrainConfig(scheme=scheme, steps=cfg.steps, seed=cfg.seed, threads=threads,
+                       augment=augment)
     result = train_compact(corpus, run, mcfg, tcfg, resume=True, show_progress=False,
                            text_encoder=TextEncoder(text_cache), dataset=data)
     logger.info("%s: %d steps, validation %s", name, result.metrics["steps"],
@@ -148,23 +173,17 @@ def _train_one(job: tuple[str, str, str, str, str, dict, int]) -> int:
 
 
 def train_models(out: Path, data: Path, text_cache: Path, cfg: QualityConfig, jobs: int,
-                 threads: int) -> dict[str, Path]:
+                 threads: int, augment_ablation: bool = False) -> dict[str, Path]:
     """Train every model of ``model_runs`` (skipped when its ``model/`` exists)."""
     runs, todo = {}, []
-    for name, (scheme, head) in model_runs().items():
-        run = out / "runs" / (scheme if head == "reason" else f"{scheme}-{head}")
+    for name, (scheme, head, augment) in model_runs(augment_ablation).items():
+        folder = scheme + ("" if head == "reason" else f"-{head}") + ("" if augment else "-noaug")
+        run = out / "runs" / folder
         runs[name] = run
         if not (run / "model" / "config.json").is_file():
             todo.append((name, str(data), str(run), str(text_cache), f"{scheme}/{head}",
-                         dataclasses.asdict(cfg), threads))
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_train_one, todo))
-    else:
-        for job in todo:
-            _train_one(job)
+                         augment, dataclasses.asdict(cfg), threads))
+    _run_jobs(_train_one, todo, jobs)
     return runs
 
 
@@ -263,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write every figure to this JSON file")
     p.add_argument("--quick", action="store_true", help="tiny smoke run for the test suite")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of every model")
-    p.add_argument("--jobs", type=int, default=1, help="models trained in parallel (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="datasets made and models trained in parallel processes (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per model (default 2)")
+    p.add_argument("--augment-ablation", action="store_true",
+                   help="also train compact-noaug[procvlm] (no training augmentation)")
     p.add_argument("--until", choices=("data", "train", "eval"), default="eval",
                    help="stop after this stage (default: eval, the whole benchmark)")
     args = p.parse_args(argv)
@@ -274,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     out, start = Path(args.out), time.monotonic()
     cache_texts(out, cfg)
-    roots = make_data(out, cfg)
+    roots = make_data(out, cfg, args.jobs)
     text_cache = cache_texts(out, cfg, roots)
     if args.until == "data":
         return 0
-    runs = train_models(out, roots["train"], text_cache, cfg, args.jobs, args.threads)
+    runs = train_models(out, roots["train"], text_cache, cfg, args.jobs, args.threads,
+                        args.augment_ablation)
     if args.until == "train":
         return 0
     rows = evaluate(runs, {s: roots[s] for s in SPLITS}, text_cache)
