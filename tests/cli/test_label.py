@@ -57,7 +57,44 @@ def test_label_cli_options(dataset):
 def test_label_cli_passes_annotator_args(dataset, capsys):
     # the oracle takes no arguments: a one-line error names them
     assert main(["label", str(dataset), "--annotator-arg", "threshold=0.5"]) == 2
-    assert "does not take ['threshold']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "threshold: the oracle annotator has no such option" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_label_cli_types_annotator_args(tmp_path, capsys):
+    """Finding 4: ints, comma lists and config fields given on the command line."""
+    T = 30
+    state = np.zeros((T, 5), np.float32)
+    state[:, :3] = np.linspace(0, 0.3, T)[:, None]
+    state[10:, 3] = -1.0  # the gripper (column 3) closes at frame 10
+    ep = Episode(episode_index=0, task="pick the cube", fps=10.0,
+                 frames={"corner": ArrayFrames(np.zeros((T, 16, 16, 3), np.uint8))},
+                 state=state, action=np.zeros((T, 2), np.float32), success=True,
+                 meta={"state_names": [f"s{i}" for i in range(5)]})
+    root = write_dataset(tmp_path / "ds", [ep], video=False)
+    args = ["label", str(root), "--annotator", "gripper", "--annotator-arg", "gripper_dims=3",
+            "--annotator-arg", "hand_dims=0,1,2", "--annotator-arg", "objects=cube",
+            "--annotator-arg", "smooth=1", "--annotator-arg", "gripper_open_high=true"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert read_provenance(root)["annotator"] == "gripper"
+    assert read_labels(root)["subtask"].to_pylist()[0] == "Move to the cube"
+    capsys.readouterr()
+    for bad, says in [("smooth=1.5", "smooth='1.5': not int; the gripper annotator takes "
+                                     "smooth=int (default: 3)"),
+                      ("hand_dims=a,b", "hand_dims='a,b'"),
+                      ("gripper_open_high=maybe", "not a bool"),
+                      ("smooth=0", "smooth=0: need a window")]:
+        assert main(["label", str(root), "--annotator", "gripper",
+                     "--annotator-arg", bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_label_help_lists_annotator_options(capsys):
+    assert main(["label", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "gripper_dims=list of int or none" in out and "base_url=str or none" in out
 
 
 def test_label_cli_errors(tmp_path, capsys):

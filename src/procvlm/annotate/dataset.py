@@ -78,6 +78,7 @@ class DatasetAnnotator(Annotator):
     """
 
     name = "dataset"
+    internal_args = ("dataset",)  # label_dataset passes the open dataset
 
     def __init__(self, dataset: EpisodeMetaSource | str | os.PathLike | None = None, *,
                  granularity: str = "auto") -> None:

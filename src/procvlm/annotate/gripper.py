@@ -125,6 +125,7 @@ class GripperAnnotator(Annotator):
     """
 
     name = "gripper"
+    config_class = GripperConfig
 
     def __init__(self, plan: Sequence[str] | None = None, objects: Sequence[str] | None = None,
                  *, use_episode_plan: bool = True, hand_dims: Sequence[int] | None = None,

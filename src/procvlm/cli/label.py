@@ -4,22 +4,29 @@
 from __future__ import annotations
 
 import argparse
-import json
+import textwrap
 
-from procvlm.annotate.base import ANNOTATORS
-from procvlm.errors import ProcvlmError
+from procvlm.annotate.base import ANNOTATORS, annotator_options, parse_annotator_args
 from procvlm.labels import MEASURES, SCHEMES
 
 
-def _key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true, lists...)."""
+def _key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` split at the first ``=``; the value is typed later, per annotator."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except ValueError:
-        return key.strip(), value
+    return key.strip(), value.strip()
+
+
+def _options_help() -> str:
+    lines = ["annotator options (--annotator-arg KEY=VALUE; lists as 0,1,2 or JSON, lists of "
+             "lists as 4,5,6;7,8,9, none for None):"]
+    for name in ANNOTATORS:
+        opts = annotator_options(name).values()
+        lines.append(textwrap.fill(f"{name}: " + ("; ".join(o.describe() for o in opts)
+                                                  or "none"), 90, initial_indent="  ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,8 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--annotator", choices=list(ANNOTATORS), default="oracle",
                    help="sub-step segmentation (default: oracle, the simulator's own)")
     p.add_argument("--annotator-arg", action="append", type=_key_value, default=[],
-                   metavar="KEY=VALUE", help="annotator argument, repeatable (e.g. for vlm: "
-                                             "base_url=http://localhost:8000/v1 model=NAME)")
+                   metavar="KEY=VALUE", help="annotator option, repeatable, e.g. gripper: "
+                                             "gripper_dims=3 hand_dims=0,1,2; vlm: "
+                                             "base_url=http://localhost:8000/v1 (all listed "
+                                             "below)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _options_help()
     p.add_argument("--scheme", choices=SCHEMES, default="procvlm",
                    help="scheme of the main label columns; all four are written as "
                         "progress_<scheme> (default: procvlm)")
@@ -51,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = LabelParams(floor=args.floor, uncompleted_fraction=args.uncompleted_fraction,
                          noise=args.noise)
-    kwargs = dict(args.annotator_arg)
-    if len(kwargs) != len(args.annotator_arg):
-        raise ProcvlmError("an --annotator-arg key is given twice: give each key once")
+    kwargs = parse_annotator_args(args.annotator, args.annotator_arg)
     path = label_dataset(args.dataset, annotator=args.annotator, scheme=args.scheme,
                          measure=args.measure, params=params, annotator_kwargs=kwargs,
                          camera=args.camera, progress_bar=True)
