@@ -28,7 +28,10 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--image-size", "32", "--batch-size", "8", "--threads", "1", "--scheme", "sarm",
             "--window", "2", "--stride", "3", "--val-fraction", "0.4"]
     assert main(args) == 0
-    assert "metrics.json" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "metrics.json" in captured.out
+    assert captured.out.count('"mae"') == 1 and "mae" not in captured.err  # reported once
+    assert "validation on 2 held-out episodes" in captured.out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["scheme"] == "sarm" and "mae" in metrics["val"]
     cfg = json.loads((run / "model" / "config.json").read_text())
@@ -47,3 +50,40 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--image-size", "30"]) == 2
     assert "image_size=30" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_too_few_episodes_for_validation_says_so_in_words(dataset, tmp_path, capsys):
+    args = ["train", str(dataset), "--out", str(tmp_path / "run"), "--steps", "1",
+            "--image-size", "32", "--batch-size", "4", "--threads", "1", "--window", "2",
+            "--val-fraction", "0.05"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "validation: none, no episode was held out (--val-fraction 0.05" in out
+    assert "{}" not in out
+
+
+def test_an_option_of_the_other_model_is_refused(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "3"]) == 2
+    assert "--epochs is an option of --model vlm" in capsys.readouterr().err
+    assert main(["train", "--model", "vlm", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "r"), "--window", "8"]) == 2
+    assert "--window is an option of --model compact" in capsys.readouterr().err
+
+
+def test_training_bar_total_is_the_step_budget_from_start_to_end(dataset, tmp_path,
+                                                                 monkeypatch):
+    import procvlm.training.compact as compact
+
+    seen = []
+
+    class Recording(compact.tqdm):
+        def update(self, n=1):
+            seen.append(self.total)
+            return super().update(n)
+
+    monkeypatch.setattr(compact, "tqdm", Recording)
+    assert main(["train", str(dataset), "--out", str(tmp_path / "run"), "--steps", "5",
+                 "--image-size", "32", "--batch-size", "4", "--threads", "1", "--window",
+                 "2", "--val-fraction", "0.4"]) == 0
+    assert seen == [5] * 5

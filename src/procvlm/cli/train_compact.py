@@ -21,8 +21,6 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--window", type=int, default=4, help="frames per window (default: 4)")
     group.add_argument("--stride", type=int, default=4,
                        help="frames between window frames (default: 4)")
-    group.add_argument("--image-size", type=int, default=64,
-                       help="frames are resized to this square (default: 64)")
     group.add_argument("--val-fraction", type=float, default=0.2,
                        help="episodes held out for validation (default: 0.2)")
     group.add_argument("--steps", type=int, default=1500,
@@ -48,11 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.dataset).exists():
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a labelled LeRobot "
                            "v3 folder (procvlm generate + procvlm label)")
-    if args.epochs is not None:
-        raise ProcvlmError(f"--epochs {args.epochs}: the compact model trains a number of "
-                           "optimiser steps; pass --steps N instead")
-    mcfg = CompactConfig(window=args.window, stride=args.stride, image_size=args.image_size,
-                         head=args.head)
+    size = {} if args.image_size is None else {"image_size": args.image_size}
+    mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head, **size)
     extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()
              if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
@@ -60,8 +55,17 @@ def run(args: argparse.Namespace) -> int:
                        augmentation=AugmentConfig(hflip=args.hflip), **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)
-    val = {k: (round(v, 4) if isinstance(v, float) else v)
-           for k, v in result.metrics["val"].items()}
     print(f"model: {result.model_dir} ({result.metrics['steps']} steps)")
-    print(f"metrics: {Path(args.out) / 'metrics.json'}  validation: {json.dumps(val)}")
+    print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    print(validation_line(result.metrics, args.val_fraction))
     return 0
+
+
+def validation_line(metrics: dict, val_fraction: float) -> str:
+    """The validation metrics in one line, or in words why there are none."""
+    if not metrics.get("val_episodes"):
+        return (f"validation: none, no episode was held out (--val-fraction {val_fraction} of "
+                "each outcome's episodes rounds to 0): generate more episodes or raise "
+                "--val-fraction to get validation metrics")
+    val = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics["val"].items()}
+    return f"validation on {metrics['val_episodes']} held-out episodes: {json.dumps(val)}"

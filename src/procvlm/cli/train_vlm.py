@@ -1,6 +1,7 @@
 """``procvlm train --model vlm``: the VLM's own options, and the call into ``training.vlm_sft``.
 
-Shared options (--out --seed --epochs --batch-size --lr --resume) come from ``cli/train.py``.
+Shared options (--out --seed --batch-size --lr --image-size --resume) come from
+``cli/train.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ def add_arguments(group) -> None:
     _add(group, "--full", action="store_true", help="full fine-tuning instead of LoRA")
     _add(group, "--max-steps", type=int, default=None,
          help="optimizer steps (default: run --epochs)")
-    _add(group, "--image-size", type=int, default=224,
-         help="longest image side in pixels (default: 224)")
+    _add(group, "--epochs", type=float, default=None, help="passes over the data (default: 1)")
     _add(group, "--max-frames", type=int, default=8,
          help="most images per sample, the most recent kept (default: 8)")
     _add(group, "--merge-lora", action="store_true",
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         data=data, out=args.out, base=args.base or DEFAULT_BASE, lora_r=args.lora_r,
         full=args.full, max_steps=args.max_steps if args.max_steps is not None else -1,
         epochs=args.epochs if args.epochs is not None else 1.0,
-        batch_size=args.batch_size or 1, lr=args.lr, image_size=args.image_size,
+        batch_size=args.batch_size or 1, lr=args.lr,
+        **({} if args.image_size is None else {"image_size": args.image_size}),
         max_frames=args.max_frames, seed=args.seed, merge_lora=args.merge_lora,
         resume=args.resume)
     out = train_vlm(config)

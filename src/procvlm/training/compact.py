@@ -423,13 +423,15 @@ class CompactTrainer:
         """Metrics of the model on the validation episodes."""
         return evaluate(self.model, self.corpus, self.val_eps, self.tcfg.eval_batch_size)
 
-    def record(self, metrics: dict[str, Any]) -> None:
-        """Append the latest losses and validation metrics to the history, and log them."""
+    def record(self, metrics: dict[str, Any], log: bool = True) -> None:
+        """Append the latest losses and validation metrics to the history; log them unless
+        ``log`` is False (the final metrics, which the command reports once)."""
         row = {"epoch": self.state.epoch, "step": self.state.step, **self.last,
                **{f"val_{k}": v for k, v in metrics.items()}}
         self.state.history.append(row)
-        logger.info("epoch %d step %d: %s", self.state.epoch, self.state.step,
-                    {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+        if log:
+            logger.info("epoch %d step %d: %s", self.state.epoch, self.state.step,
+                        {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
 
     def checkpoint(self) -> Path:
         """Write a checkpoint of the current state (with the time spent so far)."""
@@ -454,7 +456,7 @@ class CompactTrainer:
         """Final validation and checkpoint; write ``model/`` and ``metrics.json``."""
         final = self.validate()
         if not self.state.history or self.state.history[-1]["step"] != self.state.step:
-            self.record(final)
+            self.record(final, log=False)
         self.checkpoint()
         self.model.training_record = self.training_record(dataset)
         self.model.eval()
@@ -464,8 +466,7 @@ class CompactTrainer:
                    "head": self.model.config.head, "train_frames": int(len(self.train_ids)),
                    "val_episodes": len(self.val_eps), "history": self.state.history}
         write_json(self.run / "metrics.json", metrics)
-        logger.info("model written to %s after %d steps; validation %s", self.run / "model",
-                    self.state.step, final)
+        logger.info("model written to %s after %d steps", self.run / "model", self.state.step)
         return TrainResult(self.model, metrics, self.run / "model")
 
 
