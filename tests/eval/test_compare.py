@@ -7,6 +7,7 @@ import pytest
 
 from procvlm.cli.main import main
 from procvlm.data import ArrayFrames, Episode, Subtask, write_dataset
+from procvlm.errors import ProcvlmError
 from procvlm.eval.compare import compare_split, episode_truth, stage_boundaries
 from procvlm.labels import label_dataset, read_labels
 from procvlm.models.base import ProgressModel, ProgressPrediction
@@ -128,3 +129,45 @@ def test_eval_cli_errors_name_the_fix(labelled, tmp_path, capsys):
     assert main(["eval", "--split", f"t={labelled}", "--references", "clock",
                  "--out", str(tmp_path / "r")]) == 2
     assert "clock" in capsys.readouterr().err
+
+
+class RecordedModel(TimeModel):
+    """Records a camera and scheme, and remembers which frames it was shown."""
+
+    def __init__(self, camera, scheme):
+        self.camera, self.scheme, self.seen = camera, scheme, []
+
+    @property
+    def trained_on(self):
+        from procvlm.models.base import TrainedOn
+
+        return TrainedOn(camera=self.camera, scheme=self.scheme)
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        self.seen.append(episode.main_camera)
+        return super().predict(episode, task, plan, window=window)
+
+
+def test_eval_defaults_to_the_models_recorded_camera_and_scheme(tmp_path):
+    """Finding 6: eval reads the camera the model was trained on and judges it against the
+    labels of its scheme; a camera the dataset lacks is a clear error."""
+    from procvlm.eval.compare import reference_scheme
+
+    eps = []
+    for i, kind in enumerate(["success", "failure"]):
+        ep = _episode(i, kind)
+        ep.frames = {"corner": ep.frames["corner"], "top": ep.frames["corner"]}
+        eps.append(ep)
+    root = write_dataset(tmp_path / "ds", eps, video=False)
+    label_dataset(root, scheme="procvlm")
+    model = RecordedModel("top", "time")
+    result = compare_split("test", root, {"m": model}, [])
+    assert model.seen == ["top", "top"]
+    # judged against the time labels: a linear-time model agrees with them exactly
+    assert result.rows[0]["ccc_labels"] == pytest.approx(1.0)
+    assert reference_scheme({"m": model}, "procvlm") == "procvlm"
+    assert reference_scheme({"m": RecordedModel(None, None)}) == "procvlm"
+    with pytest.raises(ProcvlmError, match="model trained on camera 'wrist', dataset has "
+                                           "corner,top: pass --camera"):
+        compare_split("test", root, {"m": RecordedModel("wrist", None)}, [])
+    compare_split("test", root, {"m": RecordedModel("wrist", None)}, [], camera="corner")

@@ -28,7 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--references", default=",".join(SCHEMES),
                    help="label schemes scored as references (comma-separated, '' for none)")
-    p.add_argument("--window", type=int, default=None, help="frames the models see (default: each model's own, from its config.json)")
+    p.add_argument("--window", type=int, default=None,
+                   help="frames the models see (default: each model's own, from its "
+                        "config.json)")
+    p.add_argument("--camera", default=None,
+                   help="camera the models read (default: the one each model's config.json "
+                        "records, else the dataset's first)")
+    p.add_argument("--scheme", choices=SCHEMES, default=None,
+                   help="labels the models are judged against (default: the scheme the models "
+                        "record having trained on, else procvlm)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.model and not refs:
         raise ProcvlmError("nothing to evaluate: pass --model NAME=RUN or --references")
     index = run_eval(_pairs(args.model, "model"), splits, args.out, refs, args.window,
-                     show_progress=True)
+                     show_progress=True, camera=args.camera, scheme=args.scheme)
     print(f"report: {index}")
     return 0

@@ -80,14 +80,15 @@ class EpisodeTruth:
         return "success" if self.success else "failure"
 
 
-def episode_truth(ds: Any, table: Any, i: int) -> EpisodeTruth:
-    """Ground truth of episode ``i`` of dataset ``ds`` with labels ``table``."""
+def episode_truth(ds: Any, table: Any, i: int, scheme: str = "procvlm") -> EpisodeTruth:
+    """Ground truth of episode ``i`` of dataset ``ds`` with labels ``table``; ``scheme`` picks
+    the label columns of the reference curve and stages."""
     from procvlm.labels import episode_labels
 
-    ep = ds.episode(i)
+    ep = ds.episode(i, cameras=ds.cameras[:1])
     events = ep.meta.get("events") or []
     n = len(ep)
-    labels = episode_labels(table, i, "procvlm")
+    labels = episode_labels(table, i, scheme)
     truth = getattr(ep, "true_progress", None)
     stills = [(int(e["start"]), min(int(e["end"]), n), str(e["type"])) for e in events
               if e.get("type") in STILL_EVENTS and "start" in e and "end" in e
@@ -133,16 +134,35 @@ def _result(truth: EpisodeTruth, series: Series) -> EpisodeResult:
 
 
 def model_series(model: Any, ds: Any, episodes: Sequence[int], window: int | None = None,
-                 show_progress: bool = False) -> Series:
-    """Run ``model.predict`` on every episode."""
+                 show_progress: bool = False, camera: str | None = None) -> Series:
+    """Run the model on every episode, on ``camera`` (default: the model's recorded camera,
+    else the dataset's first; ``procvlm.data.choose_camera``) with each episode's plan
+    (``procvlm.reward.score.PlanSource``)."""
     from tqdm.auto import tqdm
 
+    from procvlm.data import choose_camera
+    from procvlm.reward.score import PlanSource
+
+    camera = choose_camera(ds.cameras, camera, model.trained_on.camera)
+    plans = PlanSource(model, ds.root)
     prog, stage, remaining = {}, {}, {}
     for i in tqdm(episodes, desc="predict", disable=not show_progress, leave=False):
-        kwargs = {} if window is None else {"window": window}
-        pred = model.predict(ds.episode(i), **kwargs)
+        ep = ds.episode(i, cameras=[camera])
+        pred = model.predict_batch([(ep, ep.task, plans(ep))], window=window)[0]
         prog[i], stage[i], remaining[i] = pred.progress, pred.stage, pred.remaining
     return Series(prog, stage, remaining)
+
+
+def reference_scheme(models: Mapping[str, Any], scheme: str | None = None) -> str:
+    """The label scheme the models are judged against: ``scheme`` when given, else the one
+    every model records having trained on, else ``procvlm``."""
+    if scheme is not None:
+        return scheme
+    recorded = {m.trained_on.scheme for m in models.values()} - {None}
+    if len(recorded) > 1:
+        logger.warning("the models were trained on different schemes (%s): the reference is "
+                       "procvlm; pass --scheme to choose", ", ".join(sorted(recorded)))
+    return recorded.pop() if len(recorded) == 1 else "procvlm"
 
 
 def label_series(table: Any, episodes: Sequence[int], scheme: str) -> Series:
@@ -204,7 +224,8 @@ def _curve(split: str, ds: Any, truth: EpisodeTruth,
 def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
                   references: Sequence[str], window: int | None = None,
                   curves_per_kind: int = 1, show_progress: bool = False,
-                  steps: Mapping[str, int | None] | None = None) -> Comparison:
+                  steps: Mapping[str, int | None] | None = None, camera: str | None = None,
+                  scheme: str | None = None) -> Comparison:
     """Evaluate every model and every reference label scheme on one labelled dataset.
 
     Args:
@@ -217,6 +238,9 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
         show_progress: tqdm bars.
         steps: display name -> optimiser steps the model trained for (a ``steps`` column, None
             for label schemes; no column when not given).
+        camera: the camera the models read (default: each model's recorded one, else the
+            dataset's first).
+        scheme: the labels of the reference curve and stages (default: ``reference_scheme``).
 
     Returns:
         The rows (one per model and scheme) and the curve sets.
@@ -227,7 +251,8 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
     ds = open_dataset(root)
     table = read_labels(ds.root)
     episodes = list(ds.episode_indices)
-    truths = [episode_truth(ds, table, i) for i in episodes]
+    scheme = reference_scheme(models, scheme)
+    truths = [episode_truth(ds, table, i, scheme) for i in episodes]
     if any(t.truth is None for t in truths):
         logger.warning("%s: %d of %d episodes have no simulator-truth progress; the truth "
                        "metrics use the others", split, sum(t.truth is None for t in truths),
@@ -235,7 +260,8 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
     predictors: dict[str, tuple[str, Series]] = {}
     for name, model in models.items():
         logger.info("%s: scoring %d episodes with %s", split, len(episodes), name)
-        predictors[name] = ("model", model_series(model, ds, episodes, window, show_progress))
+        predictors[name] = ("model", model_series(model, ds, episodes, window, show_progress,
+                                                  camera))
     for scheme in references:
         predictors[f"labels:{scheme}"] = ("labels", label_series(table, episodes, scheme))
     rows = [{"split": split, "name": name, "source": source,
@@ -267,7 +293,8 @@ def training_steps(path: str | Path) -> int | None:
 def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
              out: str | Path, references: Sequence[str] = SCHEMES,
              window: int | None = None, title: str = "procvlm: progress models compared",
-             show_progress: bool = False) -> Path:
+             show_progress: bool = False, camera: str | None = None,
+             scheme: str | None = None) -> Path:
     """Load the models, compare them on every split, and write the report.
 
     Args:
@@ -278,6 +305,8 @@ def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
         window: frames the models see (their own default when None).
         title: the report's title.
         show_progress: tqdm bars.
+        camera: the camera the models read (default: each model's recorded one).
+        scheme: the reference labels (default: the models' recorded scheme, else procvlm).
 
     Returns:
         The path of ``index.html``.
@@ -289,7 +318,8 @@ def run_eval(models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
     rows, curves = [], []
     for split, root in splits.items():
         part = compare_split(split, root, loaded, references, window,
-                             show_progress=show_progress, steps=steps)
+                             show_progress=show_progress, steps=steps, camera=camera,
+                             scheme=scheme)
         rows += part.rows
         curves += part.curves
     rows = [{k: _round(v) for k, v in r.items()} for r in rows]
