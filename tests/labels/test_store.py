@@ -21,6 +21,7 @@ from procvlm.labels import (
     read_provenance,
     scheme_curves,
     visual_change,
+    visual_changes,
 )
 from procvlm.labels import store
 
@@ -75,8 +76,10 @@ def test_label_dataset_writes_contract_columns(labelled):
 def test_stored_labels_equal_compute_labels(labelled):
     table = read_labels(labelled)
     for ep in EPISODES:
-        change = visual_change(ep.frames["corner"])
-        want = compute_labels(ep.subtasks, ep.plan, len(ep), change, ep.success)
+        change, anchored = visual_changes(ep.frames["corner"])
+        np.testing.assert_array_equal(change, visual_change(ep.frames["corner"]))
+        want = compute_labels(ep.subtasks, ep.plan, len(ep), change, ep.success,
+                              anchored_change=anchored)
         got = episode_labels(table, ep.episode_index)
         np.testing.assert_array_equal(got.progress, want.progress)
         np.testing.assert_array_equal(got.stage, want.stage)

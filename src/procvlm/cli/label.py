@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uncompleted-fraction", type=float, default=0.5,
                    help="share of its budget an uncompleted sub-step earns (default: 0.5)")
     p.add_argument("--noise", type=float, default=0.0,
-                   help="visual change 1-S counted as none by the procvlm scheme, e.g. 2/64 "
-                        "= 0.03125 to ignore two-bit pHash flicker (default: 0)")
+                   help="visual change 1-S (against the last frame that counted) treated as "
+                        "none by the procvlm scheme; flicker is ignored already (default: 0)")
     p.add_argument("--camera", default=None,
                    help="camera of the visual change (default: the dataset's first)")
 

@@ -4,7 +4,8 @@ the ``time`` / ``sarm`` baselines (one registry, ``SCHEME_REGISTRY``; ``SCHEMES`
 which every other module imports), and ``label_dataset`` which writes
 ``meta/procvlm/labels.parquet``. Imports numpy and pyarrow only (never torch)."""
 
-from procvlm.labels.change import MEASURES, similarity, visual_change
+from procvlm.labels.change import (ANCHOR_THRESHOLD, MEASURES, anchored_change, similarity,
+                                   visual_change, visual_changes)
 from procvlm.labels.phash import hamming, phash
 from procvlm.labels.schemes import (
     SCHEME_REGISTRY,
@@ -31,8 +32,8 @@ from procvlm.labels.store import (
     scheme_suffix,
 )
 
-__all__ = ["MEASURES", "SCHEMES", "SCHEME_REGISTRY", "EpisodeLabels", "LabelParams", "Scheme",
+__all__ = ["ANCHOR_THRESHOLD", "MEASURES", "anchored_change", "SCHEMES", "SCHEME_REGISTRY", "EpisodeLabels", "LabelParams", "Scheme",
            "budgets", "build_table", "collect_records", "compute_labels", "episode_labels",
            "get_scheme", "hamming", "label_dataset", "labels_dir", "paper_progress", "phash",
            "read_labels", "read_plans", "read_provenance", "sarm_proportions", "scheme_curves",
-           "scheme_suffix", "similarity", "visual_change"]
+           "scheme_suffix", "similarity", "visual_change", "visual_changes"]

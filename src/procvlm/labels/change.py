@@ -11,6 +11,15 @@ Three similarity measures ``S`` in [0, 1] (1 = identical frames):
 
 Frames are read in windows (``Frames`` objects decode lazily), so an episode never has to fit
 in memory at full resolution.
+
+``anchored_change`` measures each frame against a *reference* frame instead of its predecessor:
+the last frame that counted as a change. A frame counts when it, and the frame before it, differ
+from the reference by more than the measure's flicker threshold (``ANCHOR_THRESHOLD``: 2 pHash
+bits, the flicker of video compression and of an arm settling), and then becomes the reference.
+Flicker that comes and goes around a still scene never accumulates, even on top of motion not
+yet counted when the scene stopped; real motion, however slow, drifts away from the reference
+and stays away, and is counted in hops. The ``procvlm`` scheme uses it; ``procvlm-paper`` keeps
+the paper's frame-to-frame change.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from procvlm.errors import ProcvlmError
 from procvlm.labels.phash import IMG_SIZE, phash, thumbnails
 
 MEASURES = ("phash", "l1", "embedding")
+ANCHOR_THRESHOLD = {"phash": 2 / 64, "l1": 2 / 255, "embedding": 0.01}
+"""Change ``1 - S`` from the reference frame at or below which a frame is flicker, per measure:
+2 of 64 pHash bits, 2 grey levels of mean pixel difference, 0.01 of embedding cosine."""
 PAPER_OFFSET = 1.5
 """``d_i = PAPER_OFFSET - S``: the paper's increment never falls below 0.5."""
 
@@ -83,6 +95,81 @@ _SIMILARITY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "phash": _phash_sim, "l1": _l1_sim, "embedding": _cos_sim}
 
 
+def _features(frames: Frames | np.ndarray, measure: str, window: int):
+    """Yield (start, features) per window of frames."""
+    if measure not in MEASURES:
+        raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
+                           f"{', '.join(MEASURES)}")
+    if window < 1:
+        raise ProcvlmError(f"window {window} must be >= 1")
+    for start, block in zip(range(0, len(frames), window), _windows(frames, window)):
+        yield start, _FEATURES[measure](block)
+
+
+def _consecutive(out: np.ndarray, start: int, feats: np.ndarray, last: np.ndarray | None,
+                 sim: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    if last is not None:
+        out[start] = sim(last, feats[:1])[0]
+    if len(feats) > 1:
+        out[start + 1:start + len(feats)] = sim(feats[:-1], feats[1:])
+
+
+def _anchored(out: np.ndarray, start: int, feats: np.ndarray, state: list,
+              sim: Callable[[np.ndarray, np.ndarray], np.ndarray], threshold: float) -> None:
+    """Fill ``out`` (similarity to the reference where a frame counts, 1 elsewhere) for one
+    window. ``state`` carries ``[reference features, previous frame beyond the threshold]``."""
+    for k in range(len(feats)):
+        cur = feats[k:k + 1]
+        if state[0] is None:
+            state[0] = cur
+            continue
+        s = float(sim(state[0], cur)[0])
+        beyond = 1.0 - s > threshold + 1e-12
+        if beyond and state[1]:  # two frames in a row away from the reference: motion
+            out[start + k], state[0], beyond = s, cur, False
+        state[1] = beyond
+
+
+def visual_changes(frames: Frames | np.ndarray, measure: str = "phash",
+                   threshold: float | None = None, window: int = WINDOW
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Frame-to-frame and anchored visual change from one pass over the frames.
+
+    Args:
+        frames: (T, H, W, 3) uint8 array or a lazily decoded ``Frames`` (main camera).
+        measure: ``phash`` (paper), ``l1`` or ``embedding``.
+        threshold: flicker threshold of the anchored change (default ``ANCHOR_THRESHOLD``).
+        window: frames decoded at once.
+
+    Returns:
+        ``(visual_change, anchored_change)``, each (T,) float64 in [0.5, 1.5] (``1.5 - S``).
+    """
+    threshold = ANCHOR_THRESHOLD.get(measure, 0.0) if threshold is None else float(threshold)
+    if not 0.0 <= threshold < 1.0:
+        raise ProcvlmError(f"threshold={threshold}: need 0 <= threshold < 1 (0 = every change "
+                           "counts)")
+    sim = _SIMILARITY.get(measure)
+    step, anchored = np.ones(len(frames)), np.ones(len(frames))
+    last, state = None, [None, False]
+    for start, feats in _features(frames, measure, window):
+        _consecutive(step, start, feats, last, sim)
+        _anchored(anchored, start, feats, state, sim, threshold)
+        last = feats[-1:]
+    return PAPER_OFFSET - step, PAPER_OFFSET - anchored
+
+
+def anchored_change(frames: Frames | np.ndarray, measure: str = "phash",
+                    threshold: float | None = None, window: int = WINDOW) -> np.ndarray:
+    """Visual change against the last frame that counted as a change (see the module doc):
+    ``d_i = 1.5 - S(I_r, I_i)`` when frames i - 1 and i both differ from the reference r by
+    more than ``threshold`` (frame i then becomes the reference), else 0.5 (no change).
+
+    Returns:
+        (T,) float64 in [0.5, 1.5]; ``d[0] = 0.5``.
+    """
+    return visual_changes(frames, measure, threshold, window)[1]
+
+
 def similarity(frames: Frames | np.ndarray, measure: str = "phash",
                window: int = WINDOW) -> np.ndarray:
     """Similarity ``S(I_{i-1}, I_i)`` in [0, 1] of consecutive frames.
@@ -95,20 +182,11 @@ def similarity(frames: Frames | np.ndarray, measure: str = "phash",
     Returns:
         (T,) float64 with ``S[0] = 1`` (the first frame has no predecessor).
     """
-    if measure not in MEASURES:
-        raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
-                           f"{', '.join(MEASURES)}")
-    if window < 1:
-        raise ProcvlmError(f"window {window} must be >= 1")
-    feature, sim = _FEATURES[measure], _SIMILARITY[measure]
+    sim = _SIMILARITY.get(measure)
     out = np.ones(len(frames), dtype=np.float64)
     last = None
-    for start, block in zip(range(0, len(frames), window), _windows(frames, window)):
-        feats = feature(block)
-        if last is not None:
-            out[start] = sim(last, feats[:1])[0]
-        if len(feats) > 1:
-            out[start + 1:start + len(feats)] = sim(feats[:-1], feats[1:])
+    for start, feats in _features(frames, measure, window):
+        _consecutive(out, start, feats, last, sim)
         last = feats[-1:]
     return out
 

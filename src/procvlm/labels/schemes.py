@@ -6,7 +6,9 @@ Four schemes (``SCHEMES``), all returning one ``EpisodeLabels``:
     Budgets ``w_k = clip(K * L_k / T, 0.75, 1.25)`` over the *whole plan* (a plan step never
     attempted has ``L_k = 0`` and still takes its share), ``B_k = w_k / sum w``. Inside a segment
     of step k, frame i (but the first) adds ``floor + 1 - S_i`` (``S`` the visual similarity to
-    the previous frame, ``floor`` 0 by default, so frames without visual change add nothing),
+    the last frame that counted as a change, ``anchored_change``, or to the previous frame when
+    only that is given; ``floor`` 0 by default, so frames without visual change add nothing and
+    compression flicker in a still stretch does not accumulate),
     normalised to sum to 1 over the segment: the step's credit climbs from its start value to 1
     when the segment is completed, to ``uncompleted_fraction`` (0.5) when it is not. A segment
     whose frames are all identical keeps its credit until its last frame. When a segment repeats
@@ -73,10 +75,10 @@ class LabelParams:
             (0 for ``procvlm``, the paper's 0.5 for ``procvlm-paper``).
         uncompleted_fraction: share of its budget an uncompleted sub-step can earn (procvlm).
         clip: (low, high) bounds of the budget weights ``K * L_k / T``.
-        noise: visual change ``1 - S`` at or below which a frame counts as unchanged in the
-            ``procvlm`` scheme. Default 0 (every change counts); 2/64 silences the two-bit
-            pHash flicker of video compression and settling arms, which flattens stalls but,
-            on small images where motion also flips few bits, flattens real motion too.
+        noise: visual change ``1 - S`` (against the reference frame, ``anchored_change``) at
+            or below which a frame counts as unchanged in the ``procvlm`` scheme. Default 0:
+            the anchored change already ignores flicker (``ANCHOR_THRESHOLD``); a larger value
+            also drops small hops of real motion.
     """
 
     floor: float | None = field(default=None, metadata={"help": "increment floor (None: scheme "
@@ -487,16 +489,17 @@ def _remaining(stage: np.ndarray, plan: Sequence[str]) -> list[list[str]]:
     return [list(plan) if s < 0 else list(plan[s:]) if s < k else [] for s in stage.tolist()]
 
 
-def _validate(plan: Sequence[str], num_frames: int, change: np.ndarray) -> None:
+def _validate(plan: Sequence[str], num_frames: int, change: np.ndarray,
+              what: str = "visual change") -> None:
     if not plan:
         raise ProcvlmError("the plan is empty: an annotator must give the task's atomic actions")
     if num_frames < 1:
         raise ProcvlmError(f"num_frames={num_frames}: an episode needs at least one frame")
     if change.shape != (num_frames,):
-        raise ProcvlmError(f"visual change has shape {change.shape}, expected ({num_frames},): "
-                           "compute it with procvlm.labels.visual_change on the episode's frames")
+        raise ProcvlmError(f"{what} has shape {change.shape}, expected ({num_frames},): "
+                           "compute it with procvlm.labels.visual_changes on the episode's frames")
     if not np.all(np.isfinite(change[1:])):
-        raise ProcvlmError("visual change has NaN or infinite values: recompute it")
+        raise ProcvlmError(f"{what} has NaN or infinite values: recompute it")
 
 
 @dataclass(frozen=True)
@@ -510,6 +513,7 @@ class _Inputs:
     success: bool | None
     params: LabelParams
     stage_proportions: np.ndarray | None
+    anchored: np.ndarray | None
 
 
 def _from_progress(inp: _Inputs, segs: Sequence[_Segment], scheme: str, progress: np.ndarray,
@@ -524,8 +528,9 @@ def _from_progress(inp: _Inputs, segs: Sequence[_Segment], scheme: str, progress
 
 def _label_procvlm(inp: _Inputs) -> EpisodeLabels:
     segs = _segments(inp.subtasks, inp.plan, inp.num_frames, inp.success)
-    progress, within, assigned = _progress_procvlm(segs, inp.change, len(inp.plan),
-                                                   inp.success, inp.params)
+    change = inp.change if inp.anchored is None else inp.anchored
+    progress, within, assigned = _progress_procvlm(segs, change, len(inp.plan), inp.success,
+                                                   inp.params)
     progress, within = _held(progress, assigned), _held(within, assigned)
     if inp.success:
         progress[-1] = 1.0
@@ -598,7 +603,8 @@ def _proportions(values: Sequence[float] | None, k: int) -> np.ndarray | None:
 def compute_labels(subtasks: Sequence[Subtask], plan: Sequence[str], num_frames: int,
                    change: np.ndarray | None, success: bool | None, scheme: str = "procvlm",
                    params: LabelParams | None = None,
-                   stage_proportions: Sequence[float] | None = None) -> EpisodeLabels:
+                   stage_proportions: Sequence[float] | None = None,
+                   anchored_change: np.ndarray | None = None) -> EpisodeLabels:
     """Per-frame progress labels of one episode.
 
     Args:
@@ -613,6 +619,9 @@ def compute_labels(subtasks: Sequence[Subtask], plan: Sequence[str], num_frames:
         params: scheme parameters (default ``LabelParams()``).
         stage_proportions: ``sarm`` only: (K,) SARM proportions of the plan steps across the
             dataset's episodes of this task (``sarm_proportions``; default: this episode's own).
+        anchored_change: ``procvlm`` only: (T,) change against the last frame that counted
+            (``anchored_change``), so flicker in still stretches earns nothing; ``change`` is
+            used when None.
 
     Returns:
         The labels.
@@ -621,6 +630,10 @@ def compute_labels(subtasks: Sequence[Subtask], plan: Sequence[str], num_frames:
     params = params or LabelParams()
     change = np.zeros(num_frames) if change is None else np.asarray(change, dtype=np.float64)
     _validate(plan, num_frames, change)
+    anchored = None
+    if anchored_change is not None:
+        anchored = np.asarray(anchored_change, dtype=np.float64)
+        _validate(plan, num_frames, anchored, "anchored change")
     inp = _Inputs(subtasks, list(plan), num_frames, change, success, params,
-                  _proportions(stage_proportions, len(plan)))
+                  _proportions(stage_proportions, len(plan)), anchored)
     return spec.label(inp)

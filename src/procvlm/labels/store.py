@@ -40,7 +40,7 @@ from procvlm import __version__
 from procvlm._io import write_json, write_parquet
 from procvlm.data.episode import DONE, Episode, Subtask
 from procvlm.errors import ProcvlmError
-from procvlm.labels.change import MEASURES, visual_change
+from procvlm.labels.change import ANCHOR_THRESHOLD, MEASURES, visual_changes
 from procvlm.labels.schemes import (SCHEMES, EpisodeLabels, LabelParams, compute_labels,
                                     get_scheme, sarm_proportions)
 
@@ -79,25 +79,29 @@ class EpisodeRecord:
     plan: list[str]
     subtasks: list[list]  # [name, start, end, completed]
     change: list[float]
+    anchored: list[float]  # change against the last frame that counted (procvlm)
     index: list[int]  # dataset-wide frame index of each frame
 
     def timeline(self) -> list[Subtask]:
         return [Subtask(n, int(s), int(e), bool(c)) for n, s, e, c in self.subtasks]
 
 
-def _record(ep: Episode, annotation: Any, change: np.ndarray, index: np.ndarray) -> EpisodeRecord:
+def _record(ep: Episode, annotation: Any, change: np.ndarray, anchored: np.ndarray,
+            index: np.ndarray) -> EpisodeRecord:
     return EpisodeRecord(
         episode_index=int(ep.episode_index), task=ep.task, num_frames=len(ep),
         success=None if ep.success is None else bool(ep.success),
         plan=list(annotation.plan),
         subtasks=[[s.name, int(s.start), int(s.end), bool(s.completed)]
                   for s in annotation.subtasks],
-        change=[float(x) for x in change], index=[int(x) for x in index])
+        change=[float(x) for x in change], anchored=[float(x) for x in anchored],
+        index=[int(x) for x in index])
 
 
 def _cache_key(annotator: str, annotator_kwargs: dict, measure: str, camera: str) -> str:
     blob = json.dumps({"annotator": annotator, "kwargs": annotator_kwargs, "measure": measure,
-                       "camera": camera, "version": __version__}, sort_keys=True, default=str)
+                       "camera": camera, "anchor": ANCHOR_THRESHOLD.get(measure),
+                       "version": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -106,7 +110,8 @@ def _load_cached(path: Path, num_frames: int) -> EpisodeRecord | None:
         rec = EpisodeRecord(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return rec if rec.num_frames == num_frames and len(rec.change) == num_frames else None
+    ok = rec.num_frames == num_frames and len(rec.change) == len(rec.anchored) == num_frames
+    return rec if ok else None
 
 
 def _global_index(ds: Any, i: int, n: int) -> np.ndarray:
@@ -123,8 +128,8 @@ def _annotate_batch(ds: Any, indices: Sequence[int], annotator: Any, measure: st
     annotations = annotator.annotate_many(episodes)
     out = []
     for i, ep, ann in zip(indices, episodes, annotations):
-        change = visual_change(ep.frames[camera], measure)
-        out.append(_record(ep, ann, change, _global_index(ds, i, len(ep))))
+        change, anchored = visual_changes(ep.frames[camera], measure)
+        out.append(_record(ep, ann, change, anchored, _global_index(ds, i, len(ep))))
     return out
 
 
@@ -197,9 +202,11 @@ def episode_all_schemes(rec: EpisodeRecord, params: LabelParams,
                         proportions: Sequence[float] | None = None) -> dict[str, EpisodeLabels]:
     """Labels of one record under every scheme (``proportions``: SARM's, for ``sarm``)."""
     change = np.asarray(rec.change, dtype=np.float64)
+    anchored = np.asarray(rec.anchored, dtype=np.float64)
     return {s: compute_labels(rec.timeline(), rec.plan, rec.num_frames, change, rec.success,
                               scheme=s, params=params,
-                              stage_proportions=proportions if s == "sarm" else None)
+                              stage_proportions=proportions if s == "sarm" else None,
+                              anchored_change=anchored if s == "procvlm" else None)
             for s in SCHEMES}
 
 
