@@ -17,7 +17,7 @@ $(BIN)/activate:
 # torch is pinned to the CPU wheel first so that nothing below pulls a CUDA build.
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[sim,vlm,serve,test]'
+	$(BIN)/pip install -q -e '.[sim,vlm,serve,test,policy]'
 	touch $@
 
 install: $(VENV)/.installed

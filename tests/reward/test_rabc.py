@@ -38,3 +38,28 @@ def test_weights_from_scores_keep_row_order():
     assert w[1] == 1.0 and w[3] == 0.0
     with pytest.raises(ProcvlmError, match="no 'x' column"):
         rabc_weights_from_scores(t, column="x")
+
+
+def test_episode_weights_pool_statistics_and_zero_out_regressions():
+    from procvlm.reward.rabc import episode_weights
+
+    rising = np.linspace(0, 1, 20)
+    falling = np.r_[np.linspace(0, 0.6, 10), np.full(10, 0.1)]  # object dropped at frame 10
+    w = episode_weights({3: rising, 7: falling}, chunk_size=4)
+    assert set(w) == {3, 7} and len(w[3]) == 20 and len(w[7]) == 20
+    pooled = rabc_weights(progress_deltas(np.r_[rising, falling], np.r_[[0] * 20, [1] * 20], 4))
+    np.testing.assert_allclose(np.r_[w[3], w[7]], pooled)
+    assert w[7][6:10].max() == 0.0  # frames whose next chunk holds the drop
+    assert w[3][:15].min() == 1.0
+
+
+def test_progress_from_scores_and_bad_sources(tmp_path):
+    from procvlm.reward.rabc import load_progress, progress_from_scores
+
+    table = pa.table({"index": [2, 0, 1, 3], "episode_index": [0, 0, 0, 1],
+                      "frame_index": [2, 0, 1, 0], "progress_sparse": [0.9, 0.1, 0.5, 0.3]})
+    curves = progress_from_scores(table)
+    np.testing.assert_allclose(curves[0], [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(curves[1], [0.3])
+    with pytest.raises(ProcvlmError, match="progress source 'nope'"):
+        load_progress(tmp_path, "nope")

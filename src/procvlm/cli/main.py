@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train a progress model (compact on CPU, or a VLM)",
     "score": "score a dataset with a trained progress model",
     "eval": "compare progress models and label schemes on held-out episodes",
+    "policy": "behaviour cloning vs progress-weighted behaviour cloning on MetaWorld",
     "serve": "serve a progress model over HTTP",
     "demo": "the whole pipeline on a small MetaWorld corpus",
 }

@@ -1,5 +1,7 @@
 """RA-BC sample weights (Reward-Aligned Behaviour Cloning, SARM paper eq. 8-9), computed the
-way LeRobot's ``RABCWeights`` does from a progress file, so weights can be inspected offline.
+way LeRobot's ``RABCWeights`` does from a progress file, so weights can be inspected offline,
+and in-process from any progress source (labels of any scheme, a model's scores, simulator
+truth): ``load_progress`` then ``episode_weights``.
 
 For each frame, ``delta = p[min(t + chunk, end - 1)] - p[t]`` inside its episode. With the
 global ``mu = max(mean(delta), 0)`` and ``sigma = max(std(delta), eps)``:
@@ -8,6 +10,9 @@ global ``mu = max(mean(delta), 0)`` and ``sigma = max(std(delta), eps)``:
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -76,3 +81,103 @@ def rabc_weights_from_scores(table, chunk_size: int = 50, kappa: float = 0.01,
     out = np.empty_like(w)
     out[order] = w
     return out
+
+
+# ----------------------------------------------------------------------------- in-process
+def episode_weights(progress: Mapping[int, np.ndarray], chunk_size: int = 50,
+                    kappa: float = 0.01) -> dict[int, np.ndarray]:
+    """RA-BC weight of every frame of every episode from any per-episode progress curves.
+
+    The statistics (mean and spread of the deltas) are pooled over all episodes, as LeRobot
+    pools them over the whole progress file.
+
+    Args:
+        progress: episode index -> (T,) progress (labels of any scheme, a model's scores,
+            simulator truth; see ``load_progress``).
+        chunk_size: frames ahead the progress delta looks (the policy's action horizon).
+        kappa: delta above which a frame gets the full weight.
+
+    Returns:
+        Episode index -> (T,) float32 weights in [0, 1].
+    """
+    keys = sorted(progress)
+    if not keys:
+        raise ProcvlmError("no episodes to weight: pass at least one progress curve")
+    curves = [np.asarray(progress[k], np.float64).reshape(-1) for k in keys]
+    episode = np.concatenate([np.full(len(c), i) for i, c in enumerate(curves)])
+    w = rabc_weights(progress_deltas(np.concatenate(curves), episode, chunk_size), kappa)
+    bounds = np.cumsum([0] + [len(c) for c in curves])
+    return {k: w[a:b] for k, a, b in zip(keys, bounds[:-1], bounds[1:])}
+
+
+def _curves(table, column: str) -> dict[int, np.ndarray]:
+    t = table.sort_by([("episode_index", "ascending"), ("frame_index", "ascending")])
+    ep = t.column("episode_index").to_numpy()
+    values = t.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    bounds = np.flatnonzero(np.diff(ep)) + 1
+    return {int(ep[a]): values[a:b] for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(ep)])}
+
+
+def progress_from_labels(root: str | Path, scheme: str = "procvlm") -> dict[int, np.ndarray]:
+    """Per-episode progress of a labelled dataset under ``scheme`` (any ``procvlm.labels``
+    scheme: ``procvlm label`` stores every scheme's curve)."""
+    from procvlm.labels import SCHEMES, read_labels, scheme_suffix
+
+    if scheme not in SCHEMES:
+        raise ProcvlmError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    table = read_labels(root)
+    column = f"progress_{scheme_suffix(scheme)}"
+    if column not in table.column_names:
+        raise ProcvlmError(f"{root} labels have no {column} column: relabel it with "
+                           "`procvlm label`")
+    return _curves(table, column)
+
+
+def progress_from_scores(table) -> dict[int, np.ndarray]:
+    """Per-episode progress of a score table (``procvlm`` or ``lerobot-rabc`` format)."""
+    column = "progress_sparse" if "progress_sparse" in table.column_names else "progress"
+    if column not in table.column_names:
+        raise ProcvlmError(f"score table has no progress column (has {table.column_names}): "
+                           "pass a file written by `procvlm score`")
+    return _curves(table, column)
+
+
+def progress_from_truth(ds) -> dict[int, np.ndarray]:
+    """Per-episode simulator-truth progress (``Episode.true_progress``) of a dataset."""
+    out = {}
+    for i in ds.episode_indices:
+        truth = ds.episode(i, cameras=[]).true_progress
+        if truth is None:
+            raise ProcvlmError(f"episode {i} of {ds.root} has no true_progress: generate the "
+                               "dataset with a procvlm that records simulator truth")
+        out[int(i)] = np.asarray(truth, np.float64)
+    return out
+
+
+def load_progress(dataset: str | Path, source: str) -> dict[int, np.ndarray]:
+    """Per-episode progress of ``dataset`` from a named source.
+
+    Args:
+        dataset: a dataset folder.
+        source: ``truth`` (simulator truth), ``labels:<scheme>`` (e.g. ``labels:time``), a
+            score parquet path (``procvlm score`` output), or ``model:<run>`` (score it now).
+    """
+    import pyarrow.parquet as pq
+
+    from procvlm.data import open_dataset
+
+    if source == "truth":
+        return progress_from_truth(open_dataset(dataset))
+    if source.startswith("labels:"):
+        return progress_from_labels(dataset, source.split(":", 1)[1])
+    if source.startswith("model:"):
+        from procvlm.models import load_model
+        from procvlm.reward.score import score_episodes
+
+        model = load_model(source.split(":", 1)[1])
+        return progress_from_scores(score_episodes(model, open_dataset(dataset),
+                                                   show_progress=False))
+    if Path(source).is_file():
+        return progress_from_scores(pq.read_table(source))
+    raise ProcvlmError(f"progress source {source!r} is not truth, labels:<scheme>, "
+                       "model:<run> or a score parquet file")

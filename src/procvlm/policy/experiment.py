@@ -1,0 +1,323 @@
+"""Behaviour cloning against progress-weighted behaviour cloning on MetaWorld.
+
+For every task: a mixed-quality corpus from ``procvlm generate`` (expert episodes and episodes
+with injected failures: noise, drop, stall, regression, truncate), labelled by the oracle
+annotator (every label scheme's curve is stored), scored by a compact progress model. A
+state-based MLP policy is trained on all of it by
+
+- ``bc``: plain behaviour cloning (every frame weighs 1);
+- ``time`` / ``procvlm``: RA-BC weights from the ``time`` / ``procvlm`` label curves;
+- ``compact``: RA-BC weights from the compact model's scores;
+- ``truth``: RA-BC weights from simulator-truth progress (when the corpus records it);
+- ``oracle``: only the successful episodes (weight 1, the others 0): the ceiling;
+
+with the same frames, mini-batches and number of gradient steps, for several training seeds,
+and evaluated by state-only rollouts from start states no policy trained on. Every cell's
+rollouts are saved as they finish, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from procvlm._io import write_json
+from procvlm.errors import ProcvlmError
+from procvlm.policy.bc import BCConfig, MLPPolicy, train_bc
+from procvlm.policy.evaluate import Rollout, evaluate
+
+logger = logging.getLogger(__name__)
+
+METHODS: dict[str, str] = {
+    "bc": "plain BC",
+    "time": "RA-BC, time labels",
+    "procvlm": "RA-BC, procvlm labels",
+    "compact": "RA-BC, compact model scores",
+    "truth": "RA-BC, simulator truth",
+    "oracle": "BC on successes only (oracle)",
+}
+"""Method key -> how the table names it."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Corpus, training and evaluation sizes of the experiment."""
+
+    tasks: tuple[str, ...] = field(default=("assembly", "basketball", "bin-picking", "hammer"),
+                                   metadata={"help": "MetaWorld tasks, one policy each"})
+    episodes: int = field(default=24, metadata={"help": "training episodes per task"})
+    failure_rate: float = field(default=0.6, metadata={"help": "share of failure episodes"})
+    seeds: int = field(default=3, metadata={"help": "training seeds per method and task"})
+    rollouts: int = field(default=50, metadata={"help": "evaluation rollouts per policy"})
+    horizon: int = field(default=150, metadata={"help": "most steps of episodes and rollouts"})
+    size: int = field(default=64, metadata={"help": "rendered image side (labels, scores)"})
+    camera: str = field(default="corner", metadata={"help": "camera rendered for progress"})
+    model: str = field(default="metaworld", metadata={"help": "compact model: run or shipped"})
+    chunk_size: int = field(default=10, metadata={"help": "RA-BC look-ahead in frames"})
+    kappa: float = field(default=0.01, metadata={"help": "RA-BC full-weight delta"})
+    bc: BCConfig = field(default_factory=BCConfig, metadata={"help": "policy training"})
+    seed: int = field(default=0, metadata={"help": "corpus seed"})
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ProcvlmError("PolicyConfig.tasks is empty: pass e.g. ('pick-place',)")
+        for name in ("episodes", "seeds", "rollouts", "horizon", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ProcvlmError(f"PolicyConfig.{name}={getattr(self, name)}: need >= 1")
+        if self.episodes < 2:
+            raise ProcvlmError(f"PolicyConfig.episodes={self.episodes}: need >= 2 per task")
+        if not 0.0 <= self.failure_rate < 1.0:
+            raise ProcvlmError(f"PolicyConfig.failure_rate={self.failure_rate}: need [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+QUICK = PolicyConfig(tasks=("pick-place",), episodes=4, seeds=1, rollouts=2, horizon=80,
+                     bc=BCConfig(hidden=32, steps=30, batch_size=64))
+"""A tiny run for tests and ``procvlm demo`` (minutes): numbers mean nothing at this size."""
+
+
+@dataclass
+class TaskData:
+    """One task's training frames and every method's sample weights."""
+
+    task: str
+    states: np.ndarray  # (N, 39)
+    actions: np.ndarray  # (N, 4)
+    weights: dict[str, np.ndarray | None]  # method -> (N,) or None (plain BC)
+    episodes: list[dict]  # per episode: index, length, success, failure
+
+
+def _corpus(root: Path, task: str, cfg: PolicyConfig) -> Path:
+    from procvlm.labels import label_dataset
+    from procvlm.labels.store import LABELS_FILE, labels_dir
+    from procvlm.sim import close_envs, generate
+
+    try:
+        generate(root, [task], cfg.episodes, cfg.failure_rate, cfg.seed, cfg.size, cfg.size,
+                 cameras=(cfg.camera,), max_steps=cfg.horizon, progress=False)
+    finally:
+        close_envs()
+    if not (labels_dir(root) / LABELS_FILE).is_file():
+        label_dataset(root, annotator="oracle", scheme="procvlm")
+    return root
+
+
+def _model_progress(root: Path, model_name: str) -> dict[int, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    from procvlm.models import load_model
+    from procvlm.reward.rabc import progress_from_scores
+    from procvlm.reward.score import score_dataset
+
+    path = root / "meta" / "procvlm" / f"scores_{Path(model_name).name}.parquet"
+    if not path.is_file():
+        score_dataset(load_model(model_name), root, path, show_progress=False)
+    return progress_from_scores(pq.read_table(path))
+
+
+def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
+    """Generate, label and score one task's corpus; build every method's weights."""
+    from procvlm.data import open_dataset
+    from procvlm.reward.rabc import episode_weights, progress_from_labels
+
+    root = _corpus(out / "data" / task, task, cfg)
+    ds = open_dataset(root)
+    eps = [ds.episode(i, cameras=[]) for i in ds.episode_indices]
+    sources = {"time": progress_from_labels(root, "time"),
+               "procvlm": progress_from_labels(root, "procvlm"),
+               "compact": _model_progress(root, cfg.model)}
+    if all(e.true_progress is not None for e in eps):
+        sources["truth"] = {e.episode_index: e.true_progress for e in eps}
+    weights: dict[str, np.ndarray | None] = {"bc": None}
+    for name, progress in sources.items():
+        w = episode_weights(progress, cfg.chunk_size, cfg.kappa)
+        weights[name] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
+    if not any(e.success for e in eps):
+        raise ProcvlmError(f"no episode of {task} in {root} succeeded, so the oracle has nothing "
+                           "to train on: pass more --episodes or a lower --failure-rate")
+    weights["oracle"] = np.concatenate([np.full(len(e), float(bool(e.success)), np.float32)
+                                        for e in eps])
+    info = [{"index": e.episode_index, "length": len(e), "success": bool(e.success),
+             "failure": e.meta.get("failure")} for e in eps]
+    return TaskData(task, np.concatenate([e.state for e in eps]),
+                    np.concatenate([e.action for e in eps]), weights, info)
+
+
+def _cell_path(out: Path, task: str, method: str, seed: int) -> Path:
+    return out / "results" / task / f"{method}_seed{seed}.json"
+
+
+def run_cell(out: Path, data: TaskData, method: str, seed: int, cfg: PolicyConfig,
+             sim) -> list[Rollout]:
+    """Train one policy and roll it out (or read the saved rollouts of a finished cell)."""
+    path = _cell_path(out, data.task, method, seed)
+    if path.is_file():
+        return [Rollout(**r) for r in json.loads(path.read_text())["rollouts"]]
+    policy = train_bc(data.states, data.actions, data.weights[method], cfg.bc, seed)
+    rollouts = evaluate(sim, policy, cfg.rollouts, cfg.horizon)
+    write_json(path, {"task": data.task, "method": method, "seed": seed,
+                      "rollouts": [asdict(r) for r in rollouts]})
+    _save_policy(out, data.task, method, seed, policy)
+    return rollouts
+
+
+def _save_policy(out: Path, task: str, method: str, seed: int, policy: MLPPolicy) -> None:
+    from safetensors.torch import save_file
+
+    from procvlm._io import atomic_path
+
+    path = out / "policies" / task / f"{method}_seed{seed}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(tmp))
+
+
+def load_policy(out: Path, task: str, method: str, seed: int, state_dim: int, action_dim: int,
+                cfg: PolicyConfig) -> MLPPolicy:
+    """A policy saved by ``run_cell``."""
+    from safetensors.torch import load_file
+
+    policy = MLPPolicy(state_dim, action_dim, cfg.bc)
+    policy.load_state_dict(load_file(str(out / "policies" / task / f"{method}_seed{seed}"
+                                         ".safetensors")))
+    return policy.eval()
+
+
+def check_out(out: Path, cfg: PolicyConfig) -> None:
+    """Record the configuration in ``out``; refuse a folder holding another one's results."""
+    path = out / "config.json"
+    want = json.loads(json.dumps(cfg.to_dict()))
+    if path.is_file() and json.loads(path.read_text()) != want:
+        raise ProcvlmError(f"{out} holds a run with other settings ({path}): pass a new --out "
+                           "or the same settings to resume")
+    write_json(path, want)
+
+
+def quick_config(**overrides) -> PolicyConfig:
+    """``QUICK`` with some fields replaced."""
+    return replace(QUICK, **overrides)
+
+
+def corpus_summary(data: TaskData) -> dict:
+    """Episodes, successes and failure modes of a task's corpus, and the mean weight every
+    method gives the frames of successful episodes and of each failure mode."""
+    kinds = np.concatenate([np.full(e["length"], "expert" if e["failure"] is None
+                                    else e["failure"], dtype=object) for e in data.episodes])
+    success = np.concatenate([np.full(e["length"], e["success"]) for e in data.episodes])
+    groups = {"successful episodes": success, "failed episodes": ~success}
+    groups.update({f"{k} episodes": kinds == k for k in dict.fromkeys(kinds)})
+    weights = {}
+    for m, w in data.weights.items():
+        w = np.ones(len(success), np.float32) if w is None else w
+        weights[m] = {g: round(float(w[mask].mean()), 3) for g, mask in groups.items()
+                      if mask.any()}
+    return {"episodes": len(data.episodes), "frames": int(len(data.states)),
+            "successful": int(sum(e["success"] for e in data.episodes)),
+            "failure_modes": {str(k): int(sum(1 for e in data.episodes if e["failure"] == k))
+                              for k in dict.fromkeys(e["failure"] for e in data.episodes)},
+            "mean_weight": weights}
+
+
+@dataclass
+class PolicyResult:
+    """Where the experiment put its outputs, and its summary."""
+
+    out: Path
+    table: str
+    json: Path
+    markdown: Path
+    chart: Path
+    strips: list[Path]
+    summary: dict
+
+
+def _strips(out: Path, data: TaskData, sim, cfg: PolicyConfig,
+            rollouts: dict[str, list[list[Rollout]]]) -> list[Path]:
+    """Frame strips of the first failed rollout of plain BC and of procvlm-weighted BC."""
+    from procvlm.models import load_model
+    from procvlm.policy.evaluate import replay_strip
+    from procvlm.sim.tasks import get_task
+
+    paths, model = [], load_model(cfg.model)
+    for method in ("bc", "procvlm"):
+        failed = next((r for r in rollouts.get(method, [[]])[0] if not r.success), None)
+        if failed is None:
+            continue
+        policy = load_policy(out, data.task, method, 0, data.states.shape[1],
+                             data.actions.shape[1], cfg)
+        title = (f"{data.task}, {METHODS[method]}, seed 0, rollout seed {failed.seed}: "
+                 f"{failed.outcome} after {failed.steps} steps")
+        paths.append(replay_strip(sim, get_task(data.task), policy, failed, cfg.horizon,
+                                  out / f"failed_rollout_{data.task}_{method}.png", title, model))
+    return paths
+
+
+def _run_task(out: Path, task: str, cfg: PolicyConfig, show_progress: bool
+              ) -> tuple[TaskData, dict[str, list[list[Rollout]]], list[Path]]:
+    from tqdm.auto import tqdm
+
+    from procvlm.sim.env import SimEnv
+    from procvlm.sim.tasks import get_task
+
+    data = prepare_task(out, task, cfg)
+    sim = SimEnv(get_task(task), width=cfg.size, height=cfg.size, cameras=(cfg.camera,))
+    try:
+        cells = [(m, s) for m in data.weights for s in range(cfg.seeds)]
+        results: dict[str, list[list[Rollout]]] = {m: [] for m in data.weights}
+        for m, s in tqdm(cells, desc=f"policy {task}", disable=not show_progress):
+            results[m].append(run_cell(out, data, m, s, cfg, sim))
+        strips = _strips(out, data, sim, cfg, results) if task == cfg.tasks[0] else []
+    finally:
+        sim.close()
+    return data, results, strips
+
+
+def run_experiment(out: str | Path, config: PolicyConfig | None = None,
+                   show_progress: bool = True, only: str | None = None) -> PolicyResult | None:
+    """Run the whole comparison into ``out`` (resumable; see the module docstring).
+
+    Args:
+        out: the run folder (data/, results/, policies/, policy.json/.md/.png, strips).
+        config: sizes (``PolicyConfig()`` by default; ``QUICK`` for a test-sized run).
+        show_progress: draw tqdm bars.
+        only: run this one task's cells and stop (a worker: several can share ``out``, one
+            task each; a final call without ``only`` then reads every cell and summarises).
+
+    Returns:
+        The table, the output paths and the summary (None for a worker).
+    """
+    from procvlm.policy.report import summarize, write_outputs
+
+    cfg = config or PolicyConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_out(out, cfg)
+    success: dict[str, dict[str, np.ndarray]] = {}
+    outcomes: dict[str, dict[str, list[str]]] = {}
+    corpus, strips = {}, []
+    if only is not None:
+        if only not in cfg.tasks:
+            raise ProcvlmError(f"--only-task {only!r} is not one of the tasks {cfg.tasks}")
+        _run_task(out, only, cfg, show_progress)
+        return None
+    for task in cfg.tasks:
+        data, results, task_strips = _run_task(out, task, cfg, show_progress)
+        corpus[task] = corpus_summary(data)
+        strips += task_strips
+        success[task] = {m: np.array([[r.success for r in rs] for rs in per_seed], float)
+                         for m, per_seed in results.items()}
+        outcomes[task] = {m: [r.outcome for rs in per_seed for r in rs]
+                          for m, per_seed in results.items()}
+    summary = summarize(success, outcomes)
+    names = {m: METHODS[m] for m in METHODS if any(m in success[t] for t in success)}
+    paths = write_outputs(out, summary, names, {"config": cfg.to_dict(), "corpus": corpus,
+                                                "strips": [str(p) for p in strips]})
+    logger.info("policy results in %s", out)
+    return PolicyResult(out, paths["table"], paths["json"], paths["markdown"], paths["chart"],
+                        strips, summary)

@@ -1,0 +1,30 @@
+"""``procvlm policy --quick``: corpus, labels, scores, every method trained and rolled out."""
+
+import json
+
+import pytest
+
+from procvlm.cli.main import main
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_policy_quick_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "policy"
+    assert main(["policy", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| plain BC |" in printed and "| RA-BC, procvlm labels |" in printed
+    summary = json.loads((out / "policy.json").read_text())
+    methods = set(summary["tasks"]["pick-place"])
+    assert {"bc", "time", "procvlm", "compact", "oracle"} <= methods
+    corpus = summary["corpus"]["pick-place"]
+    assert corpus["mean_weight"]["oracle"]["failed episodes"] == 0.0
+    assert corpus["successful"] >= 1
+    assert (out / "policy.png").stat().st_size > 5000
+    cells = sorted((out / "results" / "pick-place").glob("*.json"))
+    assert len(cells) == len(methods)
+    stamp = [c.stat().st_mtime_ns for c in cells]
+    assert main(["policy", "--quick", "--out", str(out)]) == 0  # resumes: nothing redone
+    assert [c.stat().st_mtime_ns for c in cells] == stamp
+    assert main(["policy", "--quick", "--seeds", "2", "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err

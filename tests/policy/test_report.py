@@ -1,0 +1,32 @@
+"""Success summaries: bootstrap intervals, the table and the chart."""
+
+import numpy as np
+import pytest
+
+from procvlm.policy.report import bootstrap_means, interval, markdown_table, summarize, write_outputs
+
+
+def test_bootstrap_is_centred_and_widens_with_seed_spread():
+    same = np.array([[1, 0] * 25] * 3, float)  # three seeds at 50%
+    spread = np.array([[1] * 50, [0] * 50, [1, 0] * 25], float)  # 100%, 0%, 50%
+    a, b = bootstrap_means(same), bootstrap_means(spread)
+    assert a.mean() == pytest.approx(0.5, abs=0.02) and b.mean() == pytest.approx(0.5, abs=0.05)
+    wa, wb = np.diff(interval(a))[0], np.diff(interval(b))[0]
+    assert wb > 3 * wa
+    assert interval(bootstrap_means(np.ones((3, 10)))) == [1.0, 1.0]
+
+
+def test_summary_table_and_chart(tmp_path):
+    success = {"t1": {"bc": np.zeros((2, 4)), "oracle": np.ones((2, 4))},
+               "t2": {"bc": np.array([[1, 0, 0, 0], [0, 0, 0, 0.0]]), "oracle": np.ones((2, 4))}}
+    outcomes = {t: {m: ["success" if v else "stuck: Grasp" for v in x.ravel()]
+                    for m, x in d.items()} for t, d in success.items()}
+    s = summarize(success, outcomes)
+    assert s["average"]["bc"]["success"] == pytest.approx(0.0625)
+    assert s["average"]["oracle"] == {"success": 1.0, "ci95": [1.0, 1.0]}
+    assert s["tasks"]["t2"]["bc"]["per_seed"] == [0.25, 0.0]
+    assert s["tasks"]["t1"]["bc"]["outcomes"] == {"stuck: Grasp": 8}
+    table = markdown_table(s, {"bc": "plain BC"})
+    assert "| plain BC | 0.0 [0.0, 0.0] | 12.5 [" in table and "| oracle | 100.0" in table
+    paths = write_outputs(tmp_path, s, {"bc": "plain BC"}, {"config": {}})
+    assert paths["chart"].stat().st_size > 5000 and paths["json"].is_file()
