@@ -239,10 +239,10 @@ def test_remote_errors_name_the_server():
 def test_metaworld_vector_env_with_the_shipped_compact_model():
     from procvlm.models import load_model
     from procvlm.policy.envs import make_env
-    from procvlm.reward.wrapper import metaworld_camera
+    from procvlm.reward.wrapper import model_camera
 
     model = load_model("metaworld")
-    render = metaworld_camera("corner", model.config.image_size)
+    render = model_camera(model)
     envs = gym.vector.SyncVectorEnv(
         [lambda: RenderFrame(make_env("pick-place", max_steps=20), render)] * 2)
     env = VectorProgressReward(envs, model, "Pick up the puck and place it onto the goal")

@@ -39,7 +39,8 @@ class OnlineConfig:
     steps: int = field(default=3000, metadata={"help": "environment steps per reward"})
     horizon: int = field(default=100, metadata={"help": "steps per episode"})
     model: str = field(default="metaworld", metadata={"help": "compact model"})
-    camera: str = field(default="corner", metadata={"help": "camera the model sees"})
+    camera: str = field(default="corner", metadata={
+        "help": "camera the model sees when its checkpoint records none"})
     success_bonus: float = field(default=1.0, metadata={"help": "progress rewards' bonus"})
     learning_starts: int = field(default=500, metadata={"help": "random steps before SAC"})
     window: int = field(default=10, metadata={"help": "episodes per curve point"})
@@ -115,7 +116,7 @@ class EpisodeLog(gym.Wrapper):
 def make_online_env(reward: str, cfg: OnlineConfig) -> EpisodeLog:
     """The task's env with one of ``REWARDS``, inside an ``EpisodeLog``."""
     from procvlm.policy.envs import make_env
-    from procvlm.reward.wrapper import ProgressReward, metaworld_camera
+    from procvlm.reward.wrapper import ProgressReward, model_camera
     from procvlm.sim.tasks import get_task
 
     if reward not in REWARDS:
@@ -131,7 +132,7 @@ def make_online_env(reward: str, cfg: OnlineConfig) -> EpisodeLog:
         from procvlm.models import load_model
 
         model = load_model(cfg.model)
-        render = metaworld_camera(cfg.camera, model.config.image_size)
+        render = model_camera(model, cfg.camera)
         env = ProgressReward(env, model, spec.instruction, spec.plan, shaping, render=render)
     return EpisodeLog(env, spec.reach)
 

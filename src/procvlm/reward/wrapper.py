@@ -188,6 +188,18 @@ def metaworld_camera(camera: str = "corner", size: int = 64) -> Callable[[gym.En
     return render
 
 
+def model_camera(model: ProgressModel, camera: str = "corner",
+                 size: int | None = None) -> Callable[[gym.Env], np.ndarray]:
+    """``metaworld_camera`` for the camera and image size ``model`` was trained on (its
+    ``trained_on``); ``camera`` and ``size`` (default: the model's config image size) fill in
+    what the checkpoint does not record."""
+    seen = model.trained_on
+    side = seen.image_size or size or getattr(getattr(model, "config", None), "image_size", None)
+    if side is None:
+        raise ProcvlmError("the model records no image size: pass size=... (e.g. 64)")
+    return metaworld_camera(seen.camera or camera, int(side))
+
+
 class RenderFrame(gym.Wrapper):
     """Puts the camera image of every reset and step into ``info[FRAME_KEY]``.
 
