@@ -171,3 +171,13 @@ def test_eval_defaults_to_the_models_recorded_camera_and_scheme(tmp_path):
                                            "corner,top: pass --camera"):
         compare_split("test", root, {"m": RecordedModel("wrist", None)}, [])
     compare_split("test", root, {"m": RecordedModel("wrist", None)}, [], camera="corner")
+
+
+def test_steps_are_the_annotation_whatever_the_reference_scheme(labelled):
+    from procvlm.data import open_dataset
+
+    ds, table = open_dataset(labelled), read_labels(labelled)
+    ours, timed = episode_truth(ds, table, 0), episode_truth(ds, table, 0, "time")
+    np.testing.assert_allclose(timed.reference, np.linspace(0, 1, 20))
+    np.testing.assert_array_equal(timed.stage, ours.stage)
+    assert timed.remaining == ours.remaining and ours.stage[-1] == 2

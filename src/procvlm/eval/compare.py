@@ -44,7 +44,7 @@ class EpisodeTruth:
         stills: ``(start, end, type)`` still stretches (stall and hesitation events).
         regressions: frames where a finished step is undone.
         truth: (T,) simulator-truth progress, or None when the dataset has none.
-        reference: (T,) ``procvlm`` labels.
+        reference: (T,) labels of the reference scheme (``procvlm`` by default).
         boundaries: the annotation's sub-step boundaries, or None.
         stage: (T,) the annotation's current step (plan index, K = done).
         remaining: T lists of the annotation's remaining actions.
@@ -82,13 +82,17 @@ class EpisodeTruth:
 
 def episode_truth(ds: Any, table: Any, i: int, scheme: str = "procvlm") -> EpisodeTruth:
     """Ground truth of episode ``i`` of dataset ``ds`` with labels ``table``; ``scheme`` picks
-    the label columns of the reference curve and stages."""
+    the label columns of the reference curve (``ccc_labels``); the current step and remaining
+    actions are the annotation's."""
     from procvlm.labels import episode_labels
 
     ep = ds.episode(i, cameras=ds.cameras[:1])
     events = ep.meta.get("events") or []
     n = len(ep)
     labels = episode_labels(table, i, scheme)
+    # the current step and remaining actions come from the annotation's timeline, whatever
+    # the reference scheme (time and sarm labels have stages of their own)
+    steps = labels if scheme == "procvlm" else episode_labels(table, i, "procvlm")
     truth = getattr(ep, "true_progress", None)
     stills = [(int(e["start"]), min(int(e["end"]), n), str(e["type"])) for e in events
               if e.get("type") in STILL_EVENTS and "start" in e and "end" in e
@@ -101,7 +105,7 @@ def episode_truth(ds: Any, table: Any, i: int, scheme: str = "procvlm") -> Episo
         truth=None if truth is None else np.asarray(truth, dtype=np.float64),
         reference=np.asarray(labels.progress, dtype=np.float64),
         boundaries=[s.start for s in ep.subtasks[1:]] if ep.subtasks else None,
-        stage=np.asarray(labels.stage), remaining=labels.remaining)
+        stage=np.asarray(steps.stage), remaining=steps.remaining)
 
 
 def stage_boundaries(stage: np.ndarray) -> list[int]:

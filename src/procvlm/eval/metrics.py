@@ -15,7 +15,7 @@ Against simulator truth (the referee no label scheme sees; ``Episode.true_progre
 
 For comparison with the literature: ``voc`` (value-order correlation, the Spearman correlation
 of predictions with frame order on successes, which rewards time-like curves by construction),
-``kendall_tau_a``, CCC against ``procvlm`` labels, ``epr`` (resolution), ``mcc_at`` (MCC@95),
+``kendall_tau_a``, CCC against the models' labels, ``epr`` (resolution), ``mcc_at`` (MCC@95),
 ``boundary_f1`` / ``boundary_mae`` (BF1@5, mMAE, from ``procvlm.annotate.metrics``).
 
 ``summarize`` aggregates them over a list of ``EpisodeResult``; ``METRICS`` defines each
@@ -90,9 +90,10 @@ METRICS: dict[str, Metric] = {
                   "time-like curves by construction)", literature=True),
     "kendall_tau_a": Metric("Kendall tau-a", "frame order", True,
                             "Kendall tau-a with frame order on successes", literature=True),
-    "ccc_labels": Metric("CCC vs labels", "procvlm labels", True,
-                         "CCC against the procvlm labels, mean over episodes (the paper's "
-                         "protocol; labels:procvlm scores 1 by construction)", literature=True),
+    "ccc_labels": Metric("CCC vs labels", "labels of the models' scheme", True,
+                         "CCC against the labels of the scheme the models trained on (procvlm "
+                         "when they differ), mean over episodes (the paper's protocol; those "
+                         "labels score 1 by construction)", literature=True),
     "epr@50": Metric("EPR@50", "none", True,
                      "fraction of 50 progress bins the predictions visit (resolution)",
                      literature=True),
@@ -411,7 +412,7 @@ class EpisodeResult:
         episode: episode id.
         progress: (T,) predicted progress.
         success: whether the episode achieved its task.
-        reference: (T,) reference progress labels (``procvlm`` labels), for ``ccc_labels``.
+        reference: (T,) reference progress labels (the models' scheme), for ``ccc_labels``.
         truth: (T,) simulator-truth progress, for ``ccc_truth`` and ``mae_truth``.
         stalls: ``[start, end)`` still stretches (stall and hesitation events).
         regressions: frames where an achieved sub-step is undone.
@@ -509,7 +510,7 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
     (mean over episodes with still stretches), ``auroc``, ``regression_recall`` and
     ``regression_precision`` (pooled), ``plan_exact`` and ``step_acc`` (frames of models that
     reason); then, for comparison with the literature: ``voc``, ``kendall_tau_a`` (successes,
-    against frame order), ``ccc_labels`` (against ``procvlm`` labels), ``epr@{bins}``,
+    against frame order), ``ccc_labels`` (against reference labels), ``epr@{bins}``,
     ``mcc@{100 * success_threshold}``, ``bf1@{100 * boundary_tolerance}``, ``mmae``.
 
     Args:

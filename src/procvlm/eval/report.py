@@ -134,7 +134,7 @@ def _panel(ax: Any, series: Mapping[str, Any], curve: Mapping[str, Any], heading
                 label="simulator truth")
     elif curve.get("reference") is not None:
         ref = np.asarray(curve["reference"], dtype=float)
-        ax.plot(np.arange(len(ref)), ref, "k--", linewidth=1.0, label="procvlm labels")
+        ax.plot(np.arange(len(ref)), ref, "k--", linewidth=1.0, label="reference labels")
     _draw_events(ax, curve.get("events") or [])
     ax.set(ylabel="progress", ylim=(-0.05, 1.05))
     ax.set_title(heading, fontsize=9, loc="left")
