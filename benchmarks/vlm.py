@@ -1,86 +1,150 @@
-"""Scoring throughput of the VLM progress model: greedy text vs the token-probability readout.
+"""Throughput of the VLM progress model: answers, digit readout, `procvlm score`, LoRA SFT.
 
-Prints frames/s and generated tokens/s for (a) greedy text + parser, (b) greedy text with the
-digit expectation read from its logits, (c) the teacher-forced readout (answer prefix given, only
-the number decoded). On CPU it uses a tiny random-weight Qwen3-VL; with a GPU it also measures
-random weights at Qwen3-VL-2B size and peak GPU memory.
+Every figure is measured here, nothing is projected:
 
-    python benchmarks/vlm.py [--frames 16] [--window 4] [--batch 8]
+- ``preprocess``: window prompts encoded per second, the processor as it is vs procvlm's
+  per-frame encoding (``engine.encode``).
+- ``generate``: whole answers (reasoning + progress), a fixed ``--tokens`` generated per
+  answer (random weights never end an answer where a trained model would), at several batch
+  sizes; tokens counted from the generated ids.
+- ``readout``: the digit readout with a known answer prefix (reasoning teacher-forced).
+- ``score``: ``score_dataset`` end to end on an image-mode LeRobot dataset (decoding, prompts,
+  generation, parsing, writing): every frame answered whole; then a model forced to write one
+  fixed answer (so its reasoning never changes: the case reasoning reuse is built for), whole
+  answers vs ``reasoning="reuse"``.
+- ``sft``: LoRA fine-tuning samples/s (TRL ``SFTTrainer``, no activation checkpointing),
+  timed after the first steps.
+- ``static``: whole answers with a static KV cache (transformers compiles the decoding step).
+- ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers.
+
+On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
+memory. ``--size 2b`` builds random weights at Qwen3-VL-2B size (28 text layers, hidden 2048,
+24-layer vision tower) offline, with the tiny processor at 224 px; ``--size tiny`` the tiny
+random model on the CPU. ``--quick`` runs every CPU section on tiny sizes (a test does).
+
+    python benchmarks/vlm.py --size 2b --json out.json          # GPU
+    python benchmarks/vlm.py --quick                             # CPU, seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+import threading
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+from procvlm.models.vlm.engine import encode
+from procvlm.models.vlm.modeling_vlm import VLMProgressModel, load_processor, save_processor
+from procvlm.models.vlm.processor_vlm import answer_prefix, progress_answer, window_indices
 from procvlm.models.vlm.tiny import build_tiny_vlm
-from procvlm.models.vlm.processor_vlm import progress_answer
 
 TASK = "place the puck onto the goal"
+PLAN = ["Grasp the puck", "Place the puck onto the goal"]
+SECTIONS = ("preprocess", "generate", "readout", "score", "sft", "static", "accuracy", "profile")
 
 
-def _time(fn) -> tuple[float, object]:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t, out
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one run."""
+
+    size: str = "tiny"
+    frames: int = 256
+    window: int = 4
+    batches: tuple[int, ...] = (64, 128, 256)
+    tokens: int = 40
+    episodes: int = 4
+    length: int = 143
+    sft_samples: int = 256
+    sft_steps: int = 24
+    sft_batch: int = 8
 
 
-def bench(model: VLMProgressModel, frames: np.ndarray, window: int, label: str) -> None:
-    """Run the three readouts on ``frames`` and print their throughput."""
-    n = len(frames)
-    tok = model.tokenizer
-    for readout in ("text", "probs"):
-        model.config = model.config.__class__(**{**model.config.__dict__, "readout": readout})
-        model.predict(frames[:2], TASK, window=window)  # warm-up
-        secs, pred = _time(lambda: model.predict(frames, TASK, window=window))
-        tokens = sum(len(tok.encode(t, add_special_tokens=False)) for t in pred.text)
-        print(f"{label:28s} {'greedy+' + readout:16s} {n / secs:9.2f} frames/s "
-              f"{tokens / secs:10.1f} tokens/s")
-    prefix = progress_answer(["Place the puck onto the goal"], 0.0).split("<progress>")[0]
-    images = [[frames[j] for j in range(max(0, i - window + 1), i + 1)] for i in range(n)]
-    secs, _ = _time(lambda: model.progress_after_prefix(images, [TASK] * n,
-                                                        [prefix + "<progress>"] * n))
-    print(f"{label:28s} {'teacher-forced':16s} {n / secs:9.2f} frames/s "
-          f"{'(<= 8 new tokens/frame)':>26s}")
+QUICK = Settings(frames=6, batches=(3,), tokens=6, episodes=2, length=5, sft_samples=4,
+                 sft_steps=3, sft_batch=2)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--window", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_vlm(Path(tmp) / "tiny", "qwen3_vl")
-        model = VLMProgressModel.from_pretrained(base, batch_size=args.batch, image_size=32,
-                                                 max_new_tokens=args.max_new_tokens, device="cpu")
-        frames = rng.integers(0, 255, (args.frames, 32, 32, 3), np.uint8)
-        bench(model, frames, args.window, "tiny qwen3-vl (cpu)")
+# ----------------------------------------------------------------------------- measuring
+class Sampler:
+    """GPU utilisation sampled every 0.1 s (NVML) and peak memory while a block runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._handle = None
         if torch.cuda.is_available():
-            gpu_bench(Path(tmp), args, rng)
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+                self._nvml = pynvml
+            except Exception:  # no NVML: utilisation is not reported
+                self._handle = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    def __enter__(self) -> Sampler:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if self._handle is not None:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.start
+        self._stop.set()
+        if self._handle is not None:
+            self._thread.join()
+
+    def row(self, **figures: Any) -> dict[str, Any]:
+        """The figures with the time, utilisation and peak memory."""
+        out = {**figures, "seconds": round(self.seconds, 3)}
+        if self.samples:
+            out["gpu_util_mean"] = round(float(np.mean(self.samples)), 1)
+            out["gpu_util_max"] = int(max(self.samples))
+        if torch.cuda.is_available():
+            out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return out
 
 
-def gpu_bench(tmp: Path, args: argparse.Namespace, rng: np.random.Generator) -> None:
-    """Random weights at Qwen3-VL-2B size (28 layers, hidden 2048, 24-layer vision tower)."""
+def report(rows: list[dict], row: dict, json_path: Path | None) -> None:
+    """Print a row and rewrite the JSON file (so a run cut short keeps what it measured)."""
+    rows.append(row)
+    print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    if json_path is not None:
+        json_path.write_text(json.dumps({"device": device_name(), "rows": rows}, indent=1))
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# ----------------------------------------------------------------------------- models
+def build(size: str, tmp: Path) -> VLMProgressModel:
+    """The tiny random model on the CPU, or random weights at Qwen3-VL-2B size on the GPU."""
+    if size == "tiny":
+        return VLMProgressModel.from_pretrained(build_tiny_vlm(tmp / "tiny", "qwen3_vl"),
+                                                image_size=32, device="cpu")
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    from procvlm.models.vlm.modeling_vlm import load_processor
-
-    tiny = load_processor(build_tiny_vlm(tmp / "proc", "qwen3_vl", patch=16, image_size=224))
-    ids = {k: tiny.tokenizer.convert_tokens_to_ids(k) for k in
+    proc = load_processor(build_tiny_vlm(tmp / "proc", "qwen3_vl", patch=16, image_size=224))
+    ids = {k: proc.tokenizer.convert_tokens_to_ids(k) for k in
            ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
     cfg = Qwen3VLConfig(
         vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16,
@@ -95,16 +159,322 @@ def gpu_bench(tmp: Path, args: argparse.Namespace, rng: np.random.Generator) -> 
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True)
+    torch.manual_seed(0)
     with torch.device("cuda"):
-        model = Qwen3VLForConditionalGeneration(cfg).to(torch.bfloat16).eval()
-    torch.cuda.reset_peak_memory_stats()
-    vlm = VLMProgressModel(model, tiny)
-    vlm.config = vlm.config.__class__(base="random-2b", batch_size=args.batch, image_size=224,
-                                      max_new_tokens=args.max_new_tokens)
-    frames = rng.integers(0, 255, (args.frames, 224, 224, 3), np.uint8)
-    bench(vlm, frames, args.window, "qwen3-vl-2b size (gpu)")
-    print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        model = Qwen3VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16,
+                                                             attn_implementation="sdpa")
+    model.generation_config.pad_token_id = proc.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = [proc.tokenizer.eos_token_id,
+                                            proc.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    from procvlm.models.vlm.configuration_vlm import VLMConfig
+
+    return VLMProgressModel(model.eval(), proc, VLMConfig(base="random-2b", image_size=224))
+
+
+def prompts_of(model: VLMProgressModel, frames: np.ndarray, window: int, suffix: str = ""
+               ) -> tuple[list[str], list[list]]:
+    """Window prompts of every frame (shared PIL images, as the scorer builds them)."""
+    pil = [model_image(model, f) for f in frames]
+    images = [[pil[i] for i in window_indices(t, window, 1)] for t in range(len(frames))]
+    return [model.chat_prompt(model.messages(len(ims), TASK)) + suffix for ims in images], images
+
+
+def model_image(model: VLMProgressModel, frame: np.ndarray):
+    from procvlm.models.vlm.processor_vlm import to_pil
+
+    return to_pil(frame, model.config.image_size)
+
+
+# ----------------------------------------------------------------------------- sections
+def bench_preprocess(model, frames, s: Settings, rows, out) -> None:
+    prompts, images = prompts_of(model, frames, s.window)
+    bs = s.batches[0]
+    for name, fn in (("processor", lambda p, i: model.processor(
+            text=p, images=i, return_tensors="pt", padding=True, padding_side="left")),
+                     ("procvlm", lambda p, i: encode(model.processor, p, i))):
+        with Sampler() as m:
+            for k in range(0, len(prompts), bs):
+                fn(prompts[k:k + bs], images[k:k + bs])
+        report(rows, m.row(section="preprocess", variant=name, window=s.window,
+                           frames_per_s=round(len(prompts) / m.seconds, 1)), out)
+
+
+def bench_generate(model, frames, s: Settings, rows, out, cache: str = "dynamic") -> None:
+    prompts, images = prompts_of(model, frames, s.window)
+    for bs in s.batches:
+        model.config = replace(model.config, batch_size=bs, cache=cache)
+        model.generate_prompts(prompts[:bs], images[:bs], s.tokens, min_new_tokens=s.tokens)
+        with Sampler() as m:
+            gen = model.generate_prompts(prompts, images, s.tokens, min_new_tokens=s.tokens)
+        report(rows, m.row(section="generate" if cache == "dynamic" else "static",
+                           batch=bs, window=s.window, new_tokens=s.tokens,
+                           frames_per_s=round(len(prompts) / m.seconds, 2),
+                           generated_tokens_per_s=round(sum(gen.tokens) / m.seconds, 1),
+                           prompt_tokens=int(np.mean(gen.prompt_tokens))), out)
+    model.config = replace(model.config, cache="dynamic")
+
+
+def bench_readout(model, frames, s: Settings, rows, out) -> None:
+    images = [[frames[i] for i in window_indices(t, s.window, 1)] for t in range(len(frames))]
+    prefixes = [answer_prefix(PLAN[1:])] * len(frames)
+    for bs in s.batches:
+        model.config = replace(model.config, batch_size=bs)
+        model.progress_after_prefix(images[:bs], [TASK] * bs, prefixes[:bs])
+        with Sampler() as m:
+            model.progress_after_prefix(images, [TASK] * len(frames), prefixes)
+        report(rows, m.row(section="readout", batch=bs, window=s.window,
+                           frames_per_s=round(len(frames) / m.seconds, 2)), out)
+
+
+class ForceAnswer:
+    """A logits processor that makes a model write ``ids`` (then keep writing the last id)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.start = input_ids.shape[1] if self.start is None else self.start
+        tok = self.ids[min(input_ids.shape[1] - self.start, len(self.ids) - 1)]
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, tok] = 0.0
+        return forced
+
+
+def force_answer(model: VLMProgressModel, text: str):
+    """Make every whole answer ``text`` (benchmark harness: a model whose reasoning never
+    changes). Returns a function that undoes it."""
+    from transformers import LogitsProcessorList
+
+    tok = model.tokenizer
+    ids = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+    original = model.model.generate
+
+    def generate(*args, **kwargs):
+        if kwargs.get("max_new_tokens", 0) > 8:  # whole answers, not the digit readout
+            kwargs["logits_processor"] = LogitsProcessorList([ForceAnswer(ids)])
+        return original(*args, **kwargs)
+
+    model.model.generate = generate
+    return lambda: setattr(model.model, "generate", original)
+
+
+def bench_score(model, s: Settings, tmp: Path, rows, out) -> None:
+    from procvlm.data import write_dataset
+    from procvlm.reward.score import score_dataset
+    from procvlm.training.data import synthetic_episodes
+
+    size = model.config.image_size
+    eps, _ = synthetic_episodes(s.episodes, s.length, size, seed=0, failure_rate=0.0)
+    root = write_dataset(tmp / "ds", eps, video=False)
+    n = s.episodes * s.length
+    base = replace(model.config, batch_size=max(s.batches), window=s.window,
+                   max_new_tokens=s.tokens)
+    runs = [("whole answers, random weights", base, None),
+            ("whole answers, fixed answer", base, progress_answer(PLAN[1:], 0.5)),
+            ("reasoning reuse, fixed answer", replace(base, reasoning="reuse"),
+             progress_answer(PLAN[1:], 0.5))]
+    for name, cfg, forced in runs:
+        model.config = cfg
+        undo = force_answer(model, forced) if forced else (lambda: None)
+        try:
+            with Sampler() as m:
+                score_dataset(model, root, tmp / "scores.parquet", show_progress=False)
+        finally:
+            undo()
+        report(rows, m.row(section="score", variant=name, frames=n, window=s.window,
+                           frames_per_s=round(n / m.seconds, 2)), out)
+
+
+def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
+    from transformers import TrainerCallback
+
+    from procvlm.models.vlm.tiny import write_tiny_vqa
+    from procvlm.training.vlm_sft import VLMTrainConfig, build_trainer
+
+    size = model.config.image_size
+    base = tmp / "base"
+    if s.size == "tiny":
+        base = Path(model.config.base)
+    else:
+        model.model.save_pretrained(base)
+        save_processor(model.processor, base)
+    data = write_tiny_vqa(tmp / "vqa", s.sft_samples, frames=s.window, image_size=size)
+    cfg = VLMTrainConfig(data=str(data), out=str(tmp / "sft"), base=str(base), lora_r=16,
+                         max_steps=s.sft_steps, batch_size=s.sft_batch, image_size=size,
+                         max_frames=s.window, save_steps=10_000, logging_steps=10_000)
+    trainer = build_trainer(cfg)
+    skip = min(3, s.sft_steps - 1)
+    marks: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == skip:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                marks["t"] = time.perf_counter()
+
+    trainer.add_callback(Clock())
+    with Sampler() as m:
+        trainer.train()
+    steps = s.sft_steps - skip
+    secs = time.perf_counter() - marks["t"]
+    report(rows, m.row(section="sft", variant="lora r16", batch=s.sft_batch, window=s.window,
+                       timed_steps=steps,
+                       samples_per_s=round(steps * s.sft_batch / secs, 2)), out)
+
+
+def bench_accuracy(tmp: Path, rows, out, quick: bool) -> None:
+    """Train a tiny model on synthetic episodes (the square's band is the step), then score
+    held-out episodes with whole answers and with reasoning reuse."""
+    from procvlm.training.vlm_sft import VLMTrainConfig, train_vlm
+    from procvlm.training.data import synthetic_episodes
+
+    data = write_synthetic_vqa(tmp / "acc_vqa", 6 if quick else 48)
+    base = build_tiny_vlm(tmp / "acc_base", "qwen3_vl", hidden=64, layers=2)
+    run = train_vlm(VLMTrainConfig(data=str(data), out=str(tmp / "acc_run"), base=str(base),
+                                   full=True, max_steps=4 if quick else 300, lr=3e-3,
+                                   batch_size=4, image_size=32, max_frames=2,
+                                   save_steps=10_000, logging_steps=50))
+    eps, targets = synthetic_episodes(2, 6 if quick else 40, 32, seed=99, failure_rate=0.0)
+    preds = {}
+    for mode in ("every", "reuse"):
+        model = VLMProgressModel.from_pretrained(run, reasoning=mode, refresh=8, window=2,
+                                                 readout="probs",
+                                                 max_new_tokens=8 if quick else 48,
+                                                 batch_size=16, device="cpu")
+        with Sampler() as m:
+            preds[mode] = model.predict_batch([(e, None, None) for e in eps])
+        truth = np.concatenate([t.progress for t in targets])
+        got = np.concatenate([p.progress for p in preds[mode]])
+        gen = np.concatenate([p.extra["generated"] for p in preds[mode]])
+        report(rows, m.row(section="accuracy", reasoning=mode,
+                           frames_per_s=round(len(got) / m.seconds, 2),
+                           generated_fraction=round(float(gen.mean()), 3),
+                           mae_vs_truth=round(float(np.abs(got - truth).mean()), 4)), out)
+    a = np.concatenate([p.progress for p in preds["every"]])
+    b = np.concatenate([p.progress for p in preds["reuse"]])
+    same = np.mean([x == y for p, q in zip(preds["every"], preds["reuse"])
+                    for x, y in zip(p.remaining, q.remaining)])
+    report(rows, {"section": "accuracy", "reuse_vs_whole_mae": round(float(np.abs(a - b).mean()),
+                                                                     4),
+                  "reuse_vs_whole_max": round(float(np.abs(a - b).max()), 4),
+                  "same_remaining_fraction": round(float(same), 3)}, out)
+
+
+def write_synthetic_vqa(directory: Path, episodes: int) -> Path:
+    """ProcVQA progress samples (2-frame windows) of synthetic episodes, every 2nd frame."""
+    from PIL import Image
+
+    from procvlm._io import write_text
+    from procvlm.models.vlm.processor_vlm import progress_prompt
+    from procvlm.training.data import synthetic_episodes
+
+    eps, targets = synthetic_episodes(episodes, 40, 32, seed=1, failure_rate=0.0)
+    for split, chosen in (("train", range(len(eps))), ("val", range(1))):
+        rows = []
+        for e in chosen:
+            ep, tg = eps[e], targets[e]
+            frames = ep.main_frames()
+            for t in range(0, len(frames), 2):
+                rels = []
+                for i in window_indices(t, 2, 1):
+                    rel = f"images/{e:03d}_{i:03d}.png"
+                    if not (directory / rel).is_file():
+                        (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(frames[i]).save(directory / rel)
+                    rels.append(rel)
+                stage = int(tg.stage[t])
+                answer = progress_answer(list(ep.plan[stage:]), float(tg.progress[t]))
+                user = "<image>" * len(rels) + progress_prompt(ep.task)
+                rows.append(json.dumps({"messages": [{"role": "user", "content": user},
+                                                     {"role": "assistant", "content": answer}],
+                                        "images": rels}))
+        write_text(directory / f"{split}.jsonl", "\n".join(rows) + "\n")
+    return directory
+
+
+def bench_profile(model, frames, s: Settings, rows, out) -> None:
+    """Where one batch's generation spends its time: torch.profiler's top operators, and the
+    time of the prompt pass vs the decoding steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    bs = s.batches[0]
+    prompts, images = prompts_of(model, frames[:bs], s.window)
+    model.config = replace(model.config, batch_size=bs)
+    model.generate_prompts(prompts, images, 2, min_new_tokens=2)
+    with Sampler() as one:
+        model.generate_prompts(prompts, images, 1, min_new_tokens=1)
+    with Sampler() as many:
+        model.generate_prompts(prompts, images, 1 + s.tokens, min_new_tokens=1 + s.tokens)
+    step_ms = 1000 * (many.seconds - one.seconds) / s.tokens
+    report(rows, {"section": "profile", "batch": bs, "prompt_pass_s": round(one.seconds, 3),
+                  "decode_step_ms": round(step_ms, 2)}, out)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        model.generate_prompts(prompts, images, 8, min_new_tokens=8)
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
+    print(prof.key_averages().table(sort_by=key, row_limit=12), flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=["tiny", "2b"], default=None,
+                    help="tiny (CPU) or random weights at Qwen3-VL-2B size (GPU; the default "
+                         "with a GPU)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, CPU, seconds")
+    ap.add_argument("--sections", default=None,
+                    help=f"comma list of {','.join(SECTIONS)} (default: all but static, "
+                         "profile and, on a GPU, accuracy)")
+    ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--window", type=int, default=4)
+    ap.add_argument("--batches", default=None, help="comma list of batch sizes")
+    ap.add_argument("--tokens", type=int, default=40, help="generated tokens per answer")
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = ap.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    size = args.size or ("2b" if cuda and not args.quick else "tiny")
+    s = QUICK if args.quick else Settings(size=size, window=args.window, tokens=args.tokens)
+    s = replace(s, size=size, window=args.window if not args.quick else 2)
+    if args.frames:
+        s = replace(s, frames=args.frames)
+    if args.batches:
+        s = replace(s, batches=tuple(int(b) for b in args.batches.split(",")))
+    default = [x for x in SECTIONS
+               if x not in ("static", "profile") and (x != "accuracy" or size == "tiny")]
+    sections = args.sections.split(",") if args.sections else default
+    rows: list[dict] = []
+    report(rows, {"section": "settings", "device": device_name(), "size": size,
+                  "torch": torch.__version__, "transformers": _version("transformers"),
+                  **{k: v for k, v in asdict(s).items() if k != "size"}}, args.json)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = build(size, tmp) if set(sections) - {"accuracy"} else None
+        frames = np.random.default_rng(0).integers(
+            0, 255, (s.frames, 224 if size == "2b" else 32, 224 if size == "2b" else 32, 3),
+            np.uint8)
+        runs = {"preprocess": lambda: bench_preprocess(model, frames, s, rows, args.json),
+                "generate": lambda: bench_generate(model, frames, s, rows, args.json),
+                "readout": lambda: bench_readout(model, frames, s, rows, args.json),
+                "score": lambda: bench_score(model, s, tmp, rows, args.json),
+                "sft": lambda: bench_sft(model, s, tmp, rows, args.json),
+                "static": lambda: bench_generate(model, frames, s, rows, args.json, "static"),
+                "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick),
+                "profile": lambda: bench_profile(model, frames, s, rows, args.json)}
+        for name in sections:
+            if name not in runs:
+                raise SystemExit(f"unknown section {name!r}: choose from {', '.join(SECTIONS)}")
+            runs[name]()
+    return 0
+
+
+def _version(name: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(name)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -33,6 +33,7 @@ from procvlm.models.vlm.modeling_vlm import (
     resolve_device,
     resolve_dtype,
 )
+from procvlm.models.vlm.engine import batch_vision_attention
 from procvlm.models.vlm.processor_vlm import to_pil
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def build_trainer(config: VLMTrainConfig):
         else None
     device = resolve_device(None)
     model = load_vlm(config.base, dtype=resolve_dtype("auto", device), device=device)
+    batch_vision_attention(model)
     model.train()
     processor = load_processor(config.base)
     return SFTTrainer(model=model, args=_sft_args(config, out, has_val),

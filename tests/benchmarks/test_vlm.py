@@ -1,0 +1,34 @@
+"""benchmarks/vlm.py --quick: every section runs on the CPU with tiny sizes and writes JSON."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vlm.py"
+
+
+def test_quick_run_measures_every_section(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("vlm_benchmark", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "vlm.json"
+    assert bench.main(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    by_section = {}
+    for r in rows:
+        by_section.setdefault(r["section"], []).append(r)
+    assert set(by_section) == {"settings", "preprocess", "generate", "readout", "score", "sft",
+                               "accuracy"}
+    gen = by_section["generate"][0]
+    # tokens are counted from the generated ids: exactly the forced number per answer
+    assert gen["generated_tokens_per_s"] == pytest.approx(
+        gen["frames_per_s"] * bench.QUICK.tokens, rel=0.02)
+    assert all(r["frames_per_s"] > 0 for s in ("preprocess", "readout", "score")
+               for r in by_section[s])
+    assert by_section["sft"][0]["samples_per_s"] > 0
+    reuse = [r for r in by_section["accuracy"] if r.get("reasoning") == "reuse"][0]
+    assert 0 < reuse["generated_fraction"] <= 1
+    assert "frames_per_s=" in capsys.readouterr().out
