@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         from procvlm._io import write_json
 
         figures = {"config": dataclasses.asdict(cfg), "rows": rows, "targets": checks,
-                   "seconds": round(seconds, 1)}
+                   "seconds": round(seconds, 1), "cpus": os.cpu_count(), "jobs": args.jobs,
+                   "threads": args.threads}
         write_json(Path(args.json), _no_nan(figures))
         print(f"figures: {args.json}")
     return 0
