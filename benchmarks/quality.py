@@ -202,9 +202,7 @@ def evaluate(runs: dict[str, Path], roots: dict[str, Path], text_cache: Path) ->
     steps = {name: m.training_record.get("steps") for name, m in models.items()}
     rows = []
     for split in SPLITS:
-        for row in compare_split(split, roots[split], models, SCHEMES).rows:
-            row.setdefault("steps", steps.get(row["name"]))
-            rows.append(row)
+        rows += compare_split(split, roots[split], models, SCHEMES, steps=steps).rows
     return rows
 
 
