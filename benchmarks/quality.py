@@ -19,7 +19,8 @@ The default size is 96 training episodes of 7 tasks, 24 held-out episodes per sp
 steps per model, sized for 2 cores (the run prints its own time); ``--jobs`` makes the datasets
 and trains the models in parallel processes (``--threads`` each) where there are more cores.
 ``--augment-ablation`` adds ``compact-noaug[procvlm]`` (the same run without training
-augmentation). ``--quick`` is a tiny smoke run for the test suite (its figures mean nothing).
+augmentation). ``--small`` is a reduced run for a loaded machine (``SMALL``); ``--quick`` is a
+tiny smoke run for the test suite (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class QualityConfig:
             raise ValueError(f"train_episodes={self.train_episodes}, test_episodes="
                              f"{self.test_episodes}, steps={self.steps}: need >= 2, 1, 1")
 
+
+SMALL = QualityConfig(train_tasks=("pick-place", "assembly", "hammer"),
+                      ood_tasks=("shelf-place",), train_episodes=24, test_episodes=8,
+                      render_size=64, max_steps=150, steps=300, image_size=32)
 
 QUICK = QualityConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer",),
                       train_episodes=4, test_episodes=2, render_size=32, max_steps=100,
@@ -279,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench_quality", help="work folder (resumed)")
     p.add_argument("--json", default=None, help="write every figure to this JSON file")
     p.add_argument("--quick", action="store_true", help="tiny smoke run for the test suite")
+    p.add_argument("--small", action="store_true",
+                   help="a small run for a loaded machine: 3 tasks, 24 training episodes, 8 "
+                        "held-out per split, 32x32 model input, 300 steps")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of every model")
     p.add_argument("--jobs", type=int, default=1,
                    help="datasets made and models trained in parallel processes (default 1)")
@@ -289,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after this stage (default: eval, the whole benchmark)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = QUICK if args.quick else QualityConfig()
+    cfg = QUICK if args.quick else SMALL if args.small else QualityConfig()
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     out, start = Path(args.out), time.monotonic()
