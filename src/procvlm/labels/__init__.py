@@ -32,8 +32,9 @@ from procvlm.labels.store import (
     scheme_suffix,
 )
 
-__all__ = ["ANCHOR_THRESHOLD", "MEASURES", "anchored_change", "SCHEMES", "SCHEME_REGISTRY", "EpisodeLabels", "LabelParams", "Scheme",
-           "budgets", "build_table", "collect_records", "compute_labels", "episode_labels",
-           "get_scheme", "hamming", "label_dataset", "labels_dir", "paper_progress", "phash",
-           "read_labels", "read_plans", "read_provenance", "sarm_proportions", "scheme_curves",
-           "scheme_suffix", "similarity", "visual_change", "visual_changes"]
+__all__ = ["ANCHOR_THRESHOLD", "MEASURES", "SCHEMES", "SCHEME_REGISTRY", "EpisodeLabels",
+           "LabelParams", "Scheme", "anchored_change", "budgets", "build_table",
+           "collect_records", "compute_labels", "episode_labels", "get_scheme", "hamming",
+           "label_dataset", "labels_dir", "paper_progress", "phash", "read_labels", "read_plans",
+           "read_provenance", "sarm_proportions", "scheme_curves", "scheme_suffix", "similarity",
+           "visual_change", "visual_changes"]
