@@ -36,7 +36,7 @@ def test_expert_pick_place_episode():
     assert ep.state.dtype == ep.action.dtype == np.float32
     assert np.abs(ep.action).max() <= 1.0
     assert ep.meta == {"env": "metaworld", "env_name": "pick-place-v3", "task_name": "pick-place",
-                       "failure": None, "events": [], "seed": 3}
+                       "failure": None, "events": [], "seed": 3, "render": None}
     assert np.abs(ep.state[:, 36:39]).sum() > 0, "goal is observable"
 
 

@@ -37,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated cameras, the first is the main one")
     p.add_argument("--max-steps", type=int, default=300,
                    help="most frames per episode (MetaWorld allows 500)")
+    p.add_argument("--randomize", default="none", choices=("none", "train", "heldout"),
+                   help="rendering conditions drawn per episode from its seed (camera pose, "
+                        "image orientation, lighting, table and backdrop colours, resolution): "
+                        "'train', or 'heldout' (conditions never drawn for 'train'); 'none' is "
+                        "MetaWorld's own")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes running episodes in parallel (the same dataset for any)")
     p.add_argument("--images", action="store_true",
                    help="store PNG images in the parquet files instead of mp4 videos")
     p.add_argument("--redo-episode", type=int, action="append", default=[], metavar="N",
@@ -51,7 +58,7 @@ def settings_from_args(args: argparse.Namespace):
     return CorpusSettings(tasks=_csv(args.tasks), failure_rate=args.failure_rate,
                           seed=args.seed, width=args.width, height=args.height,
                           cameras=_csv(args.cameras), max_steps=args.max_steps,
-                          video=not args.images)
+                          video=not args.images, randomize=args.randomize)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     try:
-        result = generate_corpus(args.out, settings, args.episodes, redo=args.redo_episode)
+        result = generate_corpus(args.out, settings, args.episodes, redo=args.redo_episode,
+                                 workers=args.workers)
     finally:
         close_envs()
     if result.redone:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from procvlm._io import write_json
 from procvlm.data.episode import Episode
 from procvlm.errors import ProcvlmError
 from procvlm.sim.env import ACTION_NAMES, CAMERAS, STATE_NAMES
-from procvlm.sim.failures import FAILURE_MODES
+from procvlm.sim.failures import task_failure_modes
+from procvlm.sim.randomize import RANDOMIZE_CHOICES
 from procvlm.sim.rollout import FPS, MAX_PATH_LENGTH, rollout
 from procvlm.sim.tasks import TaskSpec, parse_tasks
 
@@ -54,6 +55,8 @@ class CorpusSettings:
         cameras: short camera names (``procvlm.sim.CAMERAS``), the first is the main one.
         max_steps: most frames per episode.
         video: mp4 videos (True) or PNG images in the parquet files (False).
+        randomize: rendering conditions drawn per episode from its seed: "none" (MetaWorld's
+            own), "train" or "heldout" (disjoint spaces, see ``procvlm.sim.randomize``).
     """
 
     tasks: tuple[str, ...] = field(default=("pick-place",), metadata=_flag("--tasks"))
@@ -64,6 +67,7 @@ class CorpusSettings:
     cameras: tuple[str, ...] = field(default=("corner", "gripper"), metadata=_flag("--cameras"))
     max_steps: int = field(default=300, metadata=_flag("--max-steps"))
     video: bool = field(default=True, metadata=_flag("--images"))
+    randomize: str = field(default="none", metadata=_flag("--randomize"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(s.name for s in parse_tasks(list(self.tasks))))
@@ -79,6 +83,9 @@ class CorpusSettings:
             if value < MIN_SIZE or (self.video and value % 2):
                 raise ProcvlmError(f"{name} {value}: pass an even size of at least {MIN_SIZE} "
                                    "pixels (odd sizes only with --images)")
+        if self.randomize not in RANDOMIZE_CHOICES:
+            raise ProcvlmError(f"--randomize {self.randomize!r}: choose from "
+                               f"{', '.join(RANDOMIZE_CHOICES)}")
         if not 1 <= self.max_steps <= MAX_PATH_LENGTH:
             raise ProcvlmError(f"--max-steps {self.max_steps} is outside 1..{MAX_PATH_LENGTH} "
                                "(MetaWorld's horizon): pass e.g. 300")
@@ -140,17 +147,18 @@ def episode_plans(episodes: int, tasks: Sequence[TaskSpec], failure_rate: float,
 
     Tasks go round-robin; episode i's seed is drawn from (seed, i); an episode fails with
     probability ``failure_rate`` (drawn from (seed, i) too), and the failing episodes cycle
-    through ``FAILURE_MODES`` in order.
+    through ``FAILURE_MODES`` in order (over the modes that apply to the episode's task).
     """
     plans, failing = [], 0
     for i in range(episodes):
         rng = np.random.default_rng([int(seed), int(i)])
         ep_seed = int(rng.integers(0, 2**31 - 1))
-        failure = None
+        spec, failure = tasks[i % len(tasks)], None
         if rng.random() < failure_rate:
-            failure = FAILURE_MODES[failing % len(FAILURE_MODES)]
+            modes = task_failure_modes(spec)
+            failure = modes[failing % len(modes)]
             failing += 1
-        plans.append((tasks[i % len(tasks)], ep_seed, failure))
+        plans.append((spec, ep_seed, failure))
     return plans
 
 
@@ -219,15 +227,29 @@ def check_folder(root: str | Path, settings: CorpusSettings) -> tuple[int, int |
     return held, target
 
 
-def _rollout(settings: CorpusSettings, plan: tuple[TaskSpec, int, str | None],
-             index: int) -> Episode:
-    spec, ep_seed, failure = plan
+def _rollout(job: tuple[CorpusSettings, tuple[TaskSpec, int, str | None], int]) -> Episode:
+    settings, (spec, ep_seed, failure), index = job
     return rollout(spec, ep_seed, failure, width=settings.width, height=settings.height,
-                   cameras=settings.cameras, max_steps=settings.max_steps, episode_index=index)
+                   cameras=settings.cameras, max_steps=settings.max_steps, episode_index=index,
+                   randomize=settings.randomize)
+
+
+def _episodes(jobs: list[tuple[CorpusSettings, tuple[TaskSpec, int, str | None], int]],
+              workers: int) -> Iterator[Episode]:
+    """The episodes of ``jobs`` in order, run in ``workers`` spawned processes (each with its
+    own environments and GL context) when more than one."""
+    if workers == 1 or len(jobs) <= 1:
+        yield from map(_rollout, jobs)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap(_rollout, jobs)
 
 
 def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | None = None, *,
-                    redo: Sequence[int] = (), progress: bool = True) -> GenerateResult:
+                    redo: Sequence[int] = (), progress: bool = True,
+                    workers: int = 1) -> GenerateResult:
     """Write a MetaWorld corpus into ``out``, resuming a partial one made with ``settings``.
 
     Args:
@@ -238,6 +260,8 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
         redo: indices of held episodes to generate again and replace (e.g. a corrupt video);
             the same seed gives the same episode.
         progress: show a tqdm progress bar.
+        workers: processes that run episodes in parallel (the episodes and the dataset are the
+            same for any number).
 
     Returns:
         What was written and redone, and how many episodes the dataset holds.
@@ -251,6 +275,8 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
     out = Path(out)
     if episodes is not None and episodes < 1:
         raise ProcvlmError(f"--episodes {episodes}: pass at least 1")
+    if workers < 1:
+        raise ProcvlmError(f"--workers {workers}: pass at least 1")
     held, target = check_folder(out, settings)
     wanted = episodes if episodes is not None else (target or 20)
     bad = sorted(i for i in redo if not 0 <= i < held)
@@ -269,8 +295,9 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
     plans = episode_plans(max(wanted, held), settings.specs, settings.failure_rate, settings.seed)
     redo = sorted(set(redo))
     todo = list(range(writer.num_episodes, wanted))
-    for i in tqdm(redo + todo, desc="generate", unit="ep", disable=not progress):
-        ep = _rollout(settings, plans[i], i)
+    jobs = [(settings, plans[i], i) for i in redo + todo]
+    for i, ep in zip(redo + todo, tqdm(_episodes(jobs, workers), total=len(jobs),
+                                       desc="generate", unit="ep", disable=not progress)):
         if i < writer.num_episodes:
             writer.replace_episode(i, ep)
         else:
@@ -282,7 +309,8 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
 def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure_rate: float,
              seed: int, width: int = 128, height: int = 128, *,
              cameras: Sequence[str] = ("corner", "gripper"), max_steps: int = 300,
-             video: bool = True, progress: bool = True) -> Path:
+             video: bool = True, progress: bool = True, randomize: str = "none",
+             workers: int = 1) -> Path:
     """Write ``episodes`` MetaWorld episodes to a LeRobot v3 dataset at ``out``.
 
     A convenience over :func:`generate_corpus` with the settings as arguments. Running it again
@@ -300,6 +328,8 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
         max_steps: most frames per episode.
         video: store mp4 videos (True) or PNG images.
         progress: show a tqdm progress bar.
+        randomize: rendering conditions, "none", "train" or "heldout" (see ``CorpusSettings``).
+        workers: processes that run episodes in parallel.
 
     Returns:
         The dataset folder.
@@ -311,5 +341,5 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
     settings = CorpusSettings(tasks=tuple(names), failure_rate=failure_rate, seed=seed,
                               width=width, height=height, cameras=tuple(cameras),
-                              max_steps=max_steps, video=video)
-    return generate_corpus(out, settings, episodes, progress=progress).root
+                              max_steps=max_steps, video=video, randomize=randomize)
+    return generate_corpus(out, settings, episodes, progress=progress, workers=workers).root

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from procvlm.errors import ProcvlmError
+from procvlm.sim.randomize import RenderDraw, SceneStyle, add_backdrop, free_camera, postprocess
 from procvlm.sim.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,29 @@ class Cameras:
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
 
-    def render(self, data) -> dict[str, np.ndarray]:
-        """One (H, W, 3) uint8 image per camera, the right way up."""
+    def render(self, data, draw: RenderDraw | None = None) -> dict[str, np.ndarray]:
+        """One (H, W, 3) uint8 image per camera, the right way up, or as ``draw`` says."""
         out = {}
         for name in self.names:
-            self._renderer.update_scene(data, camera=CAMERAS[name], scene_option=self._option)
-            img = self._renderer.render()
-            out[name] = np.ascontiguousarray(img[::-1, ::-1] if name in _UPSIDE_DOWN else img)
+            if draw is None:
+                self._renderer.update_scene(data, camera=CAMERAS[name],
+                                            scene_option=self._option)
+                img = self._renderer.render()
+                out[name] = np.ascontiguousarray(img[::-1, ::-1] if name in _UPSIDE_DOWN else img)
+            else:
+                out[name] = postprocess(self._render_drawn(data, name, draw), draw)
         return out
+
+    def _render_drawn(self, data, name: str, draw: RenderDraw) -> np.ndarray:
+        """A world camera moved by ``draw`` (the gripper's camera stays on the hand)."""
+        cam_id = data.model.cam(CAMERAS[name]).id
+        if name == "gripper":
+            self._renderer.update_scene(data, camera=CAMERAS[name], scene_option=self._option)
+            return self._renderer.render()
+        cam = free_camera(data.cam_xpos[cam_id], data.cam_xmat[cam_id], draw)
+        self._renderer.update_scene(data, camera=cam, scene_option=self._option)
+        add_backdrop(self._renderer.scene, cam, draw.backdrop_rgb)
+        return self._renderer.render()
 
     def close(self) -> None:
         self._renderer.close()
@@ -107,8 +123,11 @@ class SimEnv:
         self.env = env
         self.policy = getattr(policies, spec.policy)()
         self.cameras = Cameras(env.model, cameras, width, height)
+        self._style = SceneStyle(env.model)
+        self.draw: RenderDraw | None = None
         self._pads = (env.model.geom("leftpad_geom").id, env.model.geom("rightpad_geom").id)
-        self._obj_geoms = self._subtree_geoms(spec.obj_body)
+        self._obj_geoms = (self._subtree_geoms(spec.obj_body) if spec.obj_body
+                           else np.zeros(0, dtype=np.int64))
 
     def _subtree_geoms(self, body: str) -> np.ndarray:
         m = self.env.model
@@ -144,7 +163,7 @@ class SimEnv:
     def grasped(self) -> bool:
         """True when both gripper pads are in contact with the task's object."""
         d = self.env.data
-        if d.ncon == 0:
+        if d.ncon == 0 or self._obj_geoms.size == 0:
             return False
         g1, g2 = d.contact.geom1[:d.ncon], d.contact.geom2[:d.ncon]
         with_obj = np.isin(g1, self._obj_geoms) | np.isin(g2, self._obj_geoms)
@@ -154,8 +173,16 @@ class SimEnv:
         return SimFacts(tcp=np.array(self.env.tcp_center), obj=np.array(obs[4:7]),
                         gripper=float(obs[3]), grasped=self.grasped(), success=success)
 
+    def set_render(self, draw: RenderDraw | None) -> None:
+        """Render the following frames under ``draw``'s conditions (None: MetaWorld's own).
+
+        Visual only: lights, material colours and cameras never enter the physics.
+        """
+        self._style.apply(draw)
+        self.draw = draw
+
     def render(self) -> dict[str, np.ndarray]:
-        return self.cameras.render(self.env.data)
+        return self.cameras.render(self.env.data, self.draw)
 
     def close(self) -> None:
         self.cameras.close()

@@ -7,6 +7,9 @@
 - ``regression``: while the object is carried, the gripper opens and the hand backs off upwards
   for a moment; the object falls back onto the table and the expert grasps it again.
 - ``truncate``: the episode is cut early, a few frames after some sub-step before the last.
+
+Tasks done without a grasp (``touch`` tasks) never carry their object, so ``drop`` and
+``regression`` do not apply to them: ``task_failure_modes`` lists the modes each task gets.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import numpy as np
 
 from procvlm.errors import ProcvlmError
 from procvlm.sim.oracle import GRASP, SubstepOracle
+from procvlm.sim.tasks import TaskSpec
 
 FAILURE_MODES: tuple[str, ...] = ("noise", "drop", "stall", "regression", "truncate")
+
+CARRY_MODES = ("drop", "regression")
+"""Failure modes that act on a carried object."""
 
 RELEASE_FRAMES = 12
 """Frames the gripper stays open in a ``regression`` (the object falls back)."""
@@ -34,6 +41,13 @@ def check_failure(mode: str | None) -> str | None:
         raise ProcvlmError(f"unknown failure mode {mode!r}: choose from {', '.join(FAILURE_MODES)}"
                            " or none")
     return mode
+
+
+def task_failure_modes(spec: TaskSpec) -> tuple[str, ...]:
+    """The failure modes that can happen in ``spec`` (no carried-object modes for touch tasks)."""
+    if spec.kind == "touch":
+        return tuple(m for m in FAILURE_MODES if m not in CARRY_MODES)
+    return FAILURE_MODES
 
 
 @dataclass
@@ -95,7 +109,8 @@ class Injector:
             a[3] = -1.0
 
     def _stall(self, frame: int, a: np.ndarray, oracle: SubstepOracle, last: np.ndarray) -> None:
-        self._arm(frame, oracle, GRASP)
+        # After the grasp, or after the move of a two-step (touch) plan: always mid-task.
+        self._arm(frame, oracle, min(GRASP, self.plan_len - 2))
         if self._trigger is None or not self._trigger <= frame < self._trigger + self.duration:
             return
         if not self.events:

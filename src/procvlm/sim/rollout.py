@@ -13,6 +13,7 @@ from procvlm.errors import ProcvlmError
 from procvlm.sim.env import SimEnv
 from procvlm.sim.failures import FAILURE_MODES, Injector, check_failure
 from procvlm.sim.oracle import SubstepOracle
+from procvlm.sim.randomize import episode_draw
 from procvlm.sim.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _failure_rng(seed: int, failure: str | None) -> np.random.Generator:
 
 def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, width: int = 128,
             height: int = 128, cameras: Sequence[str] = ("corner", "gripper"),
-            max_steps: int = 300, episode_index: int = 0) -> Episode:
+            max_steps: int = 300, episode_index: int = 0, randomize: str = "none") -> Episode:
     """Run the scripted expert on ``task`` and record an episode.
 
     Args:
@@ -64,6 +65,9 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
         cameras: short camera names (``procvlm.sim.CAMERAS``); the first is the main one.
         max_steps: most frames recorded (MetaWorld's horizon is 500).
         episode_index: index stored in the episode.
+        randomize: rendering conditions (``procvlm.sim.randomize``): "none" renders MetaWorld's
+            own scene; "train" or "heldout" draw camera, lighting, colours, orientation and
+            resolution from ``seed`` (visual only: the states are the same).
 
     Returns:
         The episode with frames, the 39-d observations as state, the applied 4-d actions,
@@ -81,7 +85,9 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
     cameras = tuple(cameras)
     if not cameras:
         raise ProcvlmError("no camera given: pass e.g. cameras=('corner', 'gripper')")
+    draw = episode_draw(randomize, seed)
     sim = _sim(spec, int(width), int(height), cameras)
+    sim.set_render(draw)
     obs = sim.reset(seed)
     oracle = SubstepOracle(spec, obs[4:7].copy())
     injector = Injector(failure, _failure_rng(seed, failure), len(spec.plan))
@@ -95,7 +101,8 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
         action=np.asarray(record["action"], dtype=np.float32),
         success=record["success"], subtasks=oracle.subtasks(), plan=spec.plan,
         meta={"env": "metaworld", "env_name": spec.env_name, "task_name": spec.name,
-              "failure": failure, "events": events, "seed": int(seed)},
+              "failure": failure, "events": events, "seed": int(seed),
+              "render": draw.to_dict() if draw is not None else None},
     )
 
 

@@ -1,8 +1,14 @@
 """The MetaWorld v3 tasks procvlm generates, each with its fixed plan of atomic actions.
 
-Every task here is a pick-and-do task for one object: move the gripper to the object, grasp it,
-lift it, then (for most tasks) a final action such as placing or inserting it. The oracle in
-:mod:`procvlm.sim.oracle` decides from the simulator state which of these steps is under way.
+Two kinds of task, each for one object:
+
+- ``pick``: move the gripper to the object, grasp it, lift it, then (for most tasks) a final
+  action such as placing or inserting it;
+- ``touch``: move the gripper to the object (a button, handle, drawer, window, plate ...), then
+  act on it without grasping (press, pull, open, close, push).
+
+The oracle in :mod:`procvlm.sim.oracle` decides from the simulator state which of these steps is
+under way.
 """
 
 from __future__ import annotations
@@ -11,6 +17,10 @@ from dataclasses import dataclass
 
 from procvlm.data import vocab
 from procvlm.errors import ProcvlmError
+
+
+KINDS = ("pick", "touch")
+"""Task kinds: grasp-and-lift tasks and tasks done by pushing or pulling without a grasp."""
 
 
 @dataclass(frozen=True)
@@ -22,26 +32,36 @@ class TaskSpec:
         env_name: MetaWorld v3 environment name ("pick-place-v3").
         instruction: the natural-language task.
         obj: the manipulated object ("puck").
-        obj_body: MuJoCo body of that object; contacts with its subtree count as grasping.
-        final: the last atomic action (after move/grasp/lift), or None when lifting the object
-            is the goal itself (then "Lift" completes on MetaWorld's success).
+        obj_body: MuJoCo body of that object; contacts with its subtree count as grasping
+            (None for ``touch`` tasks, which never grasp).
+        final: the last atomic action (after move/grasp/lift, or after move for ``touch``
+            tasks), or None when lifting the object is the goal itself (then "Lift" completes
+            on MetaWorld's success).
         policy: class name of the scripted expert in ``metaworld.policies``.
         reach: distance (m) between the gripper's centre and the object point under which
             "Move to" counts as achieved.
         lift: height (m) above the object's start under which the object is not yet lifted.
+        kind: ``"pick"`` (move, grasp, lift[, final]) or ``"touch"`` (move, final).
     """
 
     name: str
     env_name: str
     instruction: str
     obj: str
-    obj_body: str
+    obj_body: str | None
     final: str | None
     policy: str
     reach: float = 0.03
     lift: float = 0.01
+    kind: str = "pick"
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"TaskSpec {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+        if self.kind == "touch" and not self.final:
+            raise ValueError(f"TaskSpec {self.name!r}: a touch task needs a final action")
+        if self.kind == "pick" and not self.obj_body:
+            raise ValueError(f"TaskSpec {self.name!r}: a pick task needs obj_body (grasping)")
         if not self.env_name.endswith("-v3"):
             raise ValueError(f"TaskSpec {self.name!r}: env_name {self.env_name!r} is not a v3 env")
         if self.reach <= 0 or self.lift <= 0:
@@ -51,6 +71,8 @@ class TaskSpec:
     @property
     def plan(self) -> list[str]:
         """The ordered atomic actions that complete the task."""
+        if self.kind == "touch":
+            return [vocab.move_to(self.obj), str(self.final)]
         steps = [vocab.move_to(self.obj), vocab.grasp(self.obj), vocab.lift(self.obj)]
         return steps + ([self.final] if self.final else [])
 
@@ -59,6 +81,14 @@ def _spec(name: str, instruction: str, obj: str, obj_body: str, final: str | Non
           policy: str, **kw: float) -> TaskSpec:
     return TaskSpec(name=name, env_name=f"{name}-v3", instruction=instruction, obj=obj,
                     obj_body=obj_body, final=final, policy=policy, **kw)
+
+
+def _touch(name: str, instruction: str, obj: str, final: str, reach: float) -> TaskSpec:
+    """A task done without grasping; ``reach`` is how close (m) the gripper's centre gets to the
+    object point MetaWorld observes once it is in contact (a button's face, a handle)."""
+    policy = "Sawyer" + "".join(w.capitalize() for w in name.split("-")) + "V3Policy"
+    return TaskSpec(name=name, env_name=f"{name}-v3", instruction=instruction, obj=obj,
+                    obj_body=None, final=final, policy=policy, reach=reach, kind="touch")
 
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in [
@@ -80,6 +110,36 @@ TASKS: dict[str, TaskSpec] = {s.name: s for s in [
           "peg", vocab.insert("peg", "hole"), "SawyerPegInsertionSideV3Policy", reach=0.035),
     _spec("stick-pull", "Grasp the stick and pull the thermos with it", "stick", "stick",
           vocab.pull("thermos"), "SawyerStickPullV3Policy"),
+    _spec("pick-place-wall", "Pick up the puck and place it onto the goal behind the wall",
+          "puck", "obj", vocab.place("puck", "goal"), "SawyerPickPlaceWallV3Policy"),
+    _spec("pick-out-of-hole", "Pick the peg up out of the hole", "peg", "obj", None,
+          "SawyerPickOutOfHoleV3Policy"),
+    _spec("box-close", "Pick up the lid and place it onto the box", "lid", "top_link",
+          vocab.place("lid", "box"), "SawyerBoxCloseV3Policy"),
+    _touch("button-press-topdown", "Press the button down from the top", "button",
+           vocab.press("button"), reach=0.03),
+    _touch("button-press", "Press the button in from the front", "button",
+           vocab.press("button"), reach=0.13),
+    _touch("coffee-button", "Press the button of the coffee machine", "coffee machine button",
+           vocab.press("coffee machine button"), reach=0.14),
+    _touch("handle-press", "Press the handle down", "handle", vocab.press("handle"),
+           reach=0.03),
+    _touch("handle-pull", "Pull the handle up", "handle", vocab.pull("handle"), reach=0.055),
+    _touch("drawer-open", "Open the drawer", "drawer handle", vocab.open_("drawer"),
+           reach=0.03),
+    _touch("drawer-close", "Close the drawer", "drawer", vocab.close("drawer"), reach=0.085),
+    _touch("door-open", "Open the door", "door handle", vocab.open_("door"), reach=0.055),
+    _touch("window-open", "Slide the window open", "window handle", vocab.open_("window"),
+           reach=0.065),
+    _touch("window-close", "Slide the window closed", "window handle", vocab.close("window"),
+           reach=0.06),
+    _touch("faucet-open", "Turn the faucet on", "faucet handle", vocab.open_("faucet"),
+           reach=0.05),
+    _touch("faucet-close", "Turn the faucet off", "faucet handle", vocab.close("faucet"),
+           reach=0.04),
+    _touch("dial-turn", "Turn the dial", "dial", vocab.rotate("dial"), reach=0.085),
+    _touch("plate-slide", "Slide the plate into the goal", "plate", vocab.push("plate", "goal"),
+           reach=0.055),
 ]}
 
 

@@ -1,0 +1,167 @@
+"""Generalisation of a compact progress model: held-out MetaWorld tasks and held-out rendering.
+
+Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm generate`` and
+``procvlm label`` and scores the model on each:
+
+- ``train-tasks/plain``: the model's training tasks, MetaWorld's own corner camera (reference);
+- ``train-tasks/heldout-render``: the same tasks under rendering conditions never drawn for
+  training (``--randomize heldout``: camera pose, upside-down image, lighting, colours,
+  resolution, see ``procvlm.sim.randomize``);
+- ``heldout-tasks/plain``: every procvlm MetaWorld task the model was not trained on (read from
+  the plans stored with the model), MetaWorld's own camera.
+
+For each it prints VOC (successful episodes), success/failure AUROC of final progress, CCC
+against the oracle's ``procvlm`` labels and, where the episodes carry simulator-truth progress,
+CCC against ``true_progress``; then the targets: held-out-task VOC >= 0.8 and AUROC >= 0.9,
+held-out-rendering AUROC >= 0.95.
+
+    python benchmarks/generalize.py [--model RUN_OR_MODEL] [--out bench_generalize]
+        [--episodes 30] [--json results.json]
+
+Without ``--model`` the checkpoint shipped with procvlm (``metaworld``) is scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+SEED = 90_000
+TARGETS = [("heldout-tasks/plain", "voc", 0.8), ("heldout-tasks/plain", "auroc", 0.9),
+           ("train-tasks/heldout-render", "auroc", 0.95)]
+
+
+def model_tasks(model) -> tuple[list[str], list[str]]:
+    """Names of the procvlm tasks the model was trained on, and of those it was not."""
+    from procvlm.sim import TASKS
+
+    known = set(model.plans) | set(model.budgets)
+    trained = [n for n, s in TASKS.items() if s.instruction in known]
+    return trained, [n for n in TASKS if n not in trained]
+
+
+def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Namespace,
+                seed: int) -> Path:
+    """Generate and label one evaluation set (both steps resume)."""
+    from procvlm.cli.main import main
+
+    if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
+        code = main(["generate", "--env", "metaworld", "--tasks", ",".join(tasks),
+                     "--episodes", str(args.episodes), "--failure-rate", "0.5", "--seed",
+                     str(seed), "--width", str(args.size), "--height", str(args.size),
+                     "--cameras", "corner", "--max-steps", str(args.max_steps),
+                     "--randomize", randomize, "--workers", str(args.workers), "--images",
+                     "--out", str(root)])
+        code = code or main(["label", str(root), "--annotator", "oracle", "--scheme", "procvlm"])
+        if code:
+            raise SystemExit(f"building {root} failed (exit {code})")
+    return root
+
+
+def truth_ccc(ds, series) -> float:
+    """Mean CCC of the model's progress with ``Episode.true_progress`` (nan if none has it)."""
+    from procvlm.eval.metrics import ccc
+
+    values = []
+    for i, pred in series.progress.items():
+        truth = getattr(ds.episode(i), "true_progress", None)
+        if truth is not None:
+            values.append(ccc(pred, truth))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def score_split(model, root: Path) -> dict:
+    """The model's metrics on one labelled dataset, overall and per task."""
+    from procvlm.data import open_dataset
+    from procvlm.eval.compare import episode_truth, model_series, score_series
+    from procvlm.labels import read_labels
+
+    ds = open_dataset(root)
+    table = read_labels(ds.root)
+    truths = [episode_truth(ds, table, i) for i in ds.episode_indices]
+    series = model_series(model, ds, [t.episode for t in truths])
+    row = score_series(series, truths)
+    row["ccc_true"] = truth_ccc(ds, series)
+    per_task = {}
+    for task in sorted({t.task for t in truths}):
+        sub = [t for t in truths if t.task == task]
+        m = score_series(series, sub)
+        per_task[task] = {k: m[k] for k in ("voc", "auroc", "ccc", "n_episodes", "n_success")}
+    return {**row, "per_task": per_task}
+
+
+def _fmt(v: float) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="metaworld",
+                   help="run or model folder, or 'metaworld' (the shipped checkpoint)")
+    p.add_argument("--out", default="bench_generalize", help="folder of the evaluation sets")
+    p.add_argument("--episodes", type=int, default=30, help="episodes per evaluation set")
+    p.add_argument("--size", type=int, default=128, help="image size of the evaluation sets")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--heldout-tasks", default=None,
+                   help="comma-separated held-out tasks (default: every task not trained on)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
+    p.add_argument("--workers", type=int, default=1, help="processes generating episodes")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    from procvlm.models import load_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    trained, held = model_tasks(model)
+    if args.heldout_tasks:
+        held = [t.strip() for t in args.heldout_tasks.split(",") if t.strip()]
+    overlap = sorted(set(held) & set(trained))
+    if not trained or not held or overlap:
+        raise SystemExit(f"trained tasks {trained}, held-out tasks {held}: need both, disjoint")
+    out, start = Path(args.out), time.monotonic()
+    splits = {
+        "train-tasks/plain": build_split(out / "train_plain", trained, "none", args, SEED),
+        "train-tasks/heldout-render": build_split(out / "train_heldout_render", trained,
+                                                  "heldout", args, SEED + 1),
+        "heldout-tasks/plain": build_split(out / "heldout_tasks", held, "none", args,
+                                           SEED + 2),
+    }
+    results = {name: score_split(model, root) for name, root in splits.items()}
+    print(f"model {args.model}: trained on {len(trained)} tasks, {len(held)} held out "
+          f"({', '.join(held)})")
+    print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'ccc':>6} {'ccc_true':>8} episodes (success)")
+    for name, r in results.items():
+        print(f"{name:<28} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['ccc']):>6} "
+              f"{_fmt(r['ccc_true']):>8} {r['n_episodes']} ({r['n_success']})")
+    checks = []
+    for split, metric, target in TARGETS:
+        value = results[split][metric]
+        ok = bool(value >= target) if not math.isnan(value) else False
+        checks.append({"split": split, "metric": metric, "target": target, "value": value,
+                       "ok": ok})
+        print(f"target {split} {metric} >= {target}: measured {_fmt(value)} "
+              f"{'ok' if ok else 'MISSED'}")
+    print(f"({(time.monotonic() - start) / 60:.1f} min)")
+    if args.json:
+        payload = {"model": args.model, "trained_tasks": trained, "heldout_tasks": held,
+                   "episodes_per_split": args.episodes, "seed": SEED, "splits": results,
+                   "targets": checks}
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

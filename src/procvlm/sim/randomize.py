@@ -1,0 +1,334 @@
+"""Domain randomisation of MetaWorld rendering: camera pose, image orientation, lighting, colours
+and effective resolution, drawn per episode from its seed. Visual only: nothing it touches
+(cameras, lights, material colours, a backdrop added to the rendered scene, image resampling)
+takes part in the physics, so an episode's state trajectory is the same with or without it.
+
+Two spaces of rendering conditions are defined, with disjoint supports:
+
+- ``TRAIN``: the conditions a model is trained on (camera jitter around the corner camera, the
+  image as rendered, mirrored left-right or rotated 180 degrees, moderate lighting changes,
+  table and backdrop tints from half of the colour wheel, resolution down to 45 %);
+- ``HELDOUT``: conditions never drawn for training (larger camera offsets, the image flipped
+  upside down, darker or brighter lighting from other directions, tints from the other half of
+  the colour wheel, lower resolutions). Every parameter of a held-out draw lies outside the
+  training ranges, so a model scored on them is scored on rendering it has not seen.
+
+A draw is a :class:`RenderDraw`; ``Episode.meta["render"]`` records it as a dict.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from procvlm.errors import ProcvlmError
+
+log = logging.getLogger(__name__)
+
+Ranges = tuple[tuple[float, float], ...]
+"""A union of closed intervals; a value is drawn uniformly over their total length."""
+
+ORIENTATIONS = ("none", "hflip", "rot180", "vflip")
+"""How a rendered image is turned: as is, mirrored left-right, rotated 180 degrees, upside down."""
+
+TABLE_CENTRE = np.array([0.0, 0.6, 0.0])
+"""Point of MetaWorld's table the jittered camera turns around (its optical axis's nearest)."""
+
+BACKDROP_DISTANCE = 4.0
+"""Metres behind the camera's focus where the coloured backdrop is drawn."""
+
+
+def _sectors(start: int) -> Ranges:
+    """Six 30-degree hue sectors (as fractions of the wheel), every other one from ``start``."""
+    return tuple(((k * 30 + start) / 360, (k * 30 + start + 30) / 360) for k in range(0, 12, 2))
+
+
+def _check_ranges(name: str, ranges: Ranges) -> None:
+    if not ranges or any(len(r) != 2 or not r[0] <= r[1] for r in ranges):
+        raise ValueError(f"RandomizeSpec {name}={ranges!r}: give one or more (low, high) pairs "
+                         "with low <= high")
+
+
+def _draw(rng: np.random.Generator, ranges: Ranges) -> float:
+    widths = np.array([hi - lo for lo, hi in ranges], dtype=np.float64)
+    k = int(rng.choice(len(ranges), p=widths / widths.sum())) if widths.sum() > 0 else 0
+    lo, hi = ranges[k]
+    return float(rng.uniform(lo, hi))
+
+
+def _inside(value: float, ranges: Ranges) -> bool:
+    return any(lo <= value <= hi for lo, hi in ranges)
+
+
+@dataclass(frozen=True)
+class RenderDraw:
+    """One episode's rendering conditions.
+
+    Attributes:
+        spec: name of the space it was drawn from ("train", "heldout").
+        azimuth: camera azimuth offset (degrees) around the table centre.
+        elevation: camera elevation offset (degrees).
+        distance: camera distance, as a factor of the original distance.
+        lookat: (3,) offset (m) of the point the camera looks at.
+        orientation: one of ``ORIENTATIONS``.
+        light_azimuth: rotation (degrees) of every light's direction about the vertical.
+        light: factor on the lights' diffuse and specular intensity.
+        ambient: ambient intensity of the headlight (MetaWorld's is 0.4).
+        table_hsv: (3,) tint of the table's wood and walls (hue, saturation, value in [0, 1]).
+        backdrop_hsv: (3,) colour behind the scene (hue, saturation, value).
+        resolution: effective resolution as a fraction of the image size (1 = as rendered).
+    """
+
+    spec: str
+    azimuth: float
+    elevation: float
+    distance: float
+    lookat: tuple[float, float, float]
+    orientation: str
+    light_azimuth: float
+    light: float
+    ambient: float
+    table_hsv: tuple[float, float, float]
+    backdrop_hsv: tuple[float, float, float]
+    resolution: float
+
+    def __post_init__(self) -> None:
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f"RenderDraw orientation={self.orientation!r}: choose from "
+                             f"{', '.join(ORIENTATIONS)}")
+        if not 0 < self.resolution <= 1 or self.distance <= 0:
+            raise ValueError(f"RenderDraw resolution={self.resolution}, distance="
+                             f"{self.distance}: need 0 < resolution <= 1 and distance > 0")
+
+    @property
+    def table_rgb(self) -> tuple[float, float, float]:
+        return colorsys.hsv_to_rgb(*self.table_hsv)
+
+    @property
+    def backdrop_rgb(self) -> tuple[float, float, float]:
+        return colorsys.hsv_to_rgb(*self.backdrop_hsv)
+
+    def to_dict(self) -> dict:
+        """JSON-able record for ``Episode.meta["render"]``."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RenderDraw:
+        """Inverse of :meth:`to_dict`."""
+        tuples = ("lookat", "table_hsv", "backdrop_hsv")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class RandomizeSpec:
+    """A space of rendering conditions: each parameter's values as a union of intervals.
+
+    Hues are fractions of the colour wheel; a tint is ``hsv(hue, saturation, value)``.
+    """
+
+    name: str
+    azimuth: Ranges
+    elevation: Ranges
+    distance: Ranges
+    lookat: Ranges
+    orientations: tuple[str, ...]
+    light_azimuth: Ranges
+    light: Ranges
+    ambient: Ranges
+    table_hue: Ranges
+    table_saturation: Ranges
+    table_value: Ranges
+    backdrop_hue: Ranges
+    backdrop_saturation: Ranges
+    backdrop_value: Ranges
+    resolution: Ranges
+
+    def __post_init__(self) -> None:
+        for key, value in asdict(self).items():
+            if key not in ("name", "orientations"):
+                _check_ranges(key, value)
+        bad = [o for o in self.orientations if o not in ORIENTATIONS]
+        if not self.orientations or bad:
+            raise ValueError(f"RandomizeSpec orientations={self.orientations!r}: choose from "
+                             f"{', '.join(ORIENTATIONS)}")
+
+    def draw(self, rng: np.random.Generator) -> RenderDraw:
+        """One set of rendering conditions drawn from ``rng``."""
+        def hsv(hue: Ranges, sat: Ranges, val: Ranges) -> tuple[float, float, float]:
+            return _draw(rng, hue), _draw(rng, sat), _draw(rng, val)
+
+        return RenderDraw(
+            spec=self.name, azimuth=_draw(rng, self.azimuth),
+            elevation=_draw(rng, self.elevation), distance=_draw(rng, self.distance),
+            lookat=tuple(_draw(rng, self.lookat) for _ in range(3)),
+            orientation=str(self.orientations[int(rng.integers(len(self.orientations)))]),
+            light_azimuth=_draw(rng, self.light_azimuth), light=_draw(rng, self.light),
+            ambient=_draw(rng, self.ambient),
+            table_hsv=hsv(self.table_hue, self.table_saturation, self.table_value),
+            backdrop_hsv=hsv(self.backdrop_hue, self.backdrop_saturation, self.backdrop_value),
+            resolution=_draw(rng, self.resolution))
+
+    def overlap(self, draw: RenderDraw) -> list[str]:
+        """Names of ``draw``'s parameters whose values lie inside this space's ranges.
+
+        Tints are compared by hue and saturation.
+        """
+        inside = [k for k in ("azimuth", "elevation", "distance", "light_azimuth", "light",
+                              "ambient", "resolution")
+                  if _inside(getattr(draw, k), getattr(self, k))]
+        if any(_inside(v, self.lookat) for v in draw.lookat):
+            inside.append("lookat")
+        if draw.orientation in self.orientations:
+            inside.append("orientation")
+        for key, hues, sats in (("table", self.table_hue, self.table_saturation),
+                                ("backdrop", self.backdrop_hue, self.backdrop_saturation)):
+            h, s, _ = getattr(draw, f"{key}_hsv")
+            if _inside(h, hues) and _inside(s, sats):
+                inside.append(key)
+        return inside
+
+
+TRAIN = RandomizeSpec(
+    name="train", azimuth=((-20.0, 20.0),), elevation=((-8.0, 8.0),),
+    distance=((0.85, 1.15),), lookat=((-0.05, 0.05),),
+    orientations=("none", "hflip", "rot180"),
+    light_azimuth=((-60.0, 60.0),), light=((0.6, 1.4),), ambient=((0.2, 0.5),),
+    table_hue=_sectors(0), table_saturation=((0.0, 0.5),), table_value=((0.6, 1.0),),
+    backdrop_hue=_sectors(0), backdrop_saturation=((0.0, 0.6),),
+    backdrop_value=((0.0, 0.6),), resolution=((0.45, 1.0),))
+"""Rendering conditions for training."""
+
+HELDOUT = RandomizeSpec(
+    name="heldout", azimuth=((-32.0, -22.0), (22.0, 32.0)),
+    elevation=((-14.0, -9.0), (9.0, 12.0)), distance=((0.75, 0.83), (1.17, 1.25)),
+    lookat=((-0.08, -0.06), (0.06, 0.08)), orientations=("vflip",),
+    light_azimuth=((-120.0, -70.0), (70.0, 120.0)), light=((0.35, 0.5), (1.5, 1.8)),
+    ambient=((0.05, 0.15), (0.55, 0.65)),
+    table_hue=_sectors(30), table_saturation=((0.25, 0.5),), table_value=((0.6, 1.0),),
+    backdrop_hue=_sectors(30), backdrop_saturation=((0.3, 0.6),),
+    backdrop_value=((0.25, 0.6),), resolution=((0.3, 0.42),))
+"""Rendering conditions never drawn for training (every parameter outside ``TRAIN``)."""
+
+SPECS: dict[str, RandomizeSpec] = {"train": TRAIN, "heldout": HELDOUT}
+RANDOMIZE_CHOICES = ("none", *SPECS)
+"""Values of ``procvlm generate --randomize``."""
+
+
+def check_randomize(name: str) -> str:
+    """``name`` when it is one of ``RANDOMIZE_CHOICES``.
+
+    Raises:
+        ProcvlmError: unknown name.
+    """
+    if name not in RANDOMIZE_CHOICES:
+        raise ProcvlmError(f"unknown rendering randomisation {name!r}: choose from "
+                           f"{', '.join(RANDOMIZE_CHOICES)}")
+    return name
+
+
+def episode_draw(randomize: str, seed: int) -> RenderDraw | None:
+    """The rendering conditions of the episode with ``seed`` (None for ``"none"``)."""
+    if check_randomize(randomize) == "none":
+        return None
+    rng = np.random.default_rng([int(seed) % (2**63), 0x5EED, RANDOMIZE_CHOICES.index(randomize)])
+    return SPECS[randomize].draw(rng)
+
+
+class SceneStyle:
+    """Applies a draw's lighting and colours to a MuJoCo model, restoring the originals first.
+
+    Only visual fields change: light directions and intensities, the headlight, material
+    colours (the table's wood and walls). The model's defaults are recorded once at creation.
+    """
+
+    MATERIALS = ("table_wood", "wall_metal", "basic_floor")
+
+    def __init__(self, model) -> None:
+        self.model = model
+        names = [model.mat(i).name for i in range(model.nmat)]
+        self._mats = [names.index(n) for n in self.MATERIALS if n in names]
+        self._light_dir = model.light_dir.copy()
+        self._light_diffuse = model.light_diffuse.copy()
+        self._light_specular = model.light_specular.copy()
+        self._head_ambient = model.vis.headlight.ambient.copy()
+        self._mat_rgba = model.mat_rgba[self._mats].copy()
+
+    def apply(self, draw: RenderDraw | None) -> None:
+        """Set the model's lights and colours for ``draw`` (the originals for None)."""
+        m = self.model
+        m.light_dir[:] = self._light_dir
+        m.light_diffuse[:] = self._light_diffuse
+        m.light_specular[:] = self._light_specular
+        m.vis.headlight.ambient[:] = self._head_ambient
+        m.mat_rgba[self._mats] = self._mat_rgba
+        if draw is None:
+            return
+        a = np.radians(draw.light_azimuth)
+        rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0, 0, 1.0]])
+        m.light_dir[:] = self._light_dir @ rot.T
+        m.light_diffuse[:] = np.clip(self._light_diffuse * draw.light, 0.0, 1.0)
+        m.light_specular[:] = np.clip(self._light_specular * draw.light, 0.0, 1.0)
+        m.vis.headlight.ambient[:] = draw.ambient
+        m.mat_rgba[self._mats, :3] = self._mat_rgba[:, :3] * np.asarray(draw.table_rgb)
+
+
+def free_camera(cam_pos: np.ndarray, cam_xmat: np.ndarray, draw: RenderDraw):
+    """A MuJoCo free camera at a fixed camera's pose, jittered by ``draw``.
+
+    The free camera turns around the point of the fixed camera's optical axis nearest the table
+    centre; with no jitter it sees what the fixed camera sees (the right way up).
+    """
+    import mujoco
+
+    forward = -np.asarray(cam_xmat, dtype=np.float64).reshape(3, 3)[:, 2]
+    dist = float(forward @ (TABLE_CENTRE - cam_pos))
+    cam = mujoco.MjvCamera()
+    cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+    cam.lookat[:] = cam_pos + dist * forward + np.asarray(draw.lookat)
+    cam.distance = dist * draw.distance
+    cam.azimuth = float(np.degrees(np.arctan2(forward[1], forward[0]))) + draw.azimuth
+    cam.elevation = float(np.degrees(np.arcsin(np.clip(forward[2], -1, 1)))) + draw.elevation
+    return cam
+
+
+def add_backdrop(scene, cam, rgb: tuple[float, float, float]) -> None:
+    """Draw a flat, unlit ``rgb`` wall behind everything the free camera ``cam`` sees."""
+    import mujoco
+
+    if scene.ngeom >= scene.maxgeom:
+        log.warning("scene is full (%d geoms): no backdrop drawn", scene.maxgeom)
+        return
+    az, el = np.radians(cam.azimuth), np.radians(cam.elevation)
+    forward = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    right = np.array([np.sin(az), -np.cos(az), 0.0])
+    up = np.cross(right, forward)
+    rot = np.stack([right, up, -forward], axis=1)        # columns: the wall's x, y, z axes
+    pos = np.asarray(cam.lookat) + BACKDROP_DISTANCE * forward
+    geom = scene.geoms[scene.ngeom]
+    mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_BOX, np.array([20.0, 20.0, 0.01]), pos,
+                        rot.reshape(-1), np.array([*rgb, 1.0], dtype=np.float32))
+    geom.emission = 1.0
+    geom.specular = 0.0
+    scene.ngeom += 1
+
+
+def postprocess(img: np.ndarray, draw: RenderDraw) -> np.ndarray:
+    """Lower the effective resolution and turn the image as ``draw`` says."""
+    if draw.resolution < 1.0:
+        from PIL import Image
+
+        h, w = img.shape[:2]
+        small = (max(4, round(w * draw.resolution)), max(4, round(h * draw.resolution)))
+        pil = Image.fromarray(img).resize(small, Image.Resampling.BOX)
+        img = np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
+    if draw.orientation == "hflip":
+        img = img[:, ::-1]
+    elif draw.orientation == "vflip":
+        img = img[::-1]
+    elif draw.orientation == "rot180":
+        img = img[::-1, ::-1]
+    return np.ascontiguousarray(img)
