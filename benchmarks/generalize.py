@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -52,9 +53,11 @@ def model_tasks(model) -> tuple[list[str], list[str]]:
 
 def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Namespace,
                 seed: int) -> Path:
-    """Generate and label one evaluation set (both steps resume)."""
+    """Generate and label one evaluation set (both steps resume); the folder is named after
+    the task list, so models trained on other tasks get their own sets."""
     from procvlm.cli.main import main
 
+    root = root.with_name(f"{root.name}-{zlib.crc32(','.join(tasks).encode()):08x}")
     if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
         code = main(["generate", "--env", "metaworld", "--tasks", ",".join(tasks),
                      "--episodes", str(args.episodes), "--failure-rate", "0.5", "--seed",

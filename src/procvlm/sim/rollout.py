@@ -94,6 +94,10 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
     record = _run(sim, obs, oracle, injector, max_steps)
     events = sorted(injector.events + oracle.regressions,
                     key=lambda e: e.get("frame", e.get("start", 0)))
+    length = len(record["state"])
+    for e in events:  # a stall can outlast the episode (the task finished while the arm coasted)
+        if "end" in e:
+            e["end"] = min(int(e["end"]), length)
     return Episode(
         episode_index=episode_index, task=spec.instruction, fps=FPS,
         frames={c: ArrayFrames(np.stack(record["frames"][c])) for c in cameras},
