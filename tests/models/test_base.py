@@ -37,3 +37,16 @@ def test_shipped_model_scores_a_known_task_without_training():
     assert pred.progress.shape == (12,)
     assert ((pred.progress >= 0) & (pred.progress <= 1)).all()
     assert all(r == spec.plan[s:] for r, s in zip(pred.remaining, pred.stage))
+
+
+def test_shipped_randomized_model_knows_its_twenty_tasks_and_records_its_camera():
+    from procvlm.sim.tasks import TASKS
+
+    assert "metaworld-randomized" in pretrained_names()
+    folder = resolve_model_dir("metaworld-randomized")
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 20 * 2**20
+    model = load_model("metaworld-randomized")
+    assert model.trained_on.camera == "corner"
+    known = {s.name for s in TASKS.values() if s.instruction in model.plans}
+    assert len(known) == 20 and "drawer-open" in known and "drawer-close" not in known
+    assert all(model.plans[TASKS[n].instruction] == TASKS[n].plan for n in known)
