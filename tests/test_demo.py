@@ -27,6 +27,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         assert (split, "compact-direct[procvlm]") in names
     assert (tmp_path / "demo" / "scores" / "test_id_rabc.parquet").is_file()
     assert (tmp_path / "demo" / "vqa" / "train.jsonl").is_file()
+    policy = tmp_path / "demo" / "policy"
+    assert (policy / "policy.png").is_file() and "| plain BC |" in (policy / "policy.md").read_text()
     assert any(c.startswith("procvlm train --model compact") for c in result.commands)
     # a second run finds every stage finished: no model is trained again
     again = run_demo(tmp_path / "demo", TINY)

@@ -1,5 +1,5 @@
 """The whole pipeline on a small MetaWorld corpus: generate, label, ProcVQA, train, score,
-evaluate, report.
+evaluate, report, and policy learning with progress weights (quick setting).
 
 Every step is one ``procvlm`` command, logged as the command line a researcher would type, so
 the demo doubles as the pipeline's documentation. Every step resumes: running the demo again
@@ -169,7 +169,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     """Run the whole pipeline into ``out``; see the module docstring.
 
     Args:
-        out: the demo folder (data/, vqa/, runs/, scores/, report/).
+        out: the demo folder (data/, vqa/, runs/, scores/, report/, policy/).
         config: corpus and training sizes (``DemoConfig()``; ``QUICK`` for a 3-minute run).
 
     Returns:
@@ -202,5 +202,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     models = [a for name, folder in runs.items() for a in ("--model", f"{name}={folder}")]
     run("eval", *models, "--split", f"test_id={test_id}", "--split", f"test_ood={test_ood}",
         "--out", str(out / "report"))
+    # progress as a reward: BC vs progress-weighted BC (policy.md, policy.png), quick setting
+    run("policy", "--quick", "--out", str(out / "policy"))
     return DemoResult(out=out, report=out / "report" / "index.html", strip=strip,
                       seconds=time.monotonic() - start, commands=run.commands)
