@@ -28,3 +28,14 @@ def test_policy_quick_end_to_end_and_resume(tmp_path, capsys):
     assert [c.stat().st_mtime_ns for c in cells] == stamp
     assert main(["policy", "--quick", "--seeds", "2", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_worker_options_are_checked(tmp_path, capsys):
+    out = str(tmp_path / "p")
+    assert main(["policy", "--quick", "--out", out, "--only-task", "hammer"]) == 2
+    assert "not one of the tasks" in capsys.readouterr().err
+    assert main(["policy", "--quick", "--out", out, "--only-task", "pick-place",
+                 "--part", "2/2"]) == 2
+    assert "need 0 <= i < n" in capsys.readouterr().err
+    assert main(["policy", "--quick", "--out", out, "--part", "x"]) == 2
+    assert "I/N" in capsys.readouterr().err

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only-task", default=None,
                    help="worker mode: run one task's cells into --out and stop (run several "
                         "at once, then once without it to write the table)")
+    p.add_argument("--part", default=None, metavar="I/N",
+                   help="with --only-task: run every N-th cell from the I-th (N workers share a "
+                        "task whose corpus is already written)")
     p.add_argument("--online", action="store_true",
                    help="run the online RL check (SAC through ProgressReward) instead")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
@@ -51,6 +54,16 @@ def _config(args: argparse.Namespace):
     return replace(cfg, **changes)
 
 
+def _part(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ProcvlmError(f"--part {text!r}: write it as I/N, e.g. 0/2") from None
+    return i, n
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -66,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from procvlm.policy.experiment import run_experiment
 
-    res = run_experiment(args.out, _config(args), only=args.only_task)
+    res = run_experiment(args.out, _config(args), only=args.only_task, part=_part(args.part))
     if res is None:
         print(f"{args.only_task}: cells done in {args.out}")
         return 0

@@ -258,7 +258,8 @@ def _strips(out: Path, data: TaskData, sim, cfg: PolicyConfig,
     return paths
 
 
-def _run_task(out: Path, task: str, cfg: PolicyConfig, show_progress: bool
+def _run_task(out: Path, task: str, cfg: PolicyConfig, show_progress: bool,
+              part: tuple[int, int] | None = None
               ) -> tuple[TaskData, dict[str, list[list[Rollout]]], list[Path]]:
     from tqdm.auto import tqdm
 
@@ -269,17 +270,21 @@ def _run_task(out: Path, task: str, cfg: PolicyConfig, show_progress: bool
     sim = SimEnv(get_task(task), width=cfg.size, height=cfg.size, cameras=(cfg.camera,))
     try:
         cells = [(m, s) for m in data.weights for s in range(cfg.seeds)]
+        if part is not None:  # a worker's share: every n-th cell
+            cells = cells[part[0]::part[1]]
         results: dict[str, list[list[Rollout]]] = {m: [] for m in data.weights}
         for m, s in tqdm(cells, desc=f"policy {task}", disable=not show_progress):
             results[m].append(run_cell(out, data, m, s, cfg, sim))
-        strips = _strips(out, data, sim, cfg, results) if task == cfg.tasks[0] else []
+        strips = _strips(out, data, sim, cfg, results) \
+            if task == cfg.tasks[0] and part is None else []
     finally:
         sim.close()
     return data, results, strips
 
 
 def run_experiment(out: str | Path, config: PolicyConfig | None = None,
-                   show_progress: bool = True, only: str | None = None) -> PolicyResult | None:
+                   show_progress: bool = True, only: str | None = None,
+                   part: tuple[int, int] | None = None) -> PolicyResult | None:
     """Run the whole comparison into ``out`` (resumable; see the module docstring).
 
     Args:
@@ -288,6 +293,8 @@ def run_experiment(out: str | Path, config: PolicyConfig | None = None,
         show_progress: draw tqdm bars.
         only: run this one task's cells and stop (a worker: several can share ``out``, one
             task each; a final call without ``only`` then reads every cell and summarises).
+        part: with ``only``, ``(i, n)`` runs every n-th cell from the i-th, so n workers can
+            share one task once its corpus is written.
 
     Returns:
         The table, the output paths and the summary (None for a worker).
@@ -304,7 +311,9 @@ def run_experiment(out: str | Path, config: PolicyConfig | None = None,
     if only is not None:
         if only not in cfg.tasks:
             raise ProcvlmError(f"--only-task {only!r} is not one of the tasks {cfg.tasks}")
-        _run_task(out, only, cfg, show_progress)
+        if part is not None and not 0 <= part[0] < part[1]:
+            raise ProcvlmError(f"--part {part[0]}/{part[1]}: need 0 <= i < n")
+        _run_task(out, only, cfg, show_progress, part)
         return None
     for task in cfg.tasks:
         data, results, task_strips = _run_task(out, task, cfg, show_progress)
