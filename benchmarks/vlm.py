@@ -33,6 +33,7 @@ import json
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -466,8 +467,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in sections:
             if name not in runs:
                 raise SystemExit(f"unknown section {name!r}: choose from {', '.join(SECTIONS)}")
-            runs[name]()
-    return 0
+        failed = 0
+        for name in sections:
+            try:
+                runs[name]()
+            except Exception as e:  # one section failing must not lose the others' figures
+                if args.quick:
+                    raise
+                failed += 1
+                traceback.print_exc()
+                report(rows, {"section": name, "error": f"{type(e).__name__}: {e}"[:500]},
+                       args.json)
+    return 1 if failed else 0
 
 
 def _version(name: str) -> str:

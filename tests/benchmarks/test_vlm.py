@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vlm.py"
 def test_quick_run_measures_every_section(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("vlm_benchmark", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
     out = tmp_path / "vlm.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
