@@ -121,3 +121,7 @@ def test_choose_camera_one_rule_for_every_command(caplog) -> None:
         choose_camera(["top", "front"], trained="corner")
     with pytest.raises(ProcvlmError, match="camera 'side' is not in the dataset"):
         choose_camera(["top"], requested="side")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert choose_camera(["top"], trained="corner") == "top"  # no choice to make
+    assert "the dataset has only 'top'" in caplog.text

@@ -106,11 +106,12 @@ def choose_camera(available: Sequence[str], requested: str | None = None,
         trained: the camera the model was trained on, when its config records it.
 
     Returns:
-        ``requested``, else ``trained``, else the dataset's first camera.
+        ``requested``, else ``trained``, else the dataset's first camera; a dataset with one
+        camera that is not ``trained`` gives that camera (with a warning).
 
     Raises:
         ProcvlmError: the requested camera is not in the dataset, or no camera was requested
-            and the dataset lacks the one the model was trained on.
+            and the dataset has several cameras but not the one the model was trained on.
     """
     available = list(available)
     if not available:
@@ -126,10 +127,14 @@ def choose_camera(available: Sequence[str], requested: str | None = None,
         return requested
     if trained is None:
         return available[0]
-    if trained not in available:
-        raise ProcvlmError(f"model trained on camera {trained!r}, dataset has "
-                           f"{','.join(available)}: pass --camera")
-    return trained
+    if trained in available:
+        return trained
+    if len(available) == 1:
+        logger.warning("model trained on camera %r, the dataset has only %r: reading it (its "
+                       "viewpoint may differ from the model's)", trained, available[0])
+        return available[0]
+    raise ProcvlmError(f"model trained on camera {trained!r}, dataset has "
+                       f"{','.join(available)}: pass --camera")
 
 
 def open_dataset(path: str | Path) -> Dataset:
