@@ -90,3 +90,23 @@ def test_lora_adapter_and_merge_round_trip(setup, tmp_path):
     a = load_model(tmp_path / "lora", max_new_tokens=6).predict(frames, "push", window=2)
     b = load_model(tmp_path / "merged", max_new_tokens=6).predict(frames, "push", window=2)
     assert a.text == b.text  # same seed, same data: merged weights answer like the adapter
+
+
+def test_batches_group_samples_of_similar_length(setup, tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from procvlm.training.vlm_sft import build_trainer
+
+    base, vqa = setup
+    data = ProcVQADataset(vqa, "train", 32, 8)
+    lengths = data.lengths()
+    assert len(lengths) == len(data) and all(n > 0 for n in lengths)
+    grouped = build_trainer(VLMTrainConfig(data=str(vqa), out=str(tmp_path / "g"),
+                                           base=str(base), batch_size=2, image_size=32))
+    sampler = grouped._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler) and sampler.lengths == lengths
+    assert sorted(sampler) == list(range(len(data)))
+    plain = build_trainer(VLMTrainConfig(data=str(vqa), out=str(tmp_path / "p"),
+                                         base=str(base), batch_size=2, image_size=32,
+                                         group_by_length=False))
+    assert not isinstance(plain._get_train_sampler(), LengthGroupedSampler)

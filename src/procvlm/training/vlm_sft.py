@@ -68,6 +68,9 @@ class VLMTrainConfig:
     logging_steps: int = field(default=10, metadata={"help": "steps between loss logs"})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute activations: less memory, ~30% slower"})
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch samples of similar length together (less "
+                                        "padding; lengths estimated from the JSONL)"})
     workers: int | None = field(
         default=None, metadata={"help": "dataloader workers decoding images (None: 4 on a GPU, "
                                         "0 on the CPU)"})
@@ -166,6 +169,14 @@ class ProcVQADataset(torch.utils.data.Dataset):
                 raise ProcvlmError(f"cannot read image {self.root / rel}: {e}") from e
         return {**example, "images": images}
 
+    def lengths(self) -> list[int]:
+        """A rough token count per sample from the JSONL alone (text / 4, plus the image tokens
+        of a Qwen-VL processor at ``image_size``: one per 32 x 32 pixels): what length-grouped
+        batching sorts by, without reading an image."""
+        per_image = max(1, (self.image_size // 32) ** 2)
+        return [len(json.dumps(s.get("messages", ""))) // 4
+                + per_image * min(len(s.get("images", [])), self.max_frames) for s in self.samples]
+
     def as_hf_dataset(self):
         """A ``datasets.Dataset`` of sample indices whose transform reads the samples, as TRL
         wants a ``Dataset`` but the images are only read when a batch needs them."""
@@ -226,9 +237,29 @@ def _peft_config(config: VLMTrainConfig):
                       task_type="CAUSAL_LM")
 
 
+def _trainer_class(lengths: list[int] | None) -> type:
+    """``SFTTrainer``, or a subclass whose batches group samples of similar ``lengths``.
+
+    TRL packs and pads free only text datasets, and the Trainer's own length grouping would read
+    every sample (its images) to measure it; this one takes lengths estimated from the JSONL.
+    """
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    from trl import SFTTrainer
+
+    if lengths is None:
+        return SFTTrainer
+
+    class LengthGroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=lengths, generator=torch.Generator().manual_seed(self.args.seed))
+
+    return LengthGroupedSFTTrainer
+
+
 def build_trainer(config: VLMTrainConfig):
     """The ``SFTTrainer`` for ``config`` (model, processor, datasets, LoRA) ready to train."""
-    from trl import SFTTrainer
 
     out = Path(config.out)
     train = ProcVQADataset(config.data, "train", config.image_size, config.max_frames)
@@ -240,7 +271,9 @@ def build_trainer(config: VLMTrainConfig):
     batch_vision_attention(model)
     model.train()
     processor = load_processor(config.base)
-    return SFTTrainer(model=model, args=_sft_args(config, out, has_val),
+    grouped = config.group_by_length and config.batch_size > 1
+    trainer_class = _trainer_class(train.lengths() if grouped else None)
+    return trainer_class(model=model, args=_sft_args(config, out, has_val),
                       train_dataset=train.as_hf_dataset(),
                       eval_dataset=val.as_hf_dataset() if val is not None else None, processing_class=processor,
                       peft_config=_peft_config(config))
