@@ -108,3 +108,18 @@ def test_config_records_camera_and_scheme(tmp_path, tiny_dirs):
     assert VLMProgressModel.from_pretrained(tmp_path / "run").config.camera == "corner"
     with pytest.raises(ProcvlmError, match="scheme"):
         VLMConfig(scheme="nope")
+
+
+def test_predict_last_scores_every_clip_in_one_batch(fixed_run):
+    model = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, readout="probs",
+                                             window=2, batch_size=4)
+    rng = np.random.default_rng(4)
+    clips = [(rng.integers(0, 255, (n, 32, 32, 3), np.uint8), "place the puck onto the goal",
+              PLAN) for n in (1, 3, 2)]
+    calls = []
+    generate = model.generate_prompts
+    model.generate_prompts = lambda *a, **k: calls.append(len(a[0])) or generate(*a, **k)
+    last = model.predict_last(clips)
+    assert calls == [3] and last.shape == (3,)
+    for (frames, task, plan), value in zip(clips, last):
+        assert value == pytest.approx(model.predict(frames, task, plan).progress[-1], abs=1e-3)
