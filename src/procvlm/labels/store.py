@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from procvlm import __version__
 from procvlm._io import write_json, write_parquet
+from procvlm.data.dataset import choose_camera
 from procvlm.data.episode import DONE, Episode, Subtask
 from procvlm.errors import ProcvlmError
 from procvlm.labels.change import ANCHOR_THRESHOLD, MEASURES, visual_changes
@@ -156,9 +157,7 @@ def collect_records(ds: Any, annotator: str = "oracle", measure: str = "phash",
     from procvlm.annotate import get_annotator
 
     kwargs = dict(annotator_kwargs or {})
-    camera = camera or ds.cameras[0]
-    if camera not in ds.cameras:
-        raise ProcvlmError(f"camera {camera!r} is not in {ds.root}: choose one of {ds.cameras}")
+    camera = choose_camera(ds.cameras, camera)
     try:
         ann = get_annotator(annotator, **kwargs)
     except TypeError as e:
@@ -298,7 +297,7 @@ def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "pr
     params = params or LabelParams()
     ds = open_dataset(root)
     out = labels_dir(ds.root)
-    camera = camera or ds.cameras[0]
+    camera = choose_camera(ds.cameras, camera)
     records = collect_records(ds, annotator, measure, annotator_kwargs, camera,
                               cache=out / CACHE_DIR, progress_bar=progress_bar)
     if not records:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from procvlm.data.dataset import choose_camera
 from procvlm.data.episode import ArrayFrames, Episode, Subtask
 from procvlm.errors import ProcvlmError
 from procvlm.labels import SCHEMES, get_scheme
@@ -187,9 +188,7 @@ def corpus_from_dataset(ds: Any, table: Any, plans: dict[str, list[str]], scheme
         show_progress: draw a tqdm bar while decoding.
     """
     cols = _label_columns(table, scheme)
-    camera = camera or ds.cameras[0]
-    if camera not in ds.cameras:
-        raise ProcvlmError(f"camera {camera!r} not in the dataset (has {ds.cameras})")
+    camera = choose_camera(ds.cameras, camera)
     by_episode: dict[int, list[int]] = {}
     for row, e in enumerate(cols["episode_index"].tolist()):
         by_episode.setdefault(int(e), []).append(row)

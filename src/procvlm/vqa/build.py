@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from procvlm._io import atomic_path, write_json, write_text
+from procvlm.data.dataset import choose_camera
 from procvlm.data.episode import Frames
 from procvlm.errors import ProcvlmError
 from procvlm.vqa.samples import (FAMILIES, WindowConfig, planning_sample, progress_sample,
@@ -271,7 +272,7 @@ def _dataset_episodes(ds: Any, table: Any, indices: Sequence[int], scheme: str |
                       camera: str | None) -> Iterable[EpisodeInput]:
     from procvlm.labels import episode_labels
 
-    cam = camera or ds.cameras[0]
+    cam = choose_camera(ds.cameras, camera)
     for i in indices:
         ep = ds.episode(i, cameras=[cam])
         lab = episode_labels(table, i, scheme)
@@ -309,16 +310,15 @@ def build_vqa(root: str | Path, out: str | Path, *, seed: int = 0, val_fraction:
     config = VQAConfig(seed=seed, val_fraction=val_fraction, ood_tasks=tuple(ood_tasks),
                        samples_per_episode=samples_per_episode, families=tuple(families))
     ds = open_dataset(root)
-    if camera is not None and camera not in ds.cameras:
-        raise ProcvlmError(f"camera {camera!r} is not in {root}: choose among {ds.cameras}")
+    camera = choose_camera(ds.cameras, camera)
     from procvlm.labels import read_labels
 
     table = read_labels(root)
     indices = list(ds.episode_indices)
-    episode_tasks = {i: ds.episode(i, cameras=[camera or ds.cameras[0]]).task for i in indices}
+    episode_tasks = {i: ds.episode(i, cameras=[camera]).task for i in indices}
     splits = split_episodes(episode_tasks, seed, val_fraction, config.ood_tasks)
     episodes = tqdm(_dataset_episodes(ds, table, indices, scheme, camera), total=len(indices),
                     desc="vqa", unit="ep", disable=not progress_bar)
     main_scheme = json.loads((table.schema.metadata or {}).get(b"procvlm", b"{}")).get("scheme")
     return write_vqa(episodes, out, config, splits, source=str(root),
-                     camera=camera or ds.cameras[0], scheme=scheme or main_scheme)
+                     camera=camera, scheme=scheme or main_scheme)
