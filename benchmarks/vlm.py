@@ -161,7 +161,7 @@ def build(size: str, tmp: Path) -> VLMProgressModel:
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen3VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16,
                                                              attn_implementation="sdpa")
     model.generation_config.pad_token_id = proc.tokenizer.pad_token_id
@@ -414,7 +414,7 @@ def bench_profile(model, frames, s: Settings, rows, out) -> None:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=acts) as prof:
         model.generate_prompts(prompts, images, 8, min_new_tokens=8)
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
     print(prof.key_averages().table(sort_by=key, row_limit=12), flush=True)
 
