@@ -44,3 +44,19 @@ def test_config_fields_build_the_config_and_errors_are_one_line():
         parse_annotator_args("gripper", [("smooth", "3"), ("smooth", "4")])
     with pytest.raises(ProcvlmError, match="does not take"):
         get_annotator("oracle", threshold=1)
+
+
+def test_python_values_are_checked_and_coerced_too():
+    """``label_dataset(annotator_kwargs={"gripper_dims": 3})`` no longer ends in a TypeError
+    deep inside the annotator."""
+    ann = get_annotator("gripper", gripper_dims=3, hand_dims=(0, 1, 2), object_dims=[4, 5, 6],
+                        smooth=2, min_change=1)
+    assert ann._explicit == ([0, 1, 2], [3], [[4, 5, 6]])
+    assert ann.config.smooth == 2 and ann.config.min_change == 1.0
+    assert get_annotator("gripper", hand_dims="0,1,2")._explicit[0] == [0, 1, 2]
+    with pytest.raises(ProcvlmError, match="smooth=2.5: not int"):
+        get_annotator("gripper", smooth=2.5)
+    with pytest.raises(ProcvlmError, match="gripper_open_high=1: not bool"):
+        get_annotator("gripper", gripper_open_high=1)
+    with pytest.raises(ProcvlmError, match="objects"):
+        get_annotator("gripper", objects=5)

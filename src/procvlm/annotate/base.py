@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from procvlm.data.episode import Episode, Subtask
 from procvlm.errors import ProcvlmError
 
@@ -187,6 +189,44 @@ def _parse_list(text: str, item: Any) -> list:
     return [parse_value(part.strip(), item) for part in text.split(sep) if part.strip()]
 
 
+def coerce_value(value: Any, tp: Any) -> Any:
+    """``value`` (from Python or a string) checked against type annotation ``tp``: strings are
+    parsed (``parse_value``), a lone item becomes a one-item list, ints become floats where a
+    float is asked; ValueError when it fits not."""
+    if isinstance(value, str) and tp not in (str, os.PathLike, Any):
+        return parse_value(value, tp)
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return coerce_value(value, a)
+            except ValueError:
+                continue
+        raise ValueError(f"not {type_name(tp)}")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        item = args[0] if args else Any
+        nested = typing.get_origin(item) in (list, tuple, Sequence, typing.Sequence)
+        if isinstance(value, (list, tuple)) and not (nested and value and
+                                                     not isinstance(value[0], (list, tuple))):
+            return [coerce_value(v, item) for v in value]
+        return [coerce_value(value, item)]
+    if tp is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if tp in (int, float) and isinstance(value, (int, float, np.integer, np.floating)) and \
+            not isinstance(value, (bool, np.bool_)):
+        if tp is int and not float(value).is_integer():
+            raise ValueError("not int")
+        return tp(value)
+    if tp in (str, os.PathLike) and isinstance(value, (str, os.PathLike)):
+        return value
+    if tp is Any:
+        return value
+    raise ValueError(f"not {type_name(tp)}")
+
+
 def parse_annotator_args(name: str, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Typed keyword arguments of annotator ``name`` from ``(KEY, VALUE)`` strings.
 
@@ -219,6 +259,14 @@ def get_annotator(name: str, **kwargs) -> Annotator:
         ProcvlmError: unknown annotator, unknown option or a rejected value.
     """
     cls = annotator_class(name)
+    options = annotator_options(name)
+    for key, value in list(kwargs.items()):
+        if key in options:
+            try:
+                kwargs[key] = coerce_value(value, options[key].type)
+            except ValueError as err:
+                raise ProcvlmError(f"annotator option {key}={value!r}: {err}; the {name} "
+                                   f"annotator takes {options[key].describe()}") from None
     if cls.config_class is not None:
         names = {f.name for f in dataclasses.fields(cls.config_class)}
         fields = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
