@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_batch < 1 or args.max_queue < 1 or args.max_request_mb <= 0:
         raise ProcvlmError("--max-batch, --max-queue and --max-request-mb must be positive")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise ProcvlmError(f"--data-root {args.data_root} is not a folder: pass the folder "
+                           "holding the datasets clients may name")
     serve(args.run, host=args.host, port=args.port, max_batch=args.max_batch,
           max_queue=args.max_queue, max_request_mb=args.max_request_mb,
           data_root=args.data_root,
