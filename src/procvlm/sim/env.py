@@ -47,6 +47,22 @@ class SimFacts:
     gripper: float         # pad opening in [0, 1]
     grasped: bool          # both pads touch the object
     success: bool          # MetaWorld's info["success"]
+    pads: int = 0          # pads (0, 1 or 2) touching the object
+    goal_gap: float = 0.0  # what is left of the task's goal measure (``SimEnv.goal_gap``)
+
+
+STILL = 1.5e-3
+"""Most motion (m per frame) of the gripper centre and of the object in a still frame."""
+
+
+def still(before: SimFacts | None, now: SimFacts | None) -> bool:
+    """Whether the scene hardly moved from ``before`` to ``now`` (an arm holding still coasts
+    for a few frames after its last motion command; the still stretch starts after that)."""
+    if before is None or now is None:
+        return False
+    return (float(np.linalg.norm(now.tcp - before.tcp)) < STILL
+            and float(np.linalg.norm(now.obj - before.obj)) < STILL
+            and abs(now.gripper - before.gripper) < 0.01)
 
 
 def _check_gl() -> None:
@@ -160,18 +176,45 @@ class SimEnv:
         obs, _, _, _, info = self.env.step(np.asarray(action, dtype=np.float32))
         return obs, bool(info["success"])
 
-    def grasped(self) -> bool:
-        """True when both gripper pads are in contact with the task's object."""
+    def pads_touching(self) -> int:
+        """How many of the two gripper pads are in contact with the task's object."""
         d = self.env.data
         if d.ncon == 0 or self._obj_geoms.size == 0:
-            return False
+            return 0
         g1, g2 = d.contact.geom1[:d.ncon], d.contact.geom2[:d.ncon]
         with_obj = np.isin(g1, self._obj_geoms) | np.isin(g2, self._obj_geoms)
-        return all(bool(np.any(with_obj & ((g1 == p) | (g2 == p)))) for p in self._pads)
+        return sum(bool(np.any(with_obj & ((g1 == p) | (g2 == p)))) for p in self._pads)
+
+    def grasped(self) -> bool:
+        """True when both gripper pads are in contact with the task's object."""
+        return self.pads_touching() == 2
+
+    def goal_gap(self, obs: np.ndarray) -> float:
+        """Distance (m) still to close on the task's goal measure (``TaskSpec.goal``)."""
+        goal, kind = np.asarray(obs[36:39], dtype=np.float64), self.spec.goal
+        if kind == "object":
+            return float(np.linalg.norm(obs[4:7] - goal))
+        if kind == "handle":
+            return float(np.linalg.norm(obs[11:14] - goal))
+        if kind == "peg-head":
+            return float(np.linalg.norm(self.env.data.site("pegHead").xpos - goal))
+        if kind in ("nut-on-peg", "nut-off-peg"):
+            nut = self.env.data.site("RoundNut").xpos
+            if kind == "nut-off-peg":
+                return max(0.0, float(goal[2] - obs[6]))
+            # Over the peg (centre within reach of its axis), then down below its top.
+            return float(np.linalg.norm(nut[:2] - goal[:2]) + max(0.0, nut[2] - goal[2]))
+        if kind == "nail":
+            head = np.asarray(obs[4:7]) + np.array([0.16, 0.06, 0.0])  # as MetaWorld's reward
+            depth = float(self.env.data.joint("NailSlideJoint").qpos[0])
+            return float(np.linalg.norm(head - goal)) + max(0.0, 0.09 - depth)
+        raise ValueError(f"task {self.spec.name!r} has unknown goal measure {kind!r}")
 
     def facts(self, obs: np.ndarray, success: bool) -> SimFacts:
+        pads = self.pads_touching()
         return SimFacts(tcp=np.array(self.env.tcp_center), obj=np.array(obs[4:7]),
-                        gripper=float(obs[3]), grasped=self.grasped(), success=success)
+                        gripper=float(obs[3]), grasped=pads == 2, success=success, pads=pads,
+                        goal_gap=self.goal_gap(obs))
 
     def set_render(self, draw: RenderDraw | None) -> None:
         """Render the following frames under ``draw``'s conditions (None: MetaWorld's own).

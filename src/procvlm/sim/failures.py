@@ -3,7 +3,9 @@
 - ``noise``: strong action noise (a slowly varying random drift on top of white noise) from
   a few frames after the hand reached the object, so the arm loses it or never gets it there.
 - ``drop``: the gripper opens while the object is carried and stays open (40 more frames).
-- ``stall``: the arm holds still for a while mid-task, then the expert continues.
+- ``stall``: the arm holds still for a while mid-task, then the expert continues. The event's
+  ``start`` is the first frame at which the scene is still (the arm coasts for a few frames after
+  its last motion command), its ``end`` the first frame of the expert's motion again.
 - ``regression``: while the object is carried, the gripper opens and the hand backs off upwards
   for a moment; the object falls back onto the table and the expert grasps it again.
 - ``truncate``: the episode is cut early, a few frames after some sub-step before the last.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from procvlm.errors import ProcvlmError
+from procvlm.sim.env import SimFacts, still
 from procvlm.sim.oracle import GRASP, SubstepOracle
 from procvlm.sim.tasks import TaskSpec
 
@@ -65,6 +68,7 @@ class Injector:
     stop_at: int | None = None           # last frame to record, once known
     _trigger: int | None = None          # frame the injection starts
     _drift: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    _prev: SimFacts | None = None        # the state of the previous frame
 
     def __post_init__(self) -> None:
         check_failure(self.mode)
@@ -89,6 +93,7 @@ class Injector:
         a = np.array(expert, dtype=np.float64)
         if self.mode is not None:
             getattr(self, f"_{self.mode}")(frame, a, oracle, last)
+        self._prev = oracle.facts
         return np.clip(a, -1.0, 1.0)     # what MetaWorld applies (it clips too)
 
     def _noise(self, frame: int, a: np.ndarray, oracle: SubstepOracle, last: np.ndarray) -> None:
@@ -111,11 +116,11 @@ class Injector:
     def _stall(self, frame: int, a: np.ndarray, oracle: SubstepOracle, last: np.ndarray) -> None:
         # After the grasp, or after the move of a two-step (touch) plan: always mid-task.
         self._arm(frame, oracle, min(GRASP, self.plan_len - 2))
-        if self._trigger is None or not self._trigger <= frame < self._trigger + self.duration:
+        end = None if self._trigger is None else self._trigger + self.duration
+        if end is None or not self._trigger <= frame < end:
             return
-        if not self.events:
-            self.events.append({"type": "stall", "start": frame,
-                                "end": frame + self.duration})
+        if not self.events and (still(self._prev, oracle.facts) or frame == end - 1):
+            self.events.append({"type": "stall", "start": frame, "end": end})
         a[:3] = 0.0
         a[3] = last[3]
 

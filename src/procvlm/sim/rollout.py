@@ -14,7 +14,9 @@ from procvlm.sim.env import SimEnv
 from procvlm.sim.failures import FAILURE_MODES, Injector, check_failure
 from procvlm.sim.oracle import SubstepOracle
 from procvlm.sim.randomize import episode_draw
+from procvlm.sim.pacing import Pacer, check_pacing
 from procvlm.sim.tasks import TaskSpec, get_task
+from procvlm.sim.truth import TruthTracker
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,14 @@ def _failure_rng(seed: int, failure: str | None) -> np.random.Generator:
     return np.random.default_rng([int(seed) % (2**63), mode])
 
 
+def _pacing_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed) % (2**63), 1000])
+
+
 def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, width: int = 128,
             height: int = 128, cameras: Sequence[str] = ("corner", "gripper"),
-            max_steps: int = 300, episode_index: int = 0, randomize: str = "none") -> Episode:
+            max_steps: int = 300, episode_index: int = 0, randomize: str = "none",
+            pacing: str = "scripted") -> Episode:
     """Run the scripted expert on ``task`` and record an episode.
 
     Args:
@@ -68,17 +75,21 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
         randomize: rendering conditions (``procvlm.sim.randomize``): "none" renders MetaWorld's
             own scene; "train" or "heldout" draw camera, lighting, colours, orientation and
             resolution from ``seed`` (visual only: the states are the same).
+        pacing: ``"scripted"`` (the expert's constant pace) or ``"human"`` (uneven pace,
+            hesitations, overshoot, re-grasps: ``procvlm.sim.pacing``), drawn from ``seed``.
 
     Returns:
         The episode with frames, the 39-d observations as state, the applied 4-d actions,
-        MetaWorld's success, the oracle's sub-step timeline and plan, and ``meta`` with the
-        failure mode and its events.
+        MetaWorld's success, the oracle's sub-step timeline and plan, simulator-truth progress
+        (``procvlm.sim.truth``) and ``meta`` with the failure mode, the pacing and the events
+        (failures, pacing, the oracle's regressions).
 
     Raises:
-        ProcvlmError: unknown task, failure mode or camera, or bad sizes.
+        ProcvlmError: unknown task, failure mode, pacing or camera, or bad sizes.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     check_failure(failure)
+    check_pacing(pacing)
     if not 1 <= max_steps <= MAX_PATH_LENGTH:
         raise ProcvlmError(f"max_steps={max_steps} is outside 1..{MAX_PATH_LENGTH} "
                            "(MetaWorld's horizon): pass a smaller value")
@@ -91,8 +102,10 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
     obs = sim.reset(seed)
     oracle = SubstepOracle(spec, obs[4:7].copy())
     injector = Injector(failure, _failure_rng(seed, failure), len(spec.plan))
-    record = _run(sim, obs, oracle, injector, max_steps)
-    events = sorted(injector.events + oracle.regressions,
+    pacer = Pacer(pacing, _pacing_rng(seed), len(spec.plan), grasps=spec.kind == "pick")
+    truth = TruthTracker(spec)
+    record = _run(sim, obs, oracle, (pacer, injector), truth, max_steps)
+    events = sorted(injector.events + oracle.regressions + pacer.finish(len(record["state"])),
                     key=lambda e: e.get("frame", e.get("start", 0)))
     length = len(record["state"])
     for e in events:  # a stall can outlast the episode (the task finished while the arm coasted)
@@ -105,14 +118,17 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
         action=np.asarray(record["action"], dtype=np.float32),
         success=record["success"], subtasks=oracle.subtasks(), plan=spec.plan,
         meta={"env": "metaworld", "env_name": spec.env_name, "task_name": spec.name,
-              "failure": failure, "events": events, "seed": int(seed),
+              "failure": failure, "pacing": pacing, "events": events, "seed": int(seed),
               "render": draw.to_dict() if draw is not None else None},
+        true_progress=truth.array(),
     )
 
 
-def _run(sim: SimEnv, obs: np.ndarray, oracle: SubstepOracle, injector: Injector,
-         max_steps: int) -> dict:
-    """The control loop: frame t records observation t and the action applied at t."""
+def _run(sim: SimEnv, obs: np.ndarray, oracle: SubstepOracle, actors: tuple[Pacer, Injector],
+         truth: TruthTracker, max_steps: int) -> dict:
+    """The control loop: frame t records observation t and the action applied at t (the
+    expert's, paced, then changed by the failure injected)."""
+    pacer, injector = actors
     frames: dict[str, list[np.ndarray]] = {c: [] for c in sim.cameras.names}
     states, actions = [], []
     success_now, final, done_at = False, False, None
@@ -123,9 +139,12 @@ def _run(sim: SimEnv, obs: np.ndarray, oracle: SubstepOracle, injector: Injector
             break
         for name, img in sim.render().items():
             frames[name].append(img)
-        oracle.update(t, sim.facts(obs, success_now))
+        facts = sim.facts(obs, success_now)
+        oracle.update(t, facts)
+        truth.update(facts)
         final = success_now  # success of the last recorded frame
-        action = injector.action(t, sim.expert_action(obs), oracle, last)
+        paced = pacer.action(t, sim.expert_action(obs), oracle, last)
+        action = injector.action(t, paced, oracle, last)
         states.append(obs.copy())
         actions.append(action)
         if oracle.done and done_at is None:

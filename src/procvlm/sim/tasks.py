@@ -22,6 +22,9 @@ from procvlm.errors import ProcvlmError
 KINDS = ("pick", "touch")
 """Task kinds: grasp-and-lift tasks and tasks done by pushing or pulling without a grasp."""
 
+GOALS: tuple[str, ...] = ("object", "handle", "peg-head", "nut-on-peg", "nut-off-peg", "nail")
+"""The goal measures ``TaskSpec.goal`` can name."""
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -42,6 +45,13 @@ class TaskSpec:
             "Move to" counts as achieved.
         lift: height (m) above the object's start under which the object is not yet lifted.
         kind: ``"pick"`` (move, grasp, lift[, final]) or ``"touch"`` (move, final).
+        goal: what MetaWorld's success measures, read by ``SimEnv.goal_gap``: ``"object"``
+            (object to goal), ``"handle"`` (the second object, e.g. the thermos, to goal),
+            ``"peg-head"`` (the peg's head to the hole), ``"nut-on-peg"`` (nut centre over the
+            peg top, then down onto it), ``"nut-off-peg"`` (nut height up to the goal height),
+            ``"nail"`` (hammer head to the nail, then the nail's depth).
+        goal_tol: the gap (m) under which MetaWorld counts success (approximately). Touch tasks
+            use ``"object"`` (the pressed, pulled or turned point to its target) with 0.
     """
 
     name: str
@@ -54,6 +64,8 @@ class TaskSpec:
     reach: float = 0.03
     lift: float = 0.01
     kind: str = "pick"
+    goal: str = "object"
+    goal_tol: float = 0.07
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,6 +79,9 @@ class TaskSpec:
         if self.reach <= 0 or self.lift <= 0:
             raise ValueError(f"TaskSpec {self.name!r}: reach={self.reach} and lift={self.lift} "
                              "must be positive")
+        if self.goal not in GOALS or self.goal_tol < 0:
+            raise ValueError(f"TaskSpec {self.name!r}: goal={self.goal!r} (choose from "
+                             f"{', '.join(GOALS)}) and goal_tol={self.goal_tol} (>= 0)")
 
     @property
     def plan(self) -> list[str]:
@@ -78,7 +93,7 @@ class TaskSpec:
 
 
 def _spec(name: str, instruction: str, obj: str, obj_body: str, final: str | None,
-          policy: str, **kw: float) -> TaskSpec:
+          policy: str, **kw: float | str) -> TaskSpec:
     return TaskSpec(name=name, env_name=f"{name}-v3", instruction=instruction, obj=obj,
                     obj_body=obj_body, final=final, policy=policy, **kw)
 
@@ -88,32 +103,35 @@ def _touch(name: str, instruction: str, obj: str, final: str, reach: float) -> T
     object point MetaWorld observes once it is in contact (a button's face, a handle)."""
     policy = "Sawyer" + "".join(w.capitalize() for w in name.split("-")) + "V3Policy"
     return TaskSpec(name=name, env_name=f"{name}-v3", instruction=instruction, obj=obj,
-                    obj_body=None, final=final, policy=policy, reach=reach, kind="touch")
+                    obj_body=None, final=final, policy=policy, reach=reach, kind="touch",
+                    goal_tol=0.0)
 
 
 TASKS: dict[str, TaskSpec] = {s.name: s for s in [
     _spec("pick-place", "Pick up the puck and place it onto the goal", "puck", "obj",
           vocab.place("puck", "goal"), "SawyerPickPlaceV3Policy"),
     _spec("assembly", "Pick up the nut and place it onto the peg", "nut", "RoundNut",
-          vocab.place("nut", "peg"), "SawyerAssemblyV3Policy"),
+          vocab.place("nut", "peg"), "SawyerAssemblyV3Policy", goal="nut-on-peg", goal_tol=0.02),
     _spec("disassemble", "Pick up the nut and lift it off the peg", "nut", "RoundNut",
-          None, "SawyerDisassembleV3Policy"),
+          None, "SawyerDisassembleV3Policy", goal="nut-off-peg", goal_tol=0.0),
     _spec("hammer", "Pick up the hammer and hammer the nail in", "hammer", "hammer",
-          vocab.push("nail"), "SawyerHammerV3Policy", reach=0.045),
+          vocab.push("nail"), "SawyerHammerV3Policy", reach=0.045, goal="nail",
+          goal_tol=0.0),
     _spec("shelf-place", "Pick up the block and place it onto the shelf", "block", "obj",
           vocab.place("block", "shelf"), "SawyerShelfPlaceV3Policy"),
     _spec("bin-picking", "Pick up the cube and place it into the target bin", "cube", "obj",
-          vocab.place("cube", "target bin"), "SawyerBinPickingV3Policy"),
+          vocab.place("cube", "target bin"), "SawyerBinPickingV3Policy", goal_tol=0.05),
     _spec("basketball", "Pick up the ball and dunk it into the hoop", "ball", "bsktball",
-          vocab.insert("ball", "hoop"), "SawyerBasketballV3Policy"),
+          vocab.insert("ball", "hoop"), "SawyerBasketballV3Policy", goal_tol=0.08),
     _spec("peg-insert-side", "Pick up the peg and insert it sideways into the hole", "peg",
-          "peg", vocab.insert("peg", "hole"), "SawyerPegInsertionSideV3Policy", reach=0.035),
+          "peg", vocab.insert("peg", "hole"), "SawyerPegInsertionSideV3Policy", reach=0.035,
+          goal="peg-head"),
     _spec("stick-pull", "Grasp the stick and pull the thermos with it", "stick", "stick",
-          vocab.pull("thermos"), "SawyerStickPullV3Policy"),
+          vocab.pull("thermos"), "SawyerStickPullV3Policy", goal="handle", goal_tol=0.12),
     _spec("pick-place-wall", "Pick up the puck and place it onto the goal behind the wall",
           "puck", "obj", vocab.place("puck", "goal"), "SawyerPickPlaceWallV3Policy"),
     _spec("pick-out-of-hole", "Pick the peg up out of the hole", "peg", "obj", None,
-          "SawyerPickOutOfHoleV3Policy"),
+          "SawyerPickOutOfHoleV3Policy", goal_tol=0.02),
     _spec("box-close", "Pick up the lid and place it onto the box", "lid", "top_link",
           vocab.place("lid", "box"), "SawyerBoxCloseV3Policy"),
     _touch("button-press-topdown", "Press the button down from the top", "button",
