@@ -31,6 +31,8 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path, monkeypatch, capsys):
         assert ep.meta["seed"] == seed and ep.meta["failure"] == failure
         assert ep.meta["env"] == "metaworld" and ep.subtasks[0].start == 0
         assert ep.frames["corner"][0].shape == (64, 64, 3)
+        assert ep.meta["pacing"] == "human", "human pacing is the default"
+        assert ep.true_progress.shape == (len(ep),) and ep.true_progress.dtype == "float32"
 
     calls = []
     real = gen.rollout
@@ -116,6 +118,17 @@ def test_settings_round_trip_and_name_their_differences():
     assert a.differences(b) == ["--seed 0 (given: 1)", "--images True (given: False)"]
     with pytest.raises(ProcvlmError, match="does not know"):
         gen.CorpusSettings.from_dict({**a.to_dict(), "colour": "red"}, "x")
+    assert a.pacing == "human"
+    before_pacing = {k: v for k, v in a.to_dict().items() if k != "pacing"}
+    assert gen.CorpusSettings.from_dict(before_pacing, "x").pacing == "scripted"
+    with pytest.raises(ProcvlmError, match="--pacing robotic: choose from human, scripted"):
+        gen.CorpusSettings(pacing="robotic")
+
+
+def test_help_shows_pacing(capsys):
+    assert main(["generate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--pacing {human,scripted}" in text and "(default: human)" in text
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +146,8 @@ def test_resuming_with_other_settings_names_them_and_writes_nothing(tiny_corpus,
                        (["--tasks", "assembly"], "--tasks pick-place,assembly (given: assembly)"),
                        (["--failure-rate", "0.1"], "--failure-rate 0.5 (given: 0.1)"),
                        (["--max-steps", "21"], "--max-steps 20 (given: 21)"),
-                       (["--images"], "--images")):
+                       (["--images"], "--images"),
+                       (["--pacing", "scripted"], "--pacing human (given: scripted)")):
         assert main(TINY + ["--episodes", "3", "--out", str(tiny_corpus)] + bad) == 2
         assert named in _one_line_error(capsys)
     after = sorted(p.stat().st_mtime_ns for p in tiny_corpus.rglob("*") if p.is_file())

@@ -36,7 +36,8 @@ def test_expert_pick_place_episode():
     assert ep.state.dtype == ep.action.dtype == np.float32
     assert np.abs(ep.action).max() <= 1.0
     assert ep.meta == {"env": "metaworld", "env_name": "pick-place-v3", "task_name": "pick-place",
-                       "failure": None, "events": [], "seed": 3, "render": None}
+                       "failure": None, "pacing": "scripted", "events": [], "seed": 3,
+                       "render": None}
     assert np.abs(ep.state[:, 36:39]).sum() > 0, "goal is observable"
 
 
@@ -94,5 +95,7 @@ def test_success_is_the_flag_on_the_last_recorded_frame():
 
     oracle = SimpleNamespace(update=lambda t, f: None, done=False)
     injector = SimpleNamespace(mode=None, stop_at=None, action=lambda t, a, o, last: a)
-    record = _run(FlickerSim(), np.zeros(39), oracle, injector, max_steps=6)
+    pacer = SimpleNamespace(action=lambda t, a, o, last: a)
+    truth = SimpleNamespace(update=lambda f: 0.0)
+    record = _run(FlickerSim(), np.zeros(39), oracle, (pacer, injector), truth, max_steps=6)
     assert len(record["frames"]["corner"]) == 6 and record["success"] is False

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=128, help="image height")
     p.add_argument("--cameras", default="corner,gripper",
                    help="comma-separated cameras, the first is the main one")
-    p.add_argument("--max-steps", type=int, default=300,
+    p.add_argument("--max-steps", type=int, default=400,
                    help="most frames per episode (MetaWorld allows 500)")
     p.add_argument("--randomize", default="none", choices=("none", "train", "heldout"),
                    help="rendering conditions drawn per episode from its seed (camera pose, "
@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "MetaWorld's own")
     p.add_argument("--workers", type=int, default=1,
                    help="processes running episodes in parallel (the same dataset for any)")
+    p.add_argument("--pacing", choices=("human", "scripted"), default="human",
+                   help="human: demonstrations as people record them (uneven pace per "
+                        "sub-step, hesitation pauses, overshoot-and-correct, re-grasps, jitter; "
+                        "recorded as events); scripted: the experts' constant pace "
+                        "(default: human)")
     p.add_argument("--images", action="store_true",
                    help="store PNG images in the parquet files instead of mp4 videos")
     p.add_argument("--redo-episode", type=int, action="append", default=[], metavar="N",
@@ -58,7 +63,8 @@ def settings_from_args(args: argparse.Namespace):
     return CorpusSettings(tasks=_csv(args.tasks), failure_rate=args.failure_rate,
                           seed=args.seed, width=args.width, height=args.height,
                           cameras=_csv(args.cameras), max_steps=args.max_steps,
-                          video=not args.images, randomize=args.randomize)
+                          video=not args.images, randomize=args.randomize,
+                          pacing=args.pacing)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from procvlm.data.episode import Episode
 from procvlm.errors import ProcvlmError
 from procvlm.sim.env import ACTION_NAMES, CAMERAS, STATE_NAMES
 from procvlm.sim.failures import task_failure_modes
+from procvlm.sim.pacing import PACINGS
 from procvlm.sim.randomize import RANDOMIZE_CHOICES
 from procvlm.sim.rollout import FPS, MAX_PATH_LENGTH, rollout
 from procvlm.sim.tasks import TaskSpec, parse_tasks
@@ -57,6 +58,8 @@ class CorpusSettings:
         video: mp4 videos (True) or PNG images in the parquet files (False).
         randomize: rendering conditions drawn per episode from its seed: "none" (MetaWorld's
             own), "train" or "heldout" (disjoint spaces, see ``procvlm.sim.randomize``).
+        pacing: ``human`` (uneven pace, hesitations, overshoot, re-grasps; see
+            ``procvlm.sim.pacing``) or ``scripted`` (the experts' constant pace).
     """
 
     tasks: tuple[str, ...] = field(default=("pick-place",), metadata=_flag("--tasks"))
@@ -65,9 +68,10 @@ class CorpusSettings:
     width: int = field(default=128, metadata=_flag("--width"))
     height: int = field(default=128, metadata=_flag("--height"))
     cameras: tuple[str, ...] = field(default=("corner", "gripper"), metadata=_flag("--cameras"))
-    max_steps: int = field(default=300, metadata=_flag("--max-steps"))
+    max_steps: int = field(default=400, metadata=_flag("--max-steps"))
     video: bool = field(default=True, metadata=_flag("--images"))
     randomize: str = field(default="none", metadata=_flag("--randomize"))
+    pacing: str = field(default="human", metadata=_flag("--pacing"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(s.name for s in parse_tasks(list(self.tasks))))
@@ -86,9 +90,11 @@ class CorpusSettings:
         if self.randomize not in RANDOMIZE_CHOICES:
             raise ProcvlmError(f"--randomize {self.randomize!r}: choose from "
                                f"{', '.join(RANDOMIZE_CHOICES)}")
+        if self.pacing not in PACINGS:
+            raise ProcvlmError(f"--pacing {self.pacing}: choose from {', '.join(PACINGS)}")
         if not 1 <= self.max_steps <= MAX_PATH_LENGTH:
             raise ProcvlmError(f"--max-steps {self.max_steps} is outside 1..{MAX_PATH_LENGTH} "
-                               "(MetaWorld's horizon): pass e.g. 300")
+                               "(MetaWorld's horizon): pass e.g. 400")
 
     @property
     def specs(self) -> list[TaskSpec]:
@@ -108,6 +114,7 @@ class CorpusSettings:
         if unknown:
             raise ProcvlmError(f"{where} records settings {unknown} this procvlm does not know: "
                                "update procvlm or pass a new --out")
+        data = {"pacing": "scripted", **data}   # recorded before pacing existed: scripted
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def differences(self, other: CorpusSettings) -> list[str]:
@@ -231,7 +238,7 @@ def _rollout(job: tuple[CorpusSettings, tuple[TaskSpec, int, str | None], int]) 
     settings, (spec, ep_seed, failure), index = job
     return rollout(spec, ep_seed, failure, width=settings.width, height=settings.height,
                    cameras=settings.cameras, max_steps=settings.max_steps, episode_index=index,
-                   randomize=settings.randomize)
+                   randomize=settings.randomize, pacing=settings.pacing)
 
 
 def _episodes(jobs: list[tuple[CorpusSettings, tuple[TaskSpec, int, str | None], int]],
@@ -289,7 +296,7 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
     writer = LeRobotWriter(out, fps=FPS, cameras=cams, state_dim=len(STATE_NAMES),
                            action_dim=len(ACTION_NAMES), robot_type="sawyer",
                            video=settings.video, state_names=STATE_NAMES,
-                           action_names=ACTION_NAMES)
+                           action_names=ACTION_NAMES, true_progress=True)
     write_json(out / SETTINGS_PATH, {"settings": settings.to_dict(),
                                      "episodes": max(wanted, target or 0, held)})
     plans = episode_plans(max(wanted, held), settings.specs, settings.failure_rate, settings.seed)
@@ -308,9 +315,9 @@ def generate_corpus(out: str | Path, settings: CorpusSettings, episodes: int | N
 
 def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure_rate: float,
              seed: int, width: int = 128, height: int = 128, *,
-             cameras: Sequence[str] = ("corner", "gripper"), max_steps: int = 300,
+             cameras: Sequence[str] = ("corner", "gripper"), max_steps: int = 400,
              video: bool = True, progress: bool = True, randomize: str = "none",
-             workers: int = 1) -> Path:
+             workers: int = 1, pacing: str = "human") -> Path:
     """Write ``episodes`` MetaWorld episodes to a LeRobot v3 dataset at ``out``.
 
     A convenience over :func:`generate_corpus` with the settings as arguments. Running it again
@@ -330,6 +337,7 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
         progress: show a tqdm progress bar.
         randomize: rendering conditions, "none", "train" or "heldout" (see ``CorpusSettings``).
         workers: processes that run episodes in parallel.
+        pacing: ``human`` or ``scripted`` (see ``CorpusSettings.pacing``).
 
     Returns:
         The dataset folder.
@@ -341,5 +349,6 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
     settings = CorpusSettings(tasks=tuple(names), failure_rate=failure_rate, seed=seed,
                               width=width, height=height, cameras=tuple(cameras),
-                              max_steps=max_steps, video=video, randomize=randomize)
+                              max_steps=max_steps, video=video, randomize=randomize,
+                              pacing=pacing)
     return generate_corpus(out, settings, episodes, progress=progress, workers=workers).root

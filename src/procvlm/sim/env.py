@@ -51,7 +51,7 @@ class SimFacts:
     goal_gap: float = 0.0  # what is left of the task's goal measure (``SimEnv.goal_gap``)
 
 
-STILL = 1.5e-3
+STILL = 1e-3
 """Most motion (m per frame) of the gripper centre and of the object in a still frame."""
 
 

@@ -4,7 +4,9 @@ Scripted experts move at one constant pace, so on their successful episodes elap
 progress. People do not: ``human`` pacing changes the expert's action, frame by frame, with
 
 - a pace per plan step: the arm's motion is scaled by a factor drawn log-uniformly in
-  ``PACE_RANGE`` for each step (so one step can take several times longer than another);
+  ``PACE_RANGE`` for each step (so one step can take several times longer than another),
+  except while the expert closes the gripper on the object (the experts time their grip to
+  their own descent);
 - small jitter: white noise of ``JITTER`` on the motion;
 - hesitations: 1 or 2 pauses of ``HESITATION_FRAMES`` frames (the arm stops, the gripper keeps
   its command) while moving to the object, lifting it or doing the final action;
@@ -43,6 +45,9 @@ JITTER = 0.03
 
 HESITATION_FRAMES = (14, 31)
 """Length range (low inclusive, high exclusive) of a hesitation pause."""
+
+HESITATION_GAP = 15
+"""Fewest frames of motion between two hesitations."""
 
 P_OVERSHOOT = 0.5
 P_REGRASP = 0.35
@@ -151,7 +156,11 @@ class Pacer:
         self._prev = oracle.facts
         if paused:
             return a
-        a[:3] = a[:3] * self.pace[step] + JITTER * self.rng.standard_normal(3)
+        # The experts time their grip to their own descent: once one closes the gripper on
+        # the object, it moves at its own pace until the grasp holds.
+        closing = step <= GRASP and a[3] > 0
+        a[:3] = a[:3] * (1.0 if closing else self.pace[step]) \
+            + JITTER * self.rng.standard_normal(3)
         self._overshoot_step(frame, step, a, oracle)
         self._regrasp_step(frame, step, a, oracle)
         return np.clip(a, -1.0, 1.0)
@@ -160,6 +169,8 @@ class Pacer:
                   facts: SimFacts | None) -> bool:
         """Stop the arm when a hesitation is under way; True while paused."""
         busy = any(o is not None and o["end"] is None for o in (self._overshoot, self._regrasp))
+        busy = busy or any(h.start is not None and frame < h.start + h.duration + HESITATION_GAP
+                           for h in self.hesitations)
         for h in self.hesitations:
             if h.start is None and not busy and step < self.plan_len and (
                     (step == h.step and frame - self._entered[step] >= h.delay)
@@ -183,7 +194,7 @@ class Pacer:
             return
         gap = float(np.linalg.norm(f.tcp[:2] - f.obj[:2]))
         o = self._overshoot
-        if o is None and step == MOVE and gap < 0.06:
+        if o is None and step == MOVE and gap < 0.06 and a[3] <= 0:
             direction = f.obj[:2] - f.tcp[:2]
             norm = float(np.linalg.norm(direction))
             if norm < 1e-3:

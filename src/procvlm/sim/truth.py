@@ -19,14 +19,16 @@ geometric progress inside the step under way:
 - grasp (k = 1, the gripper within reach of the object): closure and contact,
   ``g = 0.5 * closure + 0.25 * pads`` with closure the gripper's closing from fully open (a
   closing of 0.4 counts as closed) and pads the number of pads (0 or 1) touching the object;
-- lift (k = 2, both pads touching the object, or did so within the last ``HOLD_FRAMES``
-  frames, as contacts flicker): lift height, ``g = (z_t - z_0) / lift`` with z_0 the object's
-  resting height before it was first grasped;
-- final step (k = K - 1, held and lifted; for tasks whose goal is the lift itself, as soon as
-  it is held): the goal gap closed, ``g = (G_0 - G_t) / (G_0 - tol)``, with G the task's goal
-  measure (object to goal, peg head to hole, nut onto the peg, nut height, hammer head to nail
-  plus nail depth, thermos to target; ``SimEnv.goal_gap``), G_0 its value on the first frame and
-  tol MetaWorld's success radius, capped at ``FINAL_CAP`` so that truth stays below 1.
+- lift and final step (both pads touching the object, or did so within the last
+  ``HOLD_FRAMES`` frames, as contacts flicker): ``k = 2`` and ``g = g_lift + g_final`` (each in
+  [0, 1], so these two steps share 2/K), where ``g_lift = (h - z_0) / LIFT_HEIGHT`` is the height
+  the object has reached since it was grasped (h, the highest point of this hold, so lowering it
+  onto a low goal takes nothing back) over its resting height before it was first grasped
+  (z_0), and ``g_final = (G_0 - G_t) / (G_0 - tol)`` is the goal gap closed, with G the task's
+  goal measure (object to goal, peg head to hole, nut onto the peg, hammer head to nail plus the
+  nail's depth, thermos to target; ``SimEnv.goal_gap``), G_0 its value on the first frame and tol
+  MetaWorld's success radius, capped at ``FINAL_CAP`` so that truth stays below 1. For a task
+  whose goal is the lift itself (K = 3), ``g = g_final`` with the goal height as the measure.
 
 Truth is 1 exactly from the frame on which MetaWorld's success holds while the object is carried
 (held, or lifted and not yet back at rest since it was last held), and stays 1 afterwards (the
@@ -48,6 +50,9 @@ from procvlm.sim.tasks import TaskSpec
 
 HOLD_FRAMES = 3
 """Frames a grasp counts as held after the pads last touched the object together."""
+
+LIFT_HEIGHT = 0.05
+"""Height (m) above its resting height at which the object counts as fully lifted."""
 
 FINAL_CAP = 0.99
 """Most geometric progress inside the final step before MetaWorld's success holds."""
@@ -75,6 +80,7 @@ class TruthTracker:
     _ever_grasped: bool = False
     _since_grasp: int = HOLD_FRAMES + 1
     _carrying: bool = False
+    _peak: float = 0.0            # highest object height during the current hold
 
     @property
     def plan_len(self) -> int:
@@ -90,6 +96,7 @@ class TruthTracker:
         if not self._ever_grasped:
             self._z0 = float(f.obj[2])  # the object settles before it is first grasped
         held = self._since_grasp <= HOLD_FRAMES and self._ever_grasped
+        self._peak = max(self._peak, float(f.obj[2])) if held else float(f.obj[2])
         lifted = float(f.obj[2]) > self._z0 + self.spec.lift
         if held and lifted:
             self._carrying = True
@@ -97,24 +104,24 @@ class TruthTracker:
             self._carrying = False
         if f.success and (held or self._carrying):
             self.done = True
-        value = 1.0 if self.done else self._partial(f, held, lifted)
+        value = 1.0 if self.done else self._partial(f, held)
         self.values.append(value)
         return value
 
-    def _partial(self, f: SimFacts, held: bool, lifted: bool) -> float:
+    def _partial(self, f: SimFacts, held: bool) -> float:
         """(k + g) / K below 1: the steps achieved by the state plus progress in the next."""
-        last = self.plan_len - 1
-        if held and (lifted or last == LIFT):
-            k, g = last, min(FINAL_CAP, self._goal_closed(f.goal_gap))
-        elif held:
-            k, g = LIFT, (float(f.obj[2]) - self._z0) / self.spec.lift
-        elif float(np.linalg.norm(f.tcp - f.obj)) < self.spec.reach:
-            closure = (1.0 - f.gripper) / CLOSED
-            k, g = GRASP, 0.5 * min(1.0, max(0.0, closure)) + 0.25 * min(f.pads, 1)
-        else:
-            d = float(np.linalg.norm(f.tcp - f.obj))
-            k, g = MOVE, (self._d0 - d) / (self._d0 - self.spec.reach)
-        return (k + min(1.0, max(0.0, g))) / self.plan_len
+        if held:
+            final = min(FINAL_CAP, max(0.0, self._goal_closed(f.goal_gap)))
+            if self.plan_len - 1 == LIFT:
+                return (LIFT + final) / self.plan_len
+            lift = min(1.0, max(0.0, (self._peak - self._z0) / LIFT_HEIGHT))
+            return (LIFT + lift + final) / self.plan_len
+        d = float(np.linalg.norm(f.tcp - f.obj))
+        if d < self.spec.reach:
+            closure = min(1.0, max(0.0, (1.0 - f.gripper) / CLOSED))
+            return (GRASP + 0.5 * closure + 0.25 * min(f.pads, 1)) / self.plan_len
+        g = (self._d0 - d) / (self._d0 - self.spec.reach)
+        return (MOVE + min(1.0, max(0.0, g))) / self.plan_len
 
     def _goal_closed(self, gap: float) -> float:
         tol = self.spec.goal_tol
