@@ -15,6 +15,7 @@ progress. People do not: ``human`` pacing changes the expert's action, frame by 
 - a re-grasp (with probability ``P_REGRASP``): just after the first grasp the gripper opens and
   backs off, then the expert grasps again.
 
+Tasks done without a grasp (``touch`` tasks) get the pace, jitter and hesitations only.
 Everything is drawn from the episode's seed, so an episode is the same every time. Each pause,
 overshoot and re-grasp is recorded as a ``PacingEvent`` (``meta["events"]``, end exclusive:
 ``hesitation`` from the first still frame (the arm coasts for a few frames after it stops; see
@@ -119,6 +120,7 @@ class Pacer:
     pacing: str
     rng: np.random.Generator
     plan_len: int
+    grasps: bool = True       # the task grasps its object (False for touch tasks)
     events: list[PacingEvent] = field(default_factory=list)
     _entered: dict[int, int] = field(default_factory=dict)   # step -> frame it was entered
     _overshoot: dict | None = None
@@ -130,13 +132,16 @@ class Pacer:
         r = self.rng
         lo, hi = np.log(PACE_RANGE[0]), np.log(PACE_RANGE[1])
         self.pace = np.exp(r.uniform(lo, hi, self.plan_len + 1))   # + the done tail
-        steps = [s for s in (MOVE, LIFT, self.plan_len - 1) if s != GRASP]
+        steps = sorted({s for s in (MOVE, LIFT, self.plan_len - 1)
+                        if s != GRASP and s < self.plan_len} if self.grasps
+                       else {MOVE, self.plan_len - 1})
         n = 1 + int(r.random() < 0.4)
         self.hesitations = [_Hesitation(int(r.choice(steps)), int(r.integers(2, 16)),
                                         int(r.integers(*HESITATION_FRAMES))) for _ in range(n)]
         self.overshoot_frames = int(r.integers(*OVERSHOOT_FRAMES)) \
-            if r.random() < P_OVERSHOOT else 0
-        self.release_frames = int(r.integers(*RELEASE_FRAMES)) if r.random() < P_REGRASP else 0
+            if r.random() < P_OVERSHOOT and self.grasps else 0
+        self.release_frames = int(r.integers(*RELEASE_FRAMES)) \
+            if r.random() < P_REGRASP and self.grasps else 0
         self.release_delay = int(r.integers(1, 4))
 
     @property
@@ -158,7 +163,7 @@ class Pacer:
             return a
         # The experts time their grip to their own descent: once one closes the gripper on
         # the object, it moves at its own pace until the grasp holds.
-        closing = step <= GRASP and a[3] > 0
+        closing = self.grasps and step <= GRASP and a[3] > 0
         a[:3] = a[:3] * (1.0 if closing else self.pace[step]) \
             + JITTER * self.rng.standard_normal(3)
         self._overshoot_step(frame, step, a, oracle)
@@ -174,7 +179,7 @@ class Pacer:
         for h in self.hesitations:
             if h.start is None and not busy and step < self.plan_len and (
                     (step == h.step and frame - self._entered[step] >= h.delay)
-                    or (step > h.step and step != GRASP)):
+                    or (step > h.step and (step != GRASP or not self.grasps))):
                 h.start = frame
             end = -1 if h.start is None else h.start + h.duration
             if h.start is not None and h.start <= frame < end:

@@ -30,6 +30,10 @@ geometric progress inside the step under way:
   MetaWorld's success radius, capped at ``FINAL_CAP`` so that truth stays below 1. For a task
   whose goal is the lift itself (K = 3), ``g = g_final`` with the goal height as the measure.
 
+Touch tasks (K = 2: move to the object, then press, pull, open, turn or slide it without a
+grasp) take ``truth_t = (g_move + g_final) / 2`` with the same two measures, the goal gap being
+the object point's distance to its target.
+
 Truth is 1 exactly from the frame on which MetaWorld's success holds while the object is carried
 (held, or lifted and not yet back at rest since it was last held), and stays 1 afterwards (the
 task is done). So: it is flat while the scene does not change (a function of the state); it falls
@@ -81,6 +85,15 @@ class TruthTracker:
     _since_grasp: int = HOLD_FRAMES + 1
     _carrying: bool = False
     _peak: float = 0.0            # highest object height during the current hold
+    _reached: bool = False        # the gripper came within reach of the object (touch tasks)
+
+    @property
+    def touch(self) -> bool:
+        return self.spec.kind == "touch"
+
+    @staticmethod
+    def _distance(f: SimFacts) -> float:
+        return float(np.linalg.norm(f.tcp - f.obj))
 
     @property
     def plan_len(self) -> int:
@@ -89,7 +102,7 @@ class TruthTracker:
     def update(self, f: SimFacts) -> float:
         """Truth progress at the next frame, in state ``f``; appended to ``values``."""
         if self._d0 is None:
-            self._d0 = max(float(np.linalg.norm(f.tcp - f.obj)), self.spec.reach + 1e-3)
+            self._d0 = max(self._distance(f), self.spec.reach + 1e-3)
             self._gap0 = max(f.goal_gap, self.spec.goal_tol + 1e-3)
         self._since_grasp = 0 if f.grasped else self._since_grasp + 1
         self._ever_grasped = self._ever_grasped or f.grasped
@@ -102,7 +115,8 @@ class TruthTracker:
             self._carrying = True
         elif not held and not lifted:
             self._carrying = False
-        if f.success and (held or self._carrying):
+        self._reached = self._reached or self._distance(f) < self.spec.reach
+        if f.success and (held or self._carrying or (self.touch and self._reached)):
             self.done = True
         value = 1.0 if self.done else self._partial(f, held)
         self.values.append(value)
@@ -110,18 +124,19 @@ class TruthTracker:
 
     def _partial(self, f: SimFacts, held: bool) -> float:
         """(k + g) / K below 1: the steps achieved by the state plus progress in the next."""
+        final = min(FINAL_CAP, max(0.0, self._goal_closed(f.goal_gap)))
+        move = min(1.0, max(0.0, (self._d0 - self._distance(f)) / (self._d0 - self.spec.reach)))
+        if self.touch:
+            return (move + final) / 2
         if held:
-            final = min(FINAL_CAP, max(0.0, self._goal_closed(f.goal_gap)))
             if self.plan_len - 1 == LIFT:
                 return (LIFT + final) / self.plan_len
             lift = min(1.0, max(0.0, (self._peak - self._z0) / LIFT_HEIGHT))
             return (LIFT + lift + final) / self.plan_len
-        d = float(np.linalg.norm(f.tcp - f.obj))
-        if d < self.spec.reach:
+        if self._distance(f) < self.spec.reach:
             closure = min(1.0, max(0.0, (1.0 - f.gripper) / CLOSED))
             return (GRASP + 0.5 * closure + 0.25 * min(f.pads, 1)) / self.plan_len
-        g = (self._d0 - d) / (self._d0 - self.spec.reach)
-        return (MOVE + min(1.0, max(0.0, g))) / self.plan_len
+        return (MOVE + move) / self.plan_len
 
     def _goal_closed(self, gap: float) -> float:
         tol = self.spec.goal_tol
