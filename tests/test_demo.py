@@ -58,3 +58,21 @@ def test_a_demo_folder_resumes_only_with_its_own_settings(tmp_path, capsys):
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(ProcvlmError, match="holds no procvlm demo"):
         record_settings(tmp_path / "mine", TINY)
+
+
+def test_the_demo_says_first_how_long_it_will_take(tmp_path, monkeypatch, capsys):
+    import procvlm.demo as demo
+    from procvlm.cli.main import main
+
+    def no_work(out, cfg):
+        print("work starts")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", no_work)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 130
+    lines = capsys.readouterr().out.splitlines()
+    minutes = DemoConfig().estimated_minutes()
+    assert lines[-1] == "work starts" and f"about {minutes:.0f} min" in lines[1]
+    assert 5 <= minutes <= 15, "the default demo is sized for 15 minutes on 2 cores"
+    bigger = dataclasses.replace(DemoConfig(), train_episodes=80, train_steps=400)
+    assert bigger.estimated_minutes() > minutes > demo.QUICK.estimated_minutes()

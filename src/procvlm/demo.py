@@ -36,6 +36,7 @@ class DemoConfig:
         max_steps: most frames per episode.
         train_steps: optimiser steps of every training run (the same for each model, so the
             comparison is fair whatever the machine's load).
+        train_batch: windows per optimiser step of every training run.
         failure_rate: share of episodes with an injected failure.
         seed: seed of the whole demo.
     """
@@ -43,12 +44,13 @@ class DemoConfig:
     train_tasks: tuple[str, ...] = ("pick-place", "assembly", "disassemble", "hammer",
                                     "shelf-place", "bin-picking", "basketball")
     ood_tasks: tuple[str, ...] = ("peg-insert-side", "stick-pull")
-    train_episodes: int = 64
-    test_episodes: int = 20
+    train_episodes: int = 40
+    test_episodes: int = 12
     size: int = 128
     cameras: tuple[str, ...] = ("corner",)
     max_steps: int = 200
-    train_steps: int = 400
+    train_steps: int = 200
+    train_batch: int = 32
     failure_rate: float = 0.5
     seed: int = 0
 
@@ -56,9 +58,36 @@ class DemoConfig:
         if self.train_episodes < 2 or self.test_episodes < 1:
             raise ValueError(f"train_episodes={self.train_episodes}, test_episodes="
                              f"{self.test_episodes}: need at least 2 and 1")
-        if self.train_steps < 1:
-            raise ValueError(f"train_steps={self.train_steps}: need at least 1 step")
+        if self.train_steps < 1 or self.train_batch < 1:
+            raise ValueError(f"train_steps={self.train_steps}, train_batch={self.train_batch}: "
+                             "need at least 1 of each")
 
+    def estimated_minutes(self) -> float:
+        """Wall-clock minutes the demo takes on a free 2-core machine, from CPU costs measured
+        there (``COSTS``); a machine shared with other work takes longer."""
+        gen_episodes = self.train_episodes + 2 * self.test_episodes
+        frames = gen_episodes * self.max_steps * COSTS["episode_fill"] * len(self.cameras)
+        setups = len(self.train_tasks) * 2 + len(self.ood_tasks)
+        generate = frames * COSTS["frame_s"] + setups * COSTS["task_setup_s"]
+        runs = len(compact_runs())
+        train = runs * (self.train_steps * self.train_batch * COSTS["window_s"]
+                        + COSTS["run_setup_s"])
+        other = COSTS["commands"] * COSTS["command_s"]
+        return (generate / COSTS["render_cores"] + train / 2 + other) / 60
+
+
+COSTS = {
+    "frame_s": 0.033,       # CPU seconds to simulate and render one frame (64 or 128 px alike)
+    "episode_fill": 0.65,   # mean episode length / max_steps of the scripted experts
+    "task_setup_s": 4.0,    # CPU seconds to build one task's simulator and renderer
+    "render_cores": 1.3,    # cores the software renderer keeps busy
+    "window_s": 0.02,       # CPU seconds per training window (forward, backward, augmentation)
+    "run_setup_s": 17.0,    # CPU seconds per training run outside its steps (start, validation)
+    "commands": 14,         # label, vqa, score, view, eval commands
+    "command_s": 8.0,       # seconds each of those takes
+}
+"""CPU costs behind ``DemoConfig.estimated_minutes``, measured on this project's 2-core machine
+(``procvlm train --steps 1`` against ``--steps 21``, single rendered episodes)."""
 
 QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
                    ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
@@ -74,6 +103,7 @@ class DemoResult:
     strip: Path
     seconds: float
     commands: list[str] = field(default_factory=list)
+    command_seconds: list[float] = field(default_factory=list)
 
 
 class _Runner:
@@ -81,6 +111,7 @@ class _Runner:
 
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.seconds: list[float] = []
 
     def __call__(self, *argv: str) -> None:
         from procvlm.cli.main import main
@@ -88,7 +119,9 @@ class _Runner:
         line = "procvlm " + " ".join(argv)
         logger.info("$ %s", line)
         self.commands.append(line)
+        start = time.monotonic()
         code = main(list(argv))
+        self.seconds.append(time.monotonic() - start)
         if code != 0:
             raise ProcvlmError(f"demo step failed ({line}, exit {code}): fix the error above "
                                "and run the demo again; finished steps are kept")
@@ -120,7 +153,7 @@ def _train(run: _Runner, data: Path, runs: Path, cfg: DemoConfig) -> dict[str, P
         if not (folder / "model" / "config.json").is_file():
             run("train", "--model", "compact", str(data), "--out", str(folder), "--scheme",
                 scheme, "--head", head, "--seed", str(cfg.seed), "--steps",
-                str(cfg.train_steps), *resume)
+                str(cfg.train_steps), "--batch-size", str(cfg.train_batch), *resume)
         out[name] = folder
     return out
 
@@ -205,4 +238,5 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     # progress as a reward: BC vs progress-weighted BC (policy.md, policy.png), quick setting
     run("policy", "--quick", "--out", str(out / "policy"))
     return DemoResult(out=out, report=out / "report" / "index.html", strip=strip,
-                      seconds=time.monotonic() - start, commands=run.commands)
+                      seconds=time.monotonic() - start, commands=run.commands,
+                      command_seconds=run.seconds)

@@ -8,20 +8,25 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
     p.add_argument("--quick", action="store_true",
-                   help="a 3-minute run: 3 tasks, a dozen episodes, short training")
+                   help="a short run: 3 tasks, a dozen episodes, short training")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole demo (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from procvlm.demo import QUICK, DemoConfig, run_demo
+    from procvlm.demo import QUICK, DemoConfig, compact_runs, run_demo
 
     cfg = dataclasses.replace(QUICK if args.quick else DemoConfig(), seed=args.seed)
+    episodes = cfg.train_episodes + 2 * cfg.test_episodes
+    print(f"procvlm demo: {episodes} MetaWorld episodes, {len(compact_runs())} compact models "
+          f"of {cfg.train_steps} steps, report in {args.out}/report", flush=True)
+    print(f"procvlm demo: about {cfg.estimated_minutes():.0f} min on a free 2-core machine, "
+          "longer on a busy one; interrupted, the same command resumes", flush=True)
     result = run_demo(args.out, cfg)
     print("\nThe pipeline, as commands:")
-    for line in result.commands:
-        print(f"  {line}")
+    for line, seconds in zip(result.commands, result.command_seconds):
+        print(f"  {line}   # {seconds:.0f} s")
     print(f"\ndone in {result.seconds / 60:.1f} min")
     print(f"frame strip with sub-steps and label curves: {result.strip}")
     print(f"report: {result.report}")
