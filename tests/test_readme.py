@@ -34,8 +34,11 @@ SMALL: dict[str, dict[str, str | None]] = {
     "generate": {"--episodes": "4", "--width": "48", "--height": "48", "--max-steps": "80"},
     "train": {"--steps": "4", "--batch-size": "8"},
     "vqa": {"--samples-per-episode": "1"},
+    "policy": {"--quick": None, "--episodes": "4", "--seeds": "1", "--rollouts": "2",
+               "--steps": "20"},
 }
-"""subcommand -> flag -> value; at most ``--episodes 4`` (a smaller README value is kept)."""
+"""subcommand -> flag -> value (None: a flag without a value); at most ``--episodes 4`` (a
+smaller README value is kept)."""
 
 
 def bash_commands(text: str) -> list[str]:
@@ -55,7 +58,9 @@ def shrink(argv: list[str]) -> list[str]:
     rules = SMALL.get(argv[1] if len(argv) > 1 else "", {})
     argv = list(argv)
     for flag, value in rules.items():
-        if flag in argv:
+        if value is None:
+            argv += [] if flag in argv else [flag]
+        elif flag in argv:
             i = argv.index(flag)
             if flag == "--episodes":
                 value = str(min(int(argv[i + 1]), int(value)))
@@ -72,6 +77,8 @@ def test_bash_commands_and_shrink_are_mechanical():
         "procvlm", "generate", "--episodes", "4", "--out", "d", "--width", "48", "--height",
         "48", "--max-steps", "80"]
     assert shrink(["procvlm", "generate", "--episodes", "2"])[3] == "2"
+    assert shrink(["procvlm", "policy", "--out", "p", "--quick"]).count("--quick") == 1
+    assert shrink(["procvlm", "policy", "--out", "p"])[3:5] == ["p", "--quick"]
 
 
 def test_readme_points_only_at_files_in_the_repository():
