@@ -44,12 +44,12 @@ class DemoConfig:
     train_tasks: tuple[str, ...] = ("pick-place", "assembly", "disassemble", "hammer",
                                     "shelf-place", "bin-picking", "basketball")
     ood_tasks: tuple[str, ...] = ("peg-insert-side", "stick-pull")
-    train_episodes: int = 40
-    test_episodes: int = 12
+    train_episodes: int = 32
+    test_episodes: int = 10
     size: int = 128
     cameras: tuple[str, ...] = ("corner",)
-    max_steps: int = 200
-    train_steps: int = 200
+    max_steps: int = 300
+    train_steps: int = 160
     train_batch: int = 32
     failure_rate: float = 0.5
     seed: int = 0
@@ -78,7 +78,8 @@ class DemoConfig:
 
 COSTS = {
     "frame_s": 0.033,       # CPU seconds to simulate and render one frame (64 or 128 px alike)
-    "episode_fill": 0.65,   # mean episode length / max_steps of the scripted experts
+    "episode_fill": 0.8,    # mean episode length / max_steps: human-paced successes take
+                            # 210-245 frames, failures often run to max_steps
     "task_setup_s": 4.0,    # CPU seconds to build one task's simulator and renderer
     "render_cores": 1.3,    # cores the software renderer keeps busy
     "window_s": 0.02,       # CPU seconds per training window (forward, backward, augmentation)
@@ -91,7 +92,7 @@ COSTS = {
 
 QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
                    ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
-                   size=64, max_steps=150, train_steps=60)
+                   size=64, max_steps=300, train_steps=60)
 
 
 @dataclass
