@@ -106,8 +106,8 @@ def test_report_leads_with_findings_and_defines_metrics(tmp_path):
     page = write_report(tmp_path, "t", ROWS, []).read_text()
     assert page.index("Findings") < page.index("Against simulator truth")
     assert page.index("Against simulator truth") < page.index("For comparison with the literature")
-    assert "<th>ccc_truth ↑</th>" in page and "<th>stall_drift ↓</th>" in page
-    assert "<b>ccc_truth ↑</b> (simulator truth)" in page
+    assert "<th>CCC vs truth ↑</th>" in page and "<th>still drift ↓</th>" in page
+    assert "<b>CCC vs truth ↑</b> (<code>ccc_truth</code>, against simulator truth)" in page
     assert "<td>300</td>" in page and "<td>–</td>" in page  # steps; none for label rows
 
 

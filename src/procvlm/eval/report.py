@@ -172,7 +172,7 @@ def plot_curve(curve: Mapping[str, Any], path: str | Path) -> Path:
 
 def _metric_header(column: str) -> str:
     metric = METRICS.get(column)
-    return f"{column} {metric.arrow}" if metric else column
+    return f"{metric.label} {metric.arrow}" if metric else column
 
 
 def table_groups(table: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -211,8 +211,9 @@ def _html_table(table: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
 
 
 def _definitions(cols: set[str]) -> str:
-    items = "".join(f"<li><b>{html.escape(k)} {m.arrow}</b> ({html.escape(m.reference)}): "
-                    f"{html.escape(m.definition)}</li>" for k, m in METRICS.items() if k in cols)
+    items = "".join(f"<li><b>{html.escape(m.label)} {m.arrow}</b> (<code>{html.escape(k)}</code>, "
+                    f"against {html.escape(m.reference)}): {html.escape(m.definition)}</li>"
+                    for k, m in METRICS.items() if k in cols)
     return f"<ul class=\"defs\">{items}</ul>" if items else ""
 
 
@@ -237,7 +238,8 @@ def findings_markdown(found: Sequence[Finding]) -> str:
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1150px}"
         "table{border-collapse:collapse;font-size:12px;margin-bottom:1em}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "th{background:#f3f3f3}td:nth-child(2){text-align:left}"
+        "th{background:#f3f3f3;max-width:7.5em;font-weight:normal}"
+        "td:nth-child(2){text-align:left}"
         ".defs{font-size:13px}.findings li{margin-bottom:.4em}"
         "section{margin:1.5em 0}img{max-width:100%;display:block;margin:4px 0}")
 
