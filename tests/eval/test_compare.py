@@ -181,3 +181,18 @@ def test_steps_are_the_annotation_whatever_the_reference_scheme(labelled):
     np.testing.assert_allclose(timed.reference, np.linspace(0, 1, 20))
     np.testing.assert_array_equal(timed.stage, ours.stage)
     assert timed.remaining == ours.remaining and ours.stage[-1] == 2
+
+
+def test_pick_curves_shows_each_event_once():
+    from procvlm.eval.compare import EpisodeTruth, pick_curves
+
+    # human pacing: every episode holds a hesitation; the failure also holds a regression
+    ok = EpisodeTruth(0, "t", True, stills=[(3, 9, "hesitation")])
+    ok2 = EpisodeTruth(1, "t", True, stills=[(2, 5, "hesitation")])
+    bad = EpisodeTruth(2, "t", False, failure="drop", stills=[(1, 4, "hesitation")],
+                       regressions=[7])
+    stalled = EpisodeTruth(3, "t", True, failure="stall", stills=[(4, 12, "stall")])
+    picked = [(kind, t.episode) for kind, t in pick_curves([ok, ok2, bad, stalled])]
+    # the rarest events are picked first: the failure shows the regression
+    assert picked == [("success", 1), ("stall", 3), ("hesitation", 0), ("regression", 2)]
+    assert [k for k, _ in pick_curves([bad])] == ["regression"]

@@ -79,6 +79,17 @@ class EpisodeTruth:
                 return kind
         return "success" if self.success else "failure"
 
+    def shows(self, kind: str) -> bool:
+        """Whether the episode holds what a ``kind`` example must show: a success with no
+        injected failure, a failed episode, a stall or hesitation stretch, a regression."""
+        if kind == "success":
+            return self.success and not self.failure
+        if kind == "failure":
+            return not self.success
+        if kind == "regression":
+            return bool(self.regressions)
+        return any(t == kind for _, _, t in self.stills)
+
 
 def episode_truth(ds: Any, table: Any, i: int, scheme: str = "procvlm") -> EpisodeTruth:
     """Ground truth of episode ``i`` of dataset ``ds`` with labels ``table``; ``scheme`` picks
@@ -185,14 +196,17 @@ def score_series(series: Series, truths: Sequence[EpisodeTruth]) -> dict[str, fl
     return summarize([_result(t, series) for t in truths])
 
 
-def pick_curves(truths: Sequence[EpisodeTruth], per_kind: int = 1) -> list[EpisodeTruth]:
-    """Up to ``per_kind`` episodes of each kind (``KINDS``), each one really holding the event
-    it illustrates (a still stretch, a regression, a failure), no episode twice."""
-    chosen: list[EpisodeTruth] = []
-    for kind in KINDS:
-        chosen += [t for t in truths if t.kind == kind
-                   and all(t is not c for c in chosen)][:per_kind]
-    return chosen
+def pick_curves(truths: Sequence[EpisodeTruth], per_kind: int = 1
+                ) -> list[tuple[str, EpisodeTruth]]:
+    """Up to ``per_kind`` (kind, episode) examples of each kind (``KINDS``), each episode really
+    holding what it illustrates (``EpisodeTruth.shows``), no episode twice; episodes whose most
+    specific event is the kind come first."""
+    chosen: list[tuple[str, EpisodeTruth]] = []
+    for kind in ("regression", "stall", "failure", "hesitation", "success"):  # rarest first
+        free = [t for t in truths if t.shows(kind) and all(t is not c for _, c in chosen)]
+        free.sort(key=lambda t: t.kind != kind)  # stable: dataset order otherwise
+        chosen += [(kind, t) for t in free[:per_kind]]
+    return sorted(chosen, key=lambda kt: KINDS.index(kt[0]))
 
 
 def _events(truth: EpisodeTruth) -> list[dict[str, Any]]:
@@ -208,14 +222,14 @@ class Comparison:
     curves: list[dict[str, Any]]
 
 
-def _curve(split: str, ds: Any, truth: EpisodeTruth,
+def _curve(split: str, ds: Any, kind: str, truth: EpisodeTruth,
            predictors: Mapping[str, tuple[str, Series]]) -> dict[str, Any]:
     outcome = "success" if truth.success else "failure"
     events = [f"{t} {a}-{b}" for a, b, t in truth.stills]
     events += [f"regression at {f}" for f in truth.regressions]
     title = (f"{truth.task} | {outcome}, failure mode: {truth.failure or 'none'}"
              f"{' | ' + ', '.join(events) if events else ''} | {split} episode {truth.episode}")
-    return {"episode": f"{split}/{truth.episode}", "kind": truth.kind, "title": title,
+    return {"episode": f"{split}/{truth.episode}", "kind": kind, "title": title,
             "series": {n: s.progress[truth.episode] for n, (src, s) in predictors.items()
                        if src == "model"},
             "labels": {n.removeprefix("labels:"): s.progress[truth.episode]
@@ -272,7 +286,8 @@ def compare_split(split: str, root: str | Path, models: Mapping[str, Any],
              **({} if steps is None else {"steps": steps.get(name)}),
              **score_series(series, truths)}
             for name, (source, series) in predictors.items()]
-    curves = [_curve(split, ds, t, predictors) for t in pick_curves(truths, curves_per_kind)]
+    curves = [_curve(split, ds, kind, t, predictors)
+              for kind, t in pick_curves(truths, curves_per_kind)]
     return Comparison(rows, curves)
 
 
