@@ -52,16 +52,18 @@ def model_tasks(model) -> tuple[list[str], list[str]]:
 def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Namespace,
                 seed: int) -> Path:
     """Generate and label one evaluation set (both steps resume); the folder is named after
-    the task list, so models trained on other tasks get their own sets."""
+    the tasks and generation options, so models trained on other tasks get their own sets."""
     from procvlm.cli.main import main
 
-    root = root.with_name(f"{root.name}-{zlib.crc32(','.join(tasks).encode()):08x}")
+    key = f"{','.join(tasks)};{args.pacing};{args.max_steps};{args.size};{args.episodes}"
+    root = root.with_name(f"{root.name}-{zlib.crc32(key.encode()):08x}")
     if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
         code = main(["generate", "--env", "metaworld", "--tasks", ",".join(tasks),
                      "--episodes", str(args.episodes), "--failure-rate", "0.5", "--seed",
                      str(seed), "--width", str(args.size), "--height", str(args.size),
                      "--cameras", "corner", "--max-steps", str(args.max_steps),
-                     "--randomize", randomize, "--workers", str(args.workers), "--images",
+                     "--randomize", randomize, "--pacing", args.pacing,
+                     "--workers", str(args.workers), "--images",
                      "--out", str(root)])
         code = code or main(["label", str(root), "--annotator", "oracle", "--scheme", "procvlm"])
         if code:
@@ -93,20 +95,22 @@ def _fmt(v: float) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="metaworld",
                    help="run or model folder, or 'metaworld' (the shipped checkpoint)")
     p.add_argument("--out", default="bench_generalize", help="folder of the evaluation sets")
     p.add_argument("--episodes", type=int, default=30, help="episodes per evaluation set")
     p.add_argument("--size", type=int, default=128, help="image size of the evaluation sets")
-    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--max-steps", type=int, default=400, help="most frames per episode")
+    p.add_argument("--pacing", choices=("human", "scripted"), default="human",
+                   help="pacing of the experts in the evaluation sets")
     p.add_argument("--heldout-tasks", default=None,
                    help="comma-separated held-out tasks (default: every task not trained on)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     p.add_argument("--workers", type=int, default=1, help="processes generating episodes")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
 
@@ -151,7 +155,8 @@ def main() -> None:
                    "targets": checks}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
         print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

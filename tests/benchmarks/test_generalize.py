@@ -1,0 +1,53 @@
+"""benchmarks/generalize.py on tiny evaluation sets: the three splits, the targets, the JSON."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.sim]
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generalize.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("generalize_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_scores_the_three_splits_and_writes_json(tmp_path, capsys):
+    bench = load_script()
+    argv = ["--model", "metaworld", "--out", str(tmp_path / "sets"), "--episodes", "2",
+            "--size", "32", "--max-steps", "40", "--pacing", "scripted",
+            "--heldout-tasks", "drawer-open", "--json", str(tmp_path / "g.json")]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "heldout-tasks/plain" in printed and "target heldout-tasks/plain voc" in printed
+    figures = json.loads((tmp_path / "g.json").read_text())
+    assert figures["heldout_tasks"] == ["drawer-open"]
+    assert "pick-place" in figures["trained_tasks"] and "drawer-open" not in figures["trained_tasks"]
+    assert set(figures["splits"]) == {"train-tasks/plain", "train-tasks/heldout-render",
+                                      "heldout-tasks/plain"}
+    for split in figures["splits"].values():
+        assert split["n_episodes"] == 2 and "ccc_truth" in split and "per_task" in split
+    assert [t["metric"] for t in figures["targets"]] == ["voc", "auroc", "auroc"]
+    held = tmp_path / "sets"
+    rendered = [p for p in held.iterdir() if p.name.startswith("train_heldout_render")]
+    from procvlm.data import open_dataset
+
+    ds = open_dataset(rendered[0])
+    assert ds.episode(0).meta["render"]["spec"] == "heldout"
+    # a second run reuses the evaluation sets
+    stamps = {p: p.stat().st_mtime_ns for p in held.iterdir()}
+    assert bench.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in held.iterdir()} == stamps
+
+
+def test_heldout_tasks_must_not_overlap_training_tasks(tmp_path):
+    bench = load_script()
+    with pytest.raises(SystemExit, match="need both, disjoint"):
+        bench.main(["--out", str(tmp_path), "--heldout-tasks", "pick-place"])
