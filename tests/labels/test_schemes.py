@@ -107,7 +107,8 @@ def test_procvlm_regression_by_hand():
             Subtask(B, 5, 7), Subtask(C, 7, 9)]
     out = compute_labels(subs, [A, B, C], 10, np.full(10, 1.0), True, "procvlm")
     b = np.array([0.75, 1.25, 1.0]) / 3.0  # L = (2, 4, 3), T = 9
-    expected = [0, b[0], b[0], b[0] + b[1], b[0] + b[1] + b[2] / 2,  # C cut short: half
+    expected = [0, b[0], b[0], b[0] + b[1], b[0] + b[1],  # C cut short after one frame: no
+                # change measured inside it, so nothing earned
                 b[0], b[0] + b[1],  # B redone: falls back to B's start, climbs again
                 b[0] + b[1], 1.0, 1.0]
     np.testing.assert_allclose(out.progress, expected, atol=1e-12)
@@ -294,3 +295,15 @@ def test_procvlm_drops_on_a_regression():
         assert p[-1] == 1.0
         checked += 1
     assert checked > 50
+
+
+def test_procvlm_uncompleted_step_without_change_earns_nothing():
+    # A moves then B never changes (a stalled failure): B earns nothing, not half at its end
+    subs = [Subtask(A, 0, 3), Subtask(B, 3, 6, completed=False)]
+    change = np.array([0.5, 1.0, 1.0, 0.5, 0.5, 0.5])
+    out = compute_labels(subs, [A, B], 6, change, False, "procvlm")
+    b = np.array([1.0, 1.0]) / 2.0  # L = (3, 3)
+    np.testing.assert_allclose(out.progress, [0, b[0] / 2, b[0], b[0], b[0], b[0]])
+    # completed, the same step jumps to its full credit at its last frame
+    done = compute_labels([Subtask(A, 0, 3), Subtask(B, 3, 6)], [A, B], 6, change, None)
+    np.testing.assert_allclose(done.progress[-2:], [b[0], 1.0])

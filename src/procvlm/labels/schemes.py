@@ -10,8 +10,9 @@ Four schemes (``SCHEMES``), all returning one ``EpisodeLabels``:
     only that is given; ``floor`` 0 by default, so frames without visual change add nothing and
     compression flicker in a still stretch does not accumulate),
     normalised to sum to 1 over the segment: the step's credit climbs from its start value to 1
-    when the segment is completed, to ``uncompleted_fraction`` (0.5) when it is not. A segment
-    whose frames are all identical keeps its credit until its last frame. When a segment repeats
+    when the segment is completed, to ``uncompleted_fraction`` (0.5) when it is not. A completed
+    segment whose frames are all identical keeps its credit until its last frame; an uncompleted
+    one keeps it to the end (nothing moved, nothing earned). When a segment repeats
     an earlier plan step (a completed sub-step was undone), the credit of that step and of every
     later one falls back to 0 and climbs again. ``progress = sum_k B_k * credit_k``; the done tail
     of a successful episode is flat at exactly 1 and its last frame is exactly 1. In a failed
@@ -238,11 +239,14 @@ def _weights(change: np.ndarray, start: int, end: int, floor: float) -> np.ndarr
 
 
 def _climb(change: np.ndarray, seg: _Segment, floor: float) -> np.ndarray:
-    """Inclusive cumulative share of a segment's work at each of its frames, ending at 1."""
+    """Inclusive cumulative share of a segment's work at each of its frames, ending at 1; a
+    segment without any visual change stays at 0, and a completed one jumps to 1 at its end
+    (an uncompleted one where nothing moved earned nothing)."""
     w = _weights(change, seg.start, seg.end, floor)
     total = w.sum()
     c = np.cumsum(w) / total if total > 0 else np.zeros(len(w))
-    c[-1] = 1.0
+    if total > 0 or seg.completed:
+        c[-1] = 1.0
     return c
 
 
