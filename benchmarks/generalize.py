@@ -41,11 +41,10 @@ TARGETS = [("heldout-tasks/plain", "voc", 0.8), ("heldout-tasks/plain", "auroc",
 
 
 def model_tasks(model) -> tuple[list[str], list[str]]:
-    """Names of the procvlm tasks the model was trained on, and of those it was not."""
+    """Names of the procvlm tasks the model learned a plan for in training, and the others."""
     from procvlm.sim import TASKS
 
-    known = set(model.plans) | set(model.budgets)
-    trained = [n for n, s in TASKS.items() if s.instruction in known]
+    trained = [n for n, s in TASKS.items() if model.known_plan(s.instruction) is not None]
     return trained, [n for n in TASKS if n not in trained]
 
 
