@@ -54,7 +54,7 @@ class QualityConfig:
     train_episodes: int = 96
     test_episodes: int = 24
     render_size: int = 128
-    max_steps: int = 200
+    max_steps: int = 300  # human-paced successes take 210-245 frames
     failure_rate: float = 0.5
     steps: int = 500
     image_size: int = 64
@@ -68,7 +68,7 @@ class QualityConfig:
 
 SMALL = QualityConfig(train_tasks=("pick-place", "assembly", "hammer"),
                       ood_tasks=("shelf-place",), train_episodes=24, test_episodes=8,
-                      render_size=64, max_steps=150, steps=300, image_size=32)
+                      render_size=64, max_steps=300, steps=300, image_size=32)
 
 QUICK = QualityConfig(train_tasks=("pick-place", "assembly"), ood_tasks=("hammer",),
                       train_episodes=4, test_episodes=2, render_size=32, max_steps=100,
@@ -88,6 +88,11 @@ def model_runs(augment_ablation: bool = False) -> dict[str, tuple[str, str, bool
 # ---------------------------------------------------------------- data
 
 
+def _log_setup() -> None:
+    """Log INFO lines with times (spawned workers start without the parent's set-up)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
 def _cli(*argv: str) -> None:
     from procvlm.cli.main import main
 
@@ -99,6 +104,7 @@ def _cli(*argv: str) -> None:
 def _make_split(job: tuple[str, tuple[str, ...], int, int, dict]) -> None:
     """Generate and label one dataset (in a worker process when ``--jobs`` > 1)."""
     root, tasks, episodes, seed, cfg_dict = job
+    _log_setup()
     cfg = QualityConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
     _cli("generate", "--env", "metaworld", "--tasks", ",".join(tasks), "--episodes",
          str(episodes), "--failure-rate", str(cfg.failure_rate), "--seed", str(seed),
@@ -159,6 +165,7 @@ def cache_texts(out: Path, cfg: QualityConfig, roots: dict[str, Path] | None = N
 def _train_one(job: tuple[str, str, str, str, str, bool, dict, int]) -> int:
     """Train one model (in a worker process); returns the steps reached."""
     name, data, run, text_cache, scheme_head, augment, cfg_dict, threads = job
+    _log_setup()
     from procvlm.models.compact import CompactConfig
     from procvlm.models.compact.text import TextEncoder
     from procvlm.training.compact import TrainConfig, train_compact
@@ -296,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", choices=("data", "train", "eval"), default="eval",
                    help="stop after this stage (default: eval, the whole benchmark)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _log_setup()
     cfg = QUICK if args.quick else SMALL if args.small else QualityConfig()
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
