@@ -10,8 +10,8 @@ For every label scheme (``procvlm.labels.SCHEMES``) it prints, with issue 8's ta
 - success AUROC of the final label (as ``procvlm eval`` computes it).
 
 The dataset is made by ``procvlm generate`` (human-like pacing, the default; mp4 video) and
-``procvlm label`` unless ``--data`` already holds a labelled one; fixed seed. About 10 minutes
-on 2 cores at the default size.
+``procvlm label`` unless ``--data`` already holds a labelled one; fixed seed. 16 episodes took
+11 minutes on 2 shared cores (generation is nearly all of it).
 
     python benchmarks/labels_truth.py [--data /tmp/labels_truth] [--json labels_truth.json]
 """
