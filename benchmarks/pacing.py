@@ -6,7 +6,7 @@ episode length with ``scripted`` and ``human`` pacing, and the human episodes' p
 Then truth-progress flatness (max - min of ``true_progress`` inside each event) over every
 hesitation of those episodes and over the injected stalls of ``stall`` episodes (human pacing).
 
-Run: MUJOCO_GL=egl python benchmarks/pacing.py [--seeds 3 --tasks pick-place,assembly]
+Run: MUJOCO_GL=egl python benchmarks/pacing.py [--seeds 3 --tasks pick-place,drawer-open]
 Targets: human success within 10 points of scripted per task; flatness <= 0.01 on every still
 stretch.
 """
@@ -64,12 +64,15 @@ def _fmt_still(values: list[float]) -> str:
 
 
 def main() -> None:
-    from procvlm.sim import TASKS, close_envs
+    from procvlm.cli.generate import DEFAULT_TASKS
+    from procvlm.sim import close_envs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    p.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated tasks "
+                   "(default: procvlm generate's)")
     p.add_argument("--seeds", type=int, default=3, help="episodes per task and pacing")
-    p.add_argument("--max-steps", type=int, default=500, help="frames per episode at most")
+    p.add_argument("--max-steps", type=int, default=400,
+                   help="frames per episode at most (default: procvlm generate's)")
     p.add_argument("--size", type=int, default=32, help="image side (rendering is not measured)")
     a = p.parse_args()
     print(f"{'task':16s} {'success scr':>11s} {'success hum':>11s} {'len scr':>8s} "

@@ -12,15 +12,16 @@ progress. People do not: ``human`` pacing changes the expert's action, frame by 
   its command) while moving to the object, lifting it or doing the final action;
 - an overshoot-and-correct approach (with probability ``P_OVERSHOOT``): near the object the hand
   keeps going past it for a few frames, then the expert corrects back;
-- a re-grasp (with probability ``P_REGRASP``): just after the first grasp the gripper opens and
-  backs off, then the expert grasps again.
+- a re-grasp (with probability ``P_REGRASP``): on the frame the first grasp holds, the gripper
+  opens (the object stays on the table) and the hand backs off, then the expert grasps again.
 
 Tasks done without a grasp (``touch`` tasks) get the pace, jitter and hesitations only.
 Everything is drawn from the episode's seed, so an episode is the same every time. Each pause,
 overshoot and re-grasp is recorded as a ``PacingEvent`` (``meta["events"]``, end exclusive:
 ``hesitation`` from the first still frame (the arm coasts for a few frames after it stops; see
 ``procvlm.sim.env.still``) to the first frame moving again, ``overshoot`` from the
-first frame pushed past the object until the hand is back as close to it as when it started,
+first frame pushed past the object until the hand, once past, is back as close to it as when
+it started,
 ``regrasp`` from the first released frame until both pads hold the object again). ``scripted``
 pacing returns the expert's action unchanged.
 """
@@ -53,8 +54,12 @@ HESITATION_GAP = 15
 P_OVERSHOOT = 0.5
 P_REGRASP = 0.35
 
-OVERSHOOT_FRAMES = (4, 9)
-"""Frames the hand is pushed past the object (1 cm per frame at full speed)."""
+OVERSHOOT_FRAMES = (6, 11)
+"""Frames the hand is pushed towards and past the object (1 cm per frame at full speed)."""
+
+OVERSHOOT_NEAR = (0.04, 0.08)
+"""An overshoot starts when the hand is within this horizontal and this 3-d distance (m) of the
+object (on its way down to it, not yet within reach)."""
 
 RELEASE_FRAMES = (5, 9)
 """Frames the gripper opens and backs off in a re-grasp."""
@@ -142,7 +147,6 @@ class Pacer:
             if r.random() < P_OVERSHOOT and self.grasps else 0
         self.release_frames = int(r.integers(*RELEASE_FRAMES)) \
             if r.random() < P_REGRASP and self.grasps else 0
-        self.release_delay = int(r.integers(1, 4))
 
     @property
     def human(self) -> bool:
@@ -198,21 +202,25 @@ class Pacer:
         if not self.overshoot_frames or f is None:
             return
         gap = float(np.linalg.norm(f.tcp[:2] - f.obj[:2]))
+        dist = float(np.linalg.norm(f.tcp - f.obj))
         o = self._overshoot
-        if o is None and step == MOVE and gap < 0.06 and a[3] <= 0:
+        if o is None and step == MOVE and gap < OVERSHOOT_NEAR[0] \
+                and oracle.spec.reach + 0.02 < dist < OVERSHOOT_NEAR[1] and a[3] <= 0:
             direction = f.obj[:2] - f.tcp[:2]
             norm = float(np.linalg.norm(direction))
             if norm < 1e-3:
                 return
             o = self._overshoot = {"start": frame, "dir": direction / norm, "gap": gap,
-                                   "end": None}
+                                   "end": None, "past": False}
         if o is None or o["end"] is not None:
             return
         pushed = frame - o["start"]
+        o["past"] = o["past"] or gap > o["gap"] + 0.01
         if pushed < self.overshoot_frames:
-            a[:2] = 0.8 * o["dir"]
+            a[:2] = o["dir"]
             a[2] = 0.2
-        elif gap <= o["gap"] or step != MOVE or pushed >= self.overshoot_frames + MAX_CORRECTION:
+        elif (o["past"] and gap <= o["gap"] + 0.005) or step != MOVE \
+                or pushed >= self.overshoot_frames + MAX_CORRECTION:
             o["end"] = frame
             self.events.append(PacingEvent("overshoot", o["start"], frame))
 
@@ -226,7 +234,7 @@ class Pacer:
         if r is None:
             grasped_at = oracle.completed_at.index(GRASP) if GRASP in oracle.completed_at \
                 else None
-            if grasped_at is None or frame < grasped_at + self.release_delay:
+            if grasped_at is None:
                 return
             if step != LIFT:
                 self.release_frames = 0   # already lifted: too late for a re-grasp
@@ -236,7 +244,8 @@ class Pacer:
             return
         released = frame - r["start"]
         if released < self.release_frames:
-            a[:3] = (0.0, 0.0, 0.5)
+            # Open first (the object must not leave with the hand), then back off upwards.
+            a[:3] = (0.0, 0.0, 0.5 if released >= 3 else 0.0)
             a[3] = -1.0
         elif f.grasped or released >= self.release_frames + MAX_CORRECTION:
             r["end"] = frame
