@@ -72,20 +72,21 @@ class DemoConfig:
         runs = len(compact_runs())
         train = runs * (self.train_steps * self.train_batch * COSTS["window_s"]
                         + COSTS["run_setup_s"])
-        other = COSTS["commands"] * COSTS["command_s"]
+        other = COSTS["commands"] * COSTS["command_s"] + COSTS["policy_s"]
         return (generate / COSTS["render_cores"] + train / 2 + other) / 60
 
 
 COSTS = {
-    "frame_s": 0.033,       # CPU seconds to simulate and render one frame (64 or 128 px alike)
-    "episode_fill": 0.8,    # mean episode length / max_steps: human-paced successes take
-                            # 210-245 frames, failures often run to max_steps
+    "frame_s": 0.035,       # CPU seconds to simulate and render one frame (64 or 128 px alike)
+    "episode_fill": 0.65,   # mean episode length / max_steps (196 of 300 over the demo's first
+                            # 23 human-paced episodes)
     "task_setup_s": 4.0,    # CPU seconds to build one task's simulator and renderer
     "render_cores": 1.3,    # cores the software renderer keeps busy
     "window_s": 0.02,       # CPU seconds per training window (forward, backward, augmentation)
     "run_setup_s": 17.0,    # CPU seconds per training run outside its steps (start, validation)
     "commands": 14,         # label, vqa, score, view, eval commands
     "command_s": 8.0,       # seconds each of those takes
+    "policy_s": 38.0,       # CPU seconds of `procvlm policy --quick`
 }
 """CPU costs behind ``DemoConfig.estimated_minutes``, measured on this project's 2-core machine
 (``procvlm train --steps 1`` against ``--steps 21``, single rendered episodes)."""

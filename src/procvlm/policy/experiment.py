@@ -54,6 +54,9 @@ class PolicyConfig:
     seeds: int = field(default=3, metadata={"help": "training seeds per method and task"})
     rollouts: int = field(default=50, metadata={"help": "evaluation rollouts per policy"})
     horizon: int = field(default=150, metadata={"help": "most steps of episodes and rollouts"})
+    pacing: str = field(default="scripted", metadata={
+        "help": "pace of the demonstrations: the experts' own (scripted) fits the horizon; "
+                "human-paced successes take 210-245 steps"})
     size: int = field(default=64, metadata={"help": "rendered image side (labels, scores)"})
     camera: str = field(default="corner", metadata={"help": "camera rendered for progress"})
     model: str = field(default="metaworld", metadata={"help": "compact model: run or shipped"})
@@ -100,7 +103,8 @@ def _corpus(root: Path, task: str, cfg: PolicyConfig) -> Path:
 
     try:
         generate(root, [task], cfg.episodes, cfg.failure_rate, cfg.seed, cfg.size, cfg.size,
-                 cameras=(cfg.camera,), max_steps=cfg.horizon, progress=False)
+                 cameras=(cfg.camera,), max_steps=cfg.horizon, progress=False,
+                 pacing=cfg.pacing)
     finally:
         close_envs()
     if not (labels_dir(root) / LABELS_FILE).is_file():
