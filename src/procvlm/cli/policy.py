@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rollouts", type=int, default=None,
                    help="evaluation rollouts per policy (default: 50)")
     p.add_argument("--steps", type=int, default=None,
-                   help="gradient steps of every policy (default: 2000)")
+                   help="gradient steps of every policy (default: 2000); with --online, "
+                        "environment steps per reward (default: 3000)")
     p.add_argument("--model", default=None,
                    help="compact progress model: a run folder or a shipped name (default: "
                         "metaworld)")
@@ -73,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if args.online:
         from procvlm.policy.online import QUICK_ONLINE, OnlineConfig, run_online
 
-        res = run_online(args.out, QUICK_ONLINE if args.quick else OnlineConfig())
+        cfg = QUICK_ONLINE if args.quick else OnlineConfig()
+        if args.steps is not None:
+            cfg = replace(cfg, steps=args.steps, learning_starts=min(cfg.learning_starts,
+                                                                     args.steps // 3))
+        res = run_online(args.out, cfg)
         print(res.table, end="")
         print(f"curves: {res.chart}\nresults: {res.json}")
         return 0
