@@ -52,7 +52,7 @@ HESITATION_GAP = 15
 """Fewest frames of motion between two hesitations."""
 
 P_OVERSHOOT = 0.5
-P_REGRASP = 0.35
+P_REGRASP = 0.2
 
 OVERSHOOT_FRAMES = (6, 11)
 """Frames the hand is pushed towards and past the object (1 cm per frame at full speed)."""
