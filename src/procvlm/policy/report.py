@@ -95,7 +95,7 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
 
     groups = list(summary["tasks"]) + ["average"]
     methods = list(dict.fromkeys(m for t in summary["tasks"] for m in summary["tasks"][t]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups)), 4.2))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
         xs, ys, err = [], [], [[], []]
@@ -112,7 +112,7 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))  # off bars
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
