@@ -35,17 +35,11 @@ def make_env(task: str, max_steps: int = 200, terminate_on_success: bool = False
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+    from procvlm.sim.env import metaworld_env
 
     if not 1 <= max_steps <= 500:
         raise ProcvlmError(f"max_steps={max_steps}: need 1..500 (MetaWorld's horizon)")
-    spec = get_task(task)
-    env = ALL_V3_ENVIRONMENTS[spec.env_name]()
-    env._partially_observable = False
-    env.__dict__.pop("sawyer_observation_space", None)
-    env._freeze_rand_vec = False
-    env.seeded_rand_vec = True
-    env._set_task_called = True
+    env = metaworld_env(get_task(task))
     env.max_path_length = 500
     wrapped: gym.Env = SeededReset(env)
     if terminate_on_success:

@@ -119,6 +119,20 @@ class Cameras:
         self._renderer.close()
 
 
+def metaworld_env(spec: TaskSpec) -> object:
+    """The MetaWorld v3 environment of ``spec``, goal observable, with object and goal drawn
+    from the seed passed to its ``seed()`` (what metaworld's goal-observable classes do)."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    env = ALL_V3_ENVIRONMENTS[spec.env_name]()
+    env._partially_observable = False
+    env.__dict__.pop("sawyer_observation_space", None)
+    env._freeze_rand_vec = False
+    env.seeded_rand_vec = True
+    env._set_task_called = True
+    return env
+
+
 class SimEnv:
     """One MetaWorld v3 task: environment (goal observable), scripted expert, cameras."""
 
@@ -126,16 +140,9 @@ class SimEnv:
                  cameras: tuple[str, ...] = ("corner", "gripper")) -> None:
         _check_gl()
         import metaworld.policies as policies
-        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         self.spec = spec
-        env = ALL_V3_ENVIRONMENTS[spec.env_name]()
-        # Goal-observable, seeded resets (what metaworld's goal-observable classes do).
-        env._partially_observable = False
-        env.__dict__.pop("sawyer_observation_space", None)
-        env._freeze_rand_vec = False
-        env.seeded_rand_vec = True
-        env._set_task_called = True
+        env = metaworld_env(spec)
         self.env = env
         self.policy = getattr(policies, spec.policy)()
         self.cameras = Cameras(env.model, cameras, width, height)
