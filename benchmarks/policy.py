@@ -4,8 +4,8 @@ success table (mean and 95% interval per task and on average) and writes it as J
     python benchmarks/policy.py [--out RUN] [--json PATH] [--quick] [--workers N]
 
 The default settings are ``procvlm policy``'s (4 tasks, 24 episodes each, 3 training seeds,
-50 rollouts per policy). ``--workers N`` runs N tasks at once in separate processes; the table
-is the same. An interrupted run resumes from ``--out``.
+50 rollouts per policy, 2 worker processes). ``--workers N`` shares the corpora and cells among
+N processes; the table is the same. An interrupted run resumes from ``--out``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,27 +20,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def _workers(out: Path, tasks: list[str], quick: bool, n: int) -> None:
-    cmd = [sys.executable, "-m", "procvlm.cli.main", "policy", "--out", str(out)]
-    cmd += ["--quick"] if quick else []
-    pending = list(tasks)
-    running: list[subprocess.Popen] = []
-    while pending or running:
-        while pending and len(running) < n:
-            running.append(subprocess.Popen(cmd + ["--only-task", pending.pop(0)]))
-        time.sleep(1.0)
-        for p in [p for p in running if p.poll() is not None]:
-            if p.returncode != 0:
-                raise SystemExit(f"a worker failed ({' '.join(p.args)}): exit {p.returncode}")
-            running.remove(p)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/policy", help="run folder (resumed if present)")
     p.add_argument("--json", default=None, help="also write the summary to this JSON file")
     p.add_argument("--quick", action="store_true", help="the test-sized settings")
-    p.add_argument("--workers", type=int, default=1, help="tasks run at once (processes)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes sharing the work (default: 2; 1 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = p.parse_args()
     import torch
@@ -53,9 +37,8 @@ def main() -> None:
     cfg = QUICK if args.quick else PolicyConfig()
     out = Path(args.out)
     start = time.monotonic()
-    if args.workers > 1:
-        _workers(out, list(cfg.tasks), args.quick, args.workers)
-    res = run_experiment(out, cfg, show_progress=False)
+    workers = args.workers if args.workers is not None else (1 if args.quick else 2)
+    res = run_experiment(out, cfg, show_progress=False, workers=workers)
     print(res.table, end="")
     print(f"({time.monotonic() - start:.0f} s; chart {res.chart})")
     if args.json:

@@ -11,18 +11,25 @@ from procvlm.cli.main import main
 @pytest.mark.slow
 def test_policy_quick_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "policy"
-    assert main(["policy", "--quick", "--out", str(out)]) == 0
+    assert main(["policy", "--quick", "--workers", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| plain BC |" in printed and "| RA-BC, procvlm labels |" in printed
+    assert "| %BC x RA-BC, procvlm labels |" in printed
     summary = json.loads((out / "policy.json").read_text())
     methods = set(summary["tasks"]["pick-place"])
-    assert {"bc", "time", "procvlm", "compact", "oracle"} <= methods
+    assert {"bc", "time", "procvlm", "compact", "top-time", "top-procvlm", "top-compact",
+            "oracle"} <= methods
+    # every time curve ends at 1: the return filter keeps every episode, same weights
+    shared = summary["same_weights"]["pick-place"]
+    assert shared["top-time"] == "time"
+    assert summary["tasks"]["pick-place"]["top-time"] == summary["tasks"]["pick-place"]["time"]
+    assert set(summary["references"]) == {"plain BC", "RA-BC", "%BC x RA-BC", "oracle"}
     corpus = summary["corpus"]["pick-place"]
     assert corpus["mean_weight"]["oracle"]["failed episodes"] == 0.0
     assert corpus["successful"] >= 1
     assert (out / "policy.png").stat().st_size > 5000
     cells = sorted((out / "results" / "pick-place").glob("*.json"))
-    assert len(cells) == len(methods)
+    assert len(cells) == len(methods) - len(shared)
     stamp = [c.stat().st_mtime_ns for c in cells]
     assert main(["policy", "--quick", "--out", str(out)]) == 0  # resumes: nothing redone
     assert [c.stat().st_mtime_ns for c in cells] == stamp
@@ -39,3 +46,5 @@ def test_worker_options_are_checked(tmp_path, capsys):
     assert "need 0 <= i < n" in capsys.readouterr().err
     assert main(["policy", "--quick", "--out", out, "--part", "x"]) == 2
     assert "I/N" in capsys.readouterr().err
+    assert main(["policy", "--quick", "--out", out, "--workers", "0"]) == 2
+    assert "--workers 0" in capsys.readouterr().err

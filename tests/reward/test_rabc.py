@@ -63,3 +63,40 @@ def test_progress_from_scores_and_bad_sources(tmp_path):
     np.testing.assert_allclose(curves[1], [0.3])
     with pytest.raises(ProcvlmError, match="progress source 'nope'"):
         load_progress(tmp_path, "nope")
+
+
+def test_return_filter_keeps_the_top_fraction_by_final_progress():
+    from procvlm.reward.rabc import return_filter
+
+    curves = {0: [0.0, 1.0], 1: [0.0, 0.9, 0.3], 2: [0.2, 0.6], 3: [0.0, 0.95], 4: [0.1, 0.2],
+              5: [0.0, 0.5], 6: [0.0, 0.4], 7: [0.0, 0.1]}
+    # returns (progress reached at the end): 1.0, 0.3, 0.6, 0.95, 0.2, 0.5, 0.4, 0.1
+    assert {k for k, v in return_filter(curves, 0.25).items() if v} == {0, 3}
+    assert {k for k, v in return_filter(curves, 0.1).items() if v} == {0}  # at least one
+    assert sum(return_filter(curves, 1.0).values()) == 8
+    with pytest.raises(ProcvlmError, match="keep=0"):
+        return_filter(curves, 0.0)
+
+
+def test_return_filter_keeps_ties_so_time_labels_filter_nothing():
+    from procvlm.reward.rabc import return_filter
+
+    time = {k: np.linspace(0, 1, n) for k, n in enumerate([5, 9, 30, 12])}
+    assert all(return_filter(time, 0.25).values())
+    tied = {0: [0.0, 0.8], 1: [0.0, 0.8], 2: [0.0, 0.3], 3: [0.0, 0.2]}
+    assert return_filter(tied, 0.25) == {0: True, 1: True, 2: False, 3: False}
+
+
+def test_filtered_weights_zero_episodes_that_never_finish():
+    from procvlm.reward.rabc import episode_weights, filtered_weights
+
+    success = np.linspace(0, 1, 20)
+    stalled = np.r_[np.linspace(0, 0.5, 10), np.full(10, 0.5)]  # climbs like a success, stops
+    dropped = np.r_[np.linspace(0, 0.8, 15), np.full(5, 0.2)]
+    curves = {0: success, 1: stalled, 2: dropped, 3: success * 0.98}
+    w = filtered_weights(curves, keep=0.5, chunk_size=4)
+    rabc = episode_weights(curves, chunk_size=4)
+    np.testing.assert_array_equal(w[0], rabc[0])
+    np.testing.assert_array_equal(w[3], rabc[3])
+    assert w[1].max() == 0.0 and w[2].max() == 0.0
+    assert rabc[1][:5].min() == 1.0  # the per-frame rule alone keeps the stalled climb

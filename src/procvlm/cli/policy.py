@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--online", action="store_true",
                    help="run the online RL check (SAC through ProgressReward) instead")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes sharing the corpora and cells (default: 2; 1 with --quick)")
 
 
 def _config(args: argparse.Namespace):
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from procvlm.policy.experiment import run_experiment
 
-    res = run_experiment(args.out, _config(args), only=args.only_task, part=_part(args.part))
+    workers = args.workers if args.workers is not None else (1 if args.quick else 2)
+    res = run_experiment(args.out, _config(args), only=args.only_task, part=_part(args.part),
+                         workers=workers)
     if res is None:
         print(f"{args.only_task}: cells done in {args.out}")
         return 0

@@ -1,6 +1,6 @@
-"""Policy rollouts on MetaWorld, state only (no rendering) for speed, with the sub-step oracle
-watching, so a failed rollout says where it failed; and a rendered replay of one rollout for a
-frame strip."""
+"""Policy rollouts on MetaWorld, state only (no renderer) and several environments in lockstep
+with one batched policy call per step, for speed, with the sub-step oracle watching, so a
+failed rollout says where it failed; and a rendered replay of one rollout for a frame strip."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from procvlm.data.episode import ArrayFrames, Episode
+from procvlm.errors import ProcvlmError
 from procvlm.policy.bc import MLPPolicy
 from procvlm.sim.env import SimEnv
 from procvlm.sim.oracle import SubstepOracle
@@ -56,55 +57,97 @@ def _outcome(success: bool, oracle: SubstepOracle) -> tuple[int, bool, str]:
     return reached, dropped, f"stuck: {step}"
 
 
-def run_policy(sim: SimEnv, policy: MLPPolicy, seed: int, horizon: int,
-               record: bool = False) -> tuple[Rollout, dict | None]:
-    """Roll ``policy`` out from ``seed`` for at most ``horizon`` steps.
+def state_envs(spec: TaskSpec, n: int) -> list[SimEnv]:
+    """``n`` environments of one task without cameras (no renderer: a state policy's rollouts
+    need none), for ``run_batch``."""
+    return [SimEnv(spec, cameras=()) for _ in range(n)]
+
+
+class _Live:
+    """One rollout in progress inside ``run_batch``."""
+
+    def __init__(self, sim: SimEnv, seed: int) -> None:
+        self.sim, self.seed = sim, int(seed)
+        self.obs = sim.reset(seed)
+        self.oracle = SubstepOracle(sim.spec, self.obs[4:7].copy())
+        self.success, self.steps = False, 0
+
+    def result(self) -> Rollout:
+        reached, dropped, outcome = _outcome(self.success, self.oracle)
+        return Rollout(self.seed, bool(self.success), self.steps, reached, dropped, outcome)
+
+
+def run_batch(sims: list[SimEnv], policy: MLPPolicy, seeds: list[int], horizon: int,
+              record: int | None = None) -> tuple[list[Rollout], dict | None]:
+    """Roll ``policy`` out from ``seeds`` in lockstep, one environment each, with one batched
+    policy call per step (rollouts that succeed stop; the others go on to ``horizon``).
 
     Args:
-        sim: the task's environment (its cameras are used only when ``record``).
+        sims: at least ``len(seeds)`` environments of the task.
         policy: the policy.
-        seed: start state.
+        seeds: start states.
         horizon: most steps.
-        record: also render the main camera and keep states, actions and the oracle.
+        record: index of the rollout to record: its environment renders its first camera,
+            and its states, actions and oracle are kept. The batch runs exactly as without.
 
     Returns:
-        The rollout and, when ``record``, its frames, states, actions and oracle.
+        One rollout per seed and, when ``record`` is given, that rollout's trace.
     """
-    obs = sim.reset(seed)
-    oracle = SubstepOracle(sim.spec, obs[4:7].copy())
-    frames, states, actions = [], [], []
-    success, t = False, 0
+    if len(sims) < len(seeds):
+        raise ProcvlmError(f"{len(seeds)} seeds for {len(sims)} environments: pass one each")
+    live = [_Live(sim, s) for sim, s in zip(sims, seeds)]
+    trace: dict = {"frames": [], "states": [], "actions": []}
     for t in range(horizon):
-        oracle.update(t, sim.facts(obs, success))
-        action = policy.act(obs)
-        if record:
-            frames.append(sim.render()[sim.cameras.names[0]])
-            states.append(obs.copy())
-            actions.append(action)
-        obs, success = sim.step(action)
-        if success:
+        active = [r for r in live if not r.success and r.steps == t]
+        if not active:
             break
-    reached, dropped, outcome = _outcome(success, oracle)
-    result = Rollout(int(seed), bool(success), t + 1, reached, dropped, outcome)
-    trace = {"frames": frames, "states": states, "actions": actions,
-             "oracle": oracle} if record else None
-    return result, trace
+        for r in active:
+            r.oracle.update(t, r.sim.facts(r.obs, False))
+        actions = policy.act(np.stack([r.obs for r in active]))  # (B, A)
+        for r, action in zip(active, actions):
+            if record is not None and r is live[record]:
+                trace["frames"].append(r.sim.render()[r.sim.cameras.names[0]])
+                trace["states"].append(r.obs.copy())
+                trace["actions"].append(action)
+            r.obs, r.success = r.sim.step(action)
+            r.steps = t + 1
+    if record is not None:
+        trace["oracle"] = live[record].oracle
+    return [r.result() for r in live], (trace if record is not None else None)
 
 
-def evaluate(sim: SimEnv, policy: MLPPolicy, rollouts: int, horizon: int) -> list[Rollout]:
-    """``rollouts`` rollouts from seeds ``EVAL_SEED_OFFSET + k`` (the same for every policy)."""
-    return [run_policy(sim, policy, EVAL_SEED_OFFSET + k, horizon)[0] for k in range(rollouts)]
+def evaluate(sims: list[SimEnv], policy: MLPPolicy, rollouts: int,
+             horizon: int) -> list[Rollout]:
+    """``rollouts`` rollouts from seeds ``EVAL_SEED_OFFSET + k`` (the same for every policy),
+    ``len(sims)`` at a time in lockstep (``run_batch``)."""
+    seeds = [EVAL_SEED_OFFSET + k for k in range(rollouts)]
+    out: list[Rollout] = []
+    for a in range(0, rollouts, len(sims)):
+        out += run_batch(sims, policy, seeds[a:a + len(sims)], horizon)[0]
+    return out
 
 
-def replay_strip(sim: SimEnv, spec: TaskSpec, policy: MLPPolicy, rollout: Rollout, horizon: int,
-                 out: str | Path, title: str, model=None) -> Path:
-    """Render a rollout again (same seed, deterministic) and draw its frame strip, with the
-    progress model's curve under it when ``model`` is given."""
+def replay_strip(sims: list[SimEnv], camera_sim: SimEnv, policy: MLPPolicy, rollout: Rollout,
+                 rollouts: int, horizon: int, out: str | Path, title: str,
+                 model=None) -> Path:
+    """Render a rollout of ``evaluate`` again and draw its frame strip, with the progress
+    model's curve under it when ``model`` is given.
+
+    The rollout's lockstep batch runs again exactly as ``evaluate(sims, policy, rollouts, ...)``
+    ran it (same seeds, same batched policy calls), with ``camera_sim`` in the recorded
+    rollout's place.
+    """
     from procvlm.viz.strip import draw_strip
 
-    _, trace = run_policy(sim, policy, rollout.seed, min(horizon, rollout.steps), record=True)
+    k = rollout.seed - EVAL_SEED_OFFSET
+    a = k - k % len(sims)
+    batch = list(sims)
+    batch[k - a] = camera_sim
+    seeds = [EVAL_SEED_OFFSET + j for j in range(a, min(a + len(sims), rollouts))]
+    _, trace = run_batch(batch, policy, seeds, horizon, record=k - a)
+    spec = camera_sim.spec
     ep = Episode(episode_index=0, task=spec.instruction, fps=20.0,
-                 frames={sim.cameras.names[0]: ArrayFrames(np.stack(trace["frames"]))},
+                 frames={camera_sim.cameras.names[0]: ArrayFrames(np.stack(trace["frames"]))},
                  state=np.asarray(trace["states"], np.float32),
                  action=np.asarray(trace["actions"], np.float32), success=rollout.success,
                  subtasks=trace["oracle"].subtasks(), plan=spec.plan)

@@ -6,14 +6,17 @@ annotator (every label scheme's curve is stored), scored by a compact progress m
 state-based MLP policy is trained on all of it by
 
 - ``bc``: plain behaviour cloning (every frame weighs 1);
-- ``time`` / ``procvlm``: RA-BC weights from the ``time`` / ``procvlm`` label curves;
-- ``compact``: RA-BC weights from the compact model's scores;
-- ``truth``: RA-BC weights from simulator-truth progress (when the corpus records it);
+- ``<source>``: RA-BC weights (LeRobot's per-frame rule) from a progress source: ``time``
+  labels, ``procvlm`` labels, the ``compact`` model's scores, simulator ``truth``;
+- ``top-<source>``: the same weights, but only on the episodes whose progress return (the
+  progress they end at) is in the top ``keep`` fraction (%BC, see ``reward.rabc``);
 - ``oracle``: only the successful episodes (weight 1, the others 0): the ceiling;
 
 with the same frames, mini-batches and number of gradient steps, for several training seeds,
-and evaluated by state-only rollouts from start states no policy trained on. Every cell's
-rollouts are saved as they finish, so an interrupted run resumes.
+and evaluated by state-only rollouts from start states no policy trained on. Methods whose
+weights come out identical (``top-time`` and ``time``: every time curve ends at 1) share their
+trained policies. Every cell's rollouts are saved as they finish, so an interrupted run
+resumes; ``workers`` processes share the cells.
 """
 
 from __future__ import annotations
@@ -32,15 +35,28 @@ from procvlm.policy.evaluate import Rollout, evaluate
 
 logger = logging.getLogger(__name__)
 
+SOURCES: dict[str, str] = {"time": "time labels", "procvlm": "procvlm labels",
+                           "compact": "compact model scores", "truth": "simulator truth"}
+"""Progress source key -> how the table names it."""
+
 METHODS: dict[str, str] = {
     "bc": "plain BC",
-    "time": "RA-BC, time labels",
-    "procvlm": "RA-BC, procvlm labels",
-    "compact": "RA-BC, compact model scores",
-    "truth": "RA-BC, simulator truth",
+    **{k: f"RA-BC, {v}" for k, v in SOURCES.items()},
+    **{f"top-{k}": f"%BC x RA-BC, {v}" for k, v in SOURCES.items()},
     "oracle": "BC on successes only (oracle)",
 }
 """Method key -> how the table names it."""
+
+REFERENCES: dict[str, str] = {
+    "plain BC": "behaviour cloning, every frame weighs 1",
+    "RA-BC": "reward-aligned BC, SARM (Chen et al. 2025) eq. 8-9, as LeRobot's RABCWeights: a "
+             "frame weighs 0 where progress falls over the next chunk_size frames",
+    "%BC x RA-BC": "filtered BC (%BC, Chen et al. 2021, Decision Transformer sec. 5.3) on the "
+                   "progress return (the progress an episode ends at): episodes outside the top "
+                   "`keep` fraction weigh 0, the others keep their RA-BC weights",
+    "oracle": "BC on the episodes MetaWorld counts as successful: the ceiling",
+}
+"""What each family of methods is and where it comes from (written into policy.json)."""
 
 
 @dataclass(frozen=True)
@@ -62,19 +78,26 @@ class PolicyConfig:
     model: str = field(default="metaworld", metadata={"help": "compact model: run or shipped"})
     chunk_size: int = field(default=10, metadata={"help": "RA-BC look-ahead in frames"})
     kappa: float = field(default=0.01, metadata={"help": "RA-BC full-weight delta"})
+    keep: float = field(default=0.25, metadata={
+        "help": "%BC: fraction of episodes kept by progress return. Fixed before any "
+                "measurement at the middle of the values Chen et al. 2021 report (10, 25, 40%): "
+                "10% of 24 episodes keeps only 2"})
+    vector: int = field(default=10, metadata={"help": "rollouts run in lockstep"})
     bc: BCConfig = field(default_factory=BCConfig, metadata={"help": "policy training"})
     seed: int = field(default=0, metadata={"help": "corpus seed"})
 
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ProcvlmError("PolicyConfig.tasks is empty: pass e.g. ('pick-place',)")
-        for name in ("episodes", "seeds", "rollouts", "horizon", "chunk_size"):
+        for name in ("episodes", "seeds", "rollouts", "horizon", "chunk_size", "vector"):
             if getattr(self, name) < 1:
                 raise ProcvlmError(f"PolicyConfig.{name}={getattr(self, name)}: need >= 1")
         if self.episodes < 2:
             raise ProcvlmError(f"PolicyConfig.episodes={self.episodes}: need >= 2 per task")
         if not 0.0 <= self.failure_rate < 1.0:
             raise ProcvlmError(f"PolicyConfig.failure_rate={self.failure_rate}: need [0, 1)")
+        if not 0.0 < self.keep <= 1.0:
+            raise ProcvlmError(f"PolicyConfig.keep={self.keep}: need a fraction in (0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +117,11 @@ class TaskData:
     actions: np.ndarray  # (N, 4)
     weights: dict[str, np.ndarray | None]  # method -> (N,) or None (plain BC)
     episodes: list[dict]  # per episode: index, length, success, failure
+    same_as: dict[str, str] = field(default_factory=dict)  # method -> earlier, same weights
+
+    def trained(self) -> list[str]:
+        """Methods that train their own policies (the others share an earlier one's)."""
+        return [m for m in self.weights if m not in self.same_as]
 
 
 def _corpus(root: Path, task: str, cfg: PolicyConfig) -> Path:
@@ -128,7 +156,7 @@ def _model_progress(root: Path, model_name: str) -> dict[int, np.ndarray]:
 def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
     """Generate, label and score one task's corpus; build every method's weights."""
     from procvlm.data import open_dataset
-    from procvlm.reward.rabc import episode_weights, progress_from_labels
+    from procvlm.reward.rabc import episode_weights, filtered_weights, progress_from_labels
 
     root = _corpus(out / "data" / task, task, cfg)
     ds = open_dataset(root)
@@ -139,9 +167,12 @@ def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
     if all(e.true_progress is not None for e in eps):
         sources["truth"] = {e.episode_index: e.true_progress for e in eps}
     weights: dict[str, np.ndarray | None] = {"bc": None}
-    for name, progress in sources.items():
-        w = episode_weights(progress, cfg.chunk_size, cfg.kappa)
-        weights[name] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
+    for prefix, rule in (("", lambda p: episode_weights(p, cfg.chunk_size, cfg.kappa)),
+                         ("top-", lambda p: filtered_weights(p, cfg.keep, cfg.chunk_size,
+                                                             cfg.kappa))):
+        for name, progress in sources.items():
+            w = rule(progress)
+            weights[prefix + name] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
     if not any(e.success for e in eps):
         raise ProcvlmError(f"no episode of {task} in {root} succeeded, so the oracle has nothing "
                            "to train on: pass more --episodes or a lower --failure-rate")
@@ -149,8 +180,15 @@ def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
                                         for e in eps])
     info = [{"index": e.episode_index, "length": len(e), "success": bool(e.success),
              "failure": e.meta.get("failure")} for e in eps]
+    same_as = {}
+    for k, m in enumerate(weights):
+        first = next((o for o in list(weights)[:k] if o not in same_as and weights[o] is not None
+                      and weights[m] is not None and np.array_equal(weights[o], weights[m])),
+                     None)
+        if first is not None:
+            same_as[m] = first
     return TaskData(task, np.concatenate([e.state for e in eps]),
-                    np.concatenate([e.action for e in eps]), weights, info)
+                    np.concatenate([e.action for e in eps]), weights, info, same_as)
 
 
 def _cell_path(out: Path, task: str, method: str, seed: int) -> Path:
@@ -158,13 +196,15 @@ def _cell_path(out: Path, task: str, method: str, seed: int) -> Path:
 
 
 def run_cell(out: Path, data: TaskData, method: str, seed: int, cfg: PolicyConfig,
-             sim) -> list[Rollout]:
-    """Train one policy and roll it out (or read the saved rollouts of a finished cell)."""
+             sims: list) -> list[Rollout]:
+    """Train one policy and roll it out in ``sims`` (or read the saved rollouts of a finished
+    cell; a method sharing another's weights reads that one's)."""
+    method = data.same_as.get(method, method)
     path = _cell_path(out, data.task, method, seed)
     if path.is_file():
         return [Rollout(**r) for r in json.loads(path.read_text())["rollouts"]]
     policy = train_bc(data.states, data.actions, data.weights[method], cfg.bc, seed)
-    rollouts = evaluate(sim, policy, cfg.rollouts, cfg.horizon)
+    rollouts = evaluate(sims, policy, cfg.rollouts, cfg.horizon)
     write_json(path, {"task": data.task, "method": method, "seed": seed,
                       "rollouts": [asdict(r) for r in rollouts]})
     _save_policy(out, data.task, method, seed, policy)
@@ -241,54 +281,108 @@ class PolicyResult:
     summary: dict
 
 
-def _strips(out: Path, data: TaskData, sim, cfg: PolicyConfig,
+def _strips(out: Path, data: TaskData, cfg: PolicyConfig,
             rollouts: dict[str, list[list[Rollout]]]) -> list[Path]:
-    """Frame strips of the first failed rollout of plain BC and of procvlm-weighted BC."""
+    """Frame strips of the first failed rollout of seed 0 of plain BC and of procvlm-weighted
+    BC (both weightings), replayed exactly as evaluated."""
     from procvlm.models import load_model
-    from procvlm.policy.evaluate import replay_strip
+    from procvlm.policy.evaluate import replay_strip, state_envs
+    from procvlm.sim.env import SimEnv
     from procvlm.sim.tasks import get_task
 
+    spec = get_task(data.task)
     paths, model = [], load_model(cfg.model)
-    for method in ("bc", "procvlm"):
-        failed = next((r for r in rollouts.get(method, [[]])[0] if not r.success), None)
-        if failed is None:
-            continue
-        policy = load_policy(out, data.task, method, 0, data.states.shape[1],
-                             data.actions.shape[1], cfg)
-        title = (f"{data.task}, {METHODS[method]}, seed 0, rollout seed {failed.seed}: "
-                 f"{failed.outcome} after {failed.steps} steps")
-        paths.append(replay_strip(sim, get_task(data.task), policy, failed, cfg.horizon,
-                                  out / f"failed_rollout_{data.task}_{method}.png", title, model))
+    sims = state_envs(spec, min(cfg.vector, cfg.rollouts))
+    camera = SimEnv(spec, width=cfg.size, height=cfg.size, cameras=(cfg.camera,))
+    try:
+        for method in ("bc", "procvlm", "top-procvlm"):
+            failed = next((r for r in rollouts.get(method, [[]])[0] if not r.success), None)
+            if failed is None:
+                continue
+            policy = load_policy(out, data.task, data.same_as.get(method, method), 0,
+                                 data.states.shape[1], data.actions.shape[1], cfg)
+            title = (f"{data.task}, {METHODS[method]}, seed 0, rollout seed {failed.seed}: "
+                     f"{failed.outcome} after {failed.steps} steps")
+            paths.append(replay_strip(sims, camera, policy, failed, cfg.rollouts, cfg.horizon,
+                                      out / f"failed_rollout_{data.task}_{method}.png", title,
+                                      model))
+    finally:
+        for sim in [*sims, camera]:
+            sim.close()
     return paths
 
 
 def _run_task(out: Path, task: str, cfg: PolicyConfig, show_progress: bool,
               part: tuple[int, int] | None = None
-              ) -> tuple[TaskData, dict[str, list[list[Rollout]]], list[Path]]:
+              ) -> tuple[TaskData, dict[str, list[list[Rollout]]]]:
+    """One task's corpus and cells (every n-th trained cell from the i-th with ``part``)."""
+    import time
+
     from tqdm.auto import tqdm
 
-    from procvlm.sim.env import SimEnv
+    from procvlm.policy.evaluate import state_envs
     from procvlm.sim.tasks import get_task
 
     data = prepare_task(out, task, cfg)
-    sim = SimEnv(get_task(task), width=cfg.size, height=cfg.size, cameras=(cfg.camera,))
+    sims = state_envs(get_task(task), min(cfg.vector, cfg.rollouts))
     try:
-        cells = [(m, s) for m in data.weights for s in range(cfg.seeds)]
+        cells = [(m, s) for m in data.trained() for s in range(cfg.seeds)]
         if part is not None:  # a worker's share: every n-th cell
             cells = cells[part[0]::part[1]]
         results: dict[str, list[list[Rollout]]] = {m: [] for m in data.weights}
         for m, s in tqdm(cells, desc=f"policy {task}", disable=not show_progress):
-            results[m].append(run_cell(out, data, m, s, cfg, sim))
-        strips = _strips(out, data, sim, cfg, results) \
-            if task == cfg.tasks[0] and part is None else []
+            start = time.monotonic()
+            results[m].append(run_cell(out, data, m, s, cfg, sims))
+            logger.info("%s %s seed %d: %.0f%% success (%.1f s)", task, m, s,
+                        100 * np.mean([r.success for r in results[m][-1]]),
+                        time.monotonic() - start)
+        for m, first in data.same_as.items():
+            results[m] = results[first]
     finally:
-        sim.close()
-    return data, results, strips
+        for sim in sims:
+            sim.close()
+    return data, results
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker(out: Path, task: str, cfg: PolicyConfig, part: tuple[int, int] | None) -> str:
+    """A pool job: a task's corpus (``part`` None) or its share ``part`` of the cells."""
+    if part is None:
+        prepare_task(out, task, cfg)
+    else:
+        _run_task(out, task, cfg, False, part)
+    return task
+
+
+def _run_parallel(out: Path, cfg: PolicyConfig, workers: int) -> None:
+    """Every task's corpus, then every trained cell, in ``workers`` processes (spawned: MuJoCo's
+    GL contexts do not survive a fork)."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        # corpora first (a task's cells need its corpus); one task per worker at a time
+        for task in pool.map(_worker, [out] * len(cfg.tasks), cfg.tasks,
+                             [cfg] * len(cfg.tasks), [None] * len(cfg.tasks)):
+            logger.info("%s: corpus ready", task)
+        jobs = [(t, (i, workers)) for i in range(workers) for t in cfg.tasks]
+        for task in pool.map(_worker, [out] * len(jobs), [t for t, _ in jobs],
+                             [cfg] * len(jobs), [p for _, p in jobs]):
+            logger.info("%s: a share of its cells done", task)
 
 
 def run_experiment(out: str | Path, config: PolicyConfig | None = None,
                    show_progress: bool = True, only: str | None = None,
-                   part: tuple[int, int] | None = None) -> PolicyResult | None:
+                   part: tuple[int, int] | None = None, workers: int = 1) -> PolicyResult | None:
     """Run the whole comparison into ``out`` (resumable; see the module docstring).
 
     Args:
@@ -299,6 +393,8 @@ def run_experiment(out: str | Path, config: PolicyConfig | None = None,
             task each; a final call without ``only`` then reads every cell and summarises).
         part: with ``only``, ``(i, n)`` runs every n-th cell from the i-th, so n workers can
             share one task once its corpus is written.
+        workers: processes that share the corpora and cells (the results are the same for any
+            number).
 
     Returns:
         The table, the output paths and the summary (None for a worker).
@@ -307,11 +403,10 @@ def run_experiment(out: str | Path, config: PolicyConfig | None = None,
 
     cfg = config or PolicyConfig()
     out = Path(out)
+    if workers < 1:
+        raise ProcvlmError(f"--workers {workers}: need >= 1")
     out.mkdir(parents=True, exist_ok=True)
     check_out(out, cfg)
-    success: dict[str, dict[str, np.ndarray]] = {}
-    outcomes: dict[str, dict[str, list[str]]] = {}
-    corpus, strips = {}, []
     if only is not None:
         if only not in cfg.tasks:
             raise ProcvlmError(f"--only-task {only!r} is not one of the tasks {cfg.tasks}")
@@ -319,18 +414,25 @@ def run_experiment(out: str | Path, config: PolicyConfig | None = None,
             raise ProcvlmError(f"--part {part[0]}/{part[1]}: need 0 <= i < n")
         _run_task(out, only, cfg, show_progress, part)
         return None
+    if workers > 1:
+        _run_parallel(out, cfg, workers)
+    success: dict[str, dict[str, np.ndarray]] = {}
+    outcomes: dict[str, dict[str, list[str]]] = {}
+    corpus, strips, shared = {}, [], {}
     for task in cfg.tasks:
-        data, results, task_strips = _run_task(out, task, cfg, show_progress)
+        data, results = _run_task(out, task, cfg, show_progress)
         corpus[task] = corpus_summary(data)
-        strips += task_strips
+        shared[task] = data.same_as
+        strips += _strips(out, data, cfg, results)
         success[task] = {m: np.array([[r.success for r in rs] for rs in per_seed], float)
                          for m, per_seed in results.items()}
         outcomes[task] = {m: [r.outcome for rs in per_seed for r in rs]
                           for m, per_seed in results.items()}
     summary = summarize(success, outcomes)
     names = {m: METHODS[m] for m in METHODS if any(m in success[t] for t in success)}
-    paths = write_outputs(out, summary, names, {"config": cfg.to_dict(), "corpus": corpus,
-                                                "strips": [str(p) for p in strips]})
+    paths = write_outputs(out, summary, names, {
+        "config": cfg.to_dict(), "corpus": corpus, "references": REFERENCES,
+        "same_weights": shared, "strips": [str(p) for p in strips]})
     logger.info("policy results in %s", out)
     return PolicyResult(out, paths["table"], paths["json"], paths["markdown"], paths["chart"],
                         strips, summary)

@@ -7,6 +7,15 @@ For each frame, ``delta = p[min(t + chunk, end - 1)] - p[t]`` inside its episode
 global ``mu = max(mean(delta), 0)`` and ``sigma = max(std(delta), eps)``:
 ``soft = clip((delta - (mu - 2 sigma)) / (4 sigma + eps), 0, 1)`` and
 ``w = 1 if delta > kappa; soft if 0 <= delta <= kappa; 0 if delta < 0``; NaN -> fallback.
+
+The per-frame rule cannot see that an episode never finishes: a failed episode climbs like a
+successful one until its failure, and only the frames just before a drop lose weight.
+``filtered_weights`` adds the episode-level view of filtered behaviour cloning (%BC, Chen et
+al. 2021, "Decision Transformer", sec. 5.3): an episode's progress return is the sum of its
+progress deltas from a start at 0, i.e. the progress it ended at, ``R = p[T-1]``; only the
+episodes whose return is among the top ``keep`` fraction (ties with the cut kept) keep their
+RA-BC weights, the others weigh 0. With ``time`` labels every episode ends at 1, so every
+episode ties and nothing is filtered: time says nothing about how far an episode got.
 """
 
 from __future__ import annotations
@@ -181,3 +190,44 @@ def load_progress(dataset: str | Path, source: str) -> dict[int, np.ndarray]:
         return progress_from_scores(pq.read_table(source))
     raise ProcvlmError(f"progress source {source!r} is not truth, labels:<scheme>, "
                        "model:<run> or a score parquet file")
+
+
+def return_filter(progress: Mapping[int, np.ndarray], keep: float = 0.25) -> dict[int, bool]:
+    """Which episodes filtered behaviour cloning (%BC) keeps: the top ``keep`` fraction by
+    progress return ``R = p[T-1]`` (at least one episode; every episode tied with the cut is
+    kept, so curves that all end at the same value keep every episode).
+
+    Args:
+        progress: episode index -> (T,) progress curve (any source, see ``load_progress``).
+        keep: fraction of episodes to keep, in (0, 1].
+
+    Returns:
+        Episode index -> kept.
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ProcvlmError(f"keep={keep}: pass a fraction of episodes in (0, 1], e.g. 0.25")
+    if not progress:
+        raise ProcvlmError("no episodes to filter: pass at least one progress curve")
+    returns = {k: float(np.asarray(v, np.float64).reshape(-1)[-1]) for k, v in progress.items()}
+    ranked = sorted(returns.values(), reverse=True)
+    cut = ranked[max(1, int(np.ceil(keep * len(ranked)))) - 1]
+    return {k: r >= cut for k, r in returns.items()}
+
+
+def filtered_weights(progress: Mapping[int, np.ndarray], keep: float = 0.25,
+                     chunk_size: int = 50, kappa: float = 0.01) -> dict[int, np.ndarray]:
+    """RA-BC weights (``episode_weights``) times the %BC filter (``return_filter``): the
+    frames of episodes outside the top ``keep`` fraction by progress return weigh 0.
+
+    Args:
+        progress: episode index -> (T,) progress curve.
+        keep: fraction of episodes kept by progress return.
+        chunk_size: RA-BC look-ahead in frames.
+        kappa: RA-BC full-weight delta.
+
+    Returns:
+        Episode index -> (T,) float32 weights in [0, 1].
+    """
+    kept = return_filter(progress, keep)
+    w = episode_weights(progress, chunk_size, kappa)
+    return {k: v if kept[k] else np.zeros_like(v) for k, v in w.items()}

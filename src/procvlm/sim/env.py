@@ -81,11 +81,14 @@ class Cameras:
             raise ProcvlmError(f"unknown camera(s) {unknown}: choose from {', '.join(CAMERAS)}")
         if width < 16 or height < 16:
             raise ProcvlmError(f"image size {width}x{height} is too small: use at least 16x16")
+        self.names = tuple(names)
+        self._option = mujoco.MjvOption()
+        self._renderer = None
+        if not self.names:  # state only (policy rollouts): no GL context
+            return
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        self.names = tuple(names)
         self._renderer = mujoco.Renderer(model, height=height, width=width)
-        self._option = mujoco.MjvOption()
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
@@ -116,7 +119,8 @@ class Cameras:
         return self._renderer.render()
 
     def close(self) -> None:
-        self._renderer.close()
+        if self._renderer is not None:
+            self._renderer.close()
 
 
 def metaworld_env(spec: TaskSpec) -> object:
