@@ -30,3 +30,15 @@ def test_summary_table_and_chart(tmp_path):
     assert "| plain BC | 0.0 [0.0, 0.0] | 12.5 [" in table and "| oracle | 100.0" in table
     paths = write_outputs(tmp_path, s, {"bc": "plain BC"}, {"config": {}})
     assert paths["chart"].stat().st_size > 5000 and paths["json"].is_file()
+
+
+def test_markdown_names_references_and_shared_weights(tmp_path):
+    s = summarize({"t": {"bc": np.zeros((1, 2)), "time": np.ones((1, 2)),
+                         "top-time": np.ones((1, 2))}},
+                  {"t": {m: ["success", "success"] for m in ("bc", "time", "top-time")}})
+    names = {"bc": "plain BC", "time": "RA-BC, time", "top-time": "%BC x RA-BC, time"}
+    write_outputs(tmp_path, s, names, {"references": {"RA-BC": "SARM eq. 8-9"},
+                                       "same_weights": {"t": {"top-time": "time"}}})
+    text = (tmp_path / "policy.md").read_text()
+    assert "- RA-BC: SARM eq. 8-9" in text
+    assert "- t: %BC x RA-BC, time has the same weights as RA-BC, time" in text

@@ -125,8 +125,13 @@ def write_outputs(out: Path, summary: dict, names: dict[str, str], extra: dict) 
     """``policy.json``, ``policy.md`` and ``policy.png`` in ``out``; returns their paths."""
     table = markdown_table(summary, names)
     write_json(out / "policy.json", {**summary, **extra, "methods": names})
+    notes = [f"- {k}: {v}" for k, v in extra.get("references", {}).items()]
+    for task, shared in extra.get("same_weights", {}).items():
+        notes += [f"- {task}: {names.get(m, m)} has the same weights as {names.get(o, o)} "
+                  "(same policies)" for m, o in shared.items()]
     write_text(out / "policy.md", "# Behaviour cloning with progress weights (success %, 95% "
-                                  "interval)\n\n" + table)
+                                  "interval)\n\n" + table + "".join(f"\n{n}" for n in notes)
+               + ("\n" if notes else ""))
     chart = bar_chart(summary, names, out / "policy.png",
                       "MetaWorld success of BC policies trained on a mixed-quality corpus")
     return {"json": out / "policy.json", "markdown": out / "policy.md", "chart": chart,
