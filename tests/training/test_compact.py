@@ -12,7 +12,8 @@ from procvlm.models import load_model
 from procvlm.models.compact import CompactConfig, TextEncoder
 from procvlm.training.compact import (TrainConfig, build_model, compute_budgets,
                                       compute_loss, evaluate, latest_checkpoint, lr_at,
-                                      make_batch, train_compact, train_step)
+                                      make_batch, stage_class_weights, stage_classes,
+                                      train_compact, train_step)
 from procvlm.training.data import corpus_from_episodes, synthetic_episodes
 
 torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared machine
@@ -51,6 +52,46 @@ def test_targets_and_loss(corpus):
     assert ((tg["within"] >= 0) & (tg["within"] <= 1)).all()
     loss, parts = compute_loss(model(frames, inputs), tg, TrainConfig())
     assert loss.item() > 0 and set(parts) == {"loss", "stage_ce", "within_l1", "progress_l1"}
+
+
+def test_stage_weights_lift_the_rare_done_class(corpus):
+    eps = list(range(corpus.num_episodes))
+    kmax = MCFG.max_plan_len
+    cls = stage_classes(corpus, corpus.frame_ids(eps), kmax)
+    counts = np.bincount(cls[cls >= 0], minlength=kmax + 1)
+    assert 0 < counts[kmax] < counts[:kmax].max()  # done is rarer than the commonest step
+    w = stage_class_weights(corpus, eps, kmax, 0.5)
+    assert w.shape == (kmax + 1,)
+    assert w[kmax] > w[int(np.argmax(counts[:kmax]))]
+    np.testing.assert_allclose(w[cls[cls >= 0]].mean(), 1.0, rtol=1e-5)  # average frame: 1
+    full = stage_class_weights(corpus, eps, kmax, 1.0)  # inverse frequency: classes weigh alike
+    seen = counts > 0
+    np.testing.assert_allclose(full[seen] * counts[seen], (full[seen] * counts[seen])[0],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(stage_class_weights(corpus, eps, kmax, 0.0), 1.0)
+    with pytest.raises(ProcvlmError, match="stage_balance"):
+        TrainConfig(stage_balance=1.5)
+
+
+def test_stage_loss_is_the_weighted_mean_cross_entropy(corpus):
+    torch.manual_seed(0)
+    model = build_model(corpus, [0, 1, 2], MCFG, encoder())
+    ids = np.arange(len(corpus.frames))
+    weights = stage_class_weights(corpus, list(range(corpus.num_episodes)), MCFG.max_plan_len,
+                                  0.5)
+    frames, inputs, plain = make_batch(model, corpus, ids)
+    _, _, balanced = make_batch(model, corpus, ids, class_weights=weights)
+    with torch.no_grad():
+        out = model(frames, inputs)
+    assert (plain["stage_weight"] == 1).all()
+    lab = balanced["stage"] >= 0
+    per = torch.nn.functional.cross_entropy(out.stage_logits[lab], balanced["column"][lab],
+                                            reduction="none")
+    w = balanced["stage_weight"][lab]
+    _, parts = compute_loss(out, balanced, TrainConfig())
+    assert parts["stage_ce"] == pytest.approx(float((per * w).sum() / w.sum()), rel=1e-5)
+    _, parts = compute_loss(out, plain, TrainConfig())
+    assert parts["stage_ce"] == pytest.approx(float(per.mean()), rel=1e-5)
 
 
 def test_steps_change_every_parameter_and_loss_falls(corpus):

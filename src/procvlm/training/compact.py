@@ -13,7 +13,11 @@ Process-wide torch settings (CPU threads, deterministic algorithms, the global R
 the run by ``torch_settings`` and restored when it ends, however it ends.
 
 The loss follows the model's head (``CompactConfig.head``): stage cross-entropy + within-step L1
-+ overall progress L1 for ``"reason"``; the overall progress L1 alone for ``"direct"``.
++ overall progress L1 for ``"reason"``; the overall progress L1 alone for ``"direct"``. The stage
+cross-entropy is class-balanced (``TrainConfig.stage_balance``): each class (plan position, or
+"done") weighs ``frequency ** -stage_balance`` over the training frames, scaled so an average frame
+weighs 1. Without it the "done" class, the ~10 frames after a success (2% of the frames), is never
+predicted, and a successful episode ends no higher than one stuck in its last step.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class TrainConfig:
     stage_weight: float = field(default=1.0, metadata={"help": "weight of the stage CE"})
     within_weight: float = field(default=1.0, metadata={"help": "weight of within-step L1"})
     progress_weight: float = field(default=2.0, metadata={"help": "weight of progress L1"})
+    stage_balance: float = field(default=0.5, metadata={
+        "help": "stage CE class weights: frequency ** -this over the training frames (0: none)"})
     augment: bool = field(default=True, metadata={"help": "augment training windows"})
     augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={
         "help": "amounts of the augmentation (processor_compact.AugmentConfig)"})
@@ -77,6 +83,9 @@ class TrainConfig:
                                f"threads={self.threads}: need positive values")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ProcvlmError(f"val_fraction={self.val_fraction}: need 0 <= fraction < 1")
+        if not 0.0 <= self.stage_balance <= 1.0:
+            raise ProcvlmError(f"stage_balance={self.stage_balance}: need 0 (plain CE) to 1 "
+                               "(inverse class frequency)")
         if self.keep_checkpoints < 1:
             raise ProcvlmError(f"keep_checkpoints={self.keep_checkpoints}: need >= 1")
 
@@ -159,11 +168,33 @@ def training_plans(corpus: Corpus, episodes: list[int]) -> dict[str, list[str]]:
     return plans
 
 
+def stage_classes(corpus: Corpus, ids: np.ndarray, max_plan_len: int) -> np.ndarray:
+    """Stage class of each frame: its plan position, ``max_plan_len`` for "done", -1 unlabelled."""
+    k = np.array([len(p) for p in corpus.plans])[corpus.episode_of(ids)]
+    stage = corpus.stage[ids]
+    return np.where(stage < 0, -1, np.where(stage >= k, max_plan_len, stage))
+
+
+def stage_class_weights(corpus: Corpus, episodes: list[int], max_plan_len: int,
+                        balance: float) -> np.ndarray:
+    """(max_plan_len + 1,) stage CE weights per class (plan positions, then "done"):
+    ``frequency ** -balance`` over the labelled frames of ``episodes``, scaled so that the
+    average labelled frame weighs 1; 1 for classes that never occur (they are no target)."""
+    cls = stage_classes(corpus, corpus.frame_ids(episodes), max_plan_len)
+    counts = np.bincount(cls[cls >= 0], minlength=max_plan_len + 1).astype(np.float64)
+    if balance == 0 or counts.sum() == 0:
+        return np.ones(max_plan_len + 1, np.float32)
+    freq = counts / counts.sum()
+    w = np.where(counts > 0, np.maximum(freq, 1e-12) ** -balance, 1.0)
+    return (w / float((freq * w).sum())).astype(np.float32)
+
+
 def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
-               augment: AugmentConfig | None = None, gen: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, Any, dict]:
+               augment: AugmentConfig | None = None, gen: torch.Generator | None = None,
+               class_weights: np.ndarray | None = None) -> tuple[torch.Tensor, Any, dict]:
     """Windows, text inputs and targets of the given global frame ids; windows are augmented
-    with ``augment`` (drawing from ``gen``) when it is given."""
+    with ``augment`` (drawing from ``gen``) when it is given; ``class_weights``
+    (``stage_class_weights``) give each frame its stage CE weight (1 when None)."""
     cfg = model.config
     eps = corpus.episode_of(ids)
     frames = torch.from_numpy(corpus.frames[corpus.windows(ids, cfg.window, cfg.stride)])
@@ -181,22 +212,32 @@ def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
     lo = inputs.bounds.gather(1, s[:, None]).squeeze(1)
     hi = inputs.bounds.gather(1, (s + 1)[:, None]).squeeze(1)
     within = ((progress - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+    cls = stage_classes(corpus, ids, cfg.max_plan_len)
+    weight = (np.ones(len(ids), np.float32) if class_weights is None
+              else np.asarray(class_weights, np.float32)[np.maximum(cls, 0)])
     targets = {"stage": stage, "column": torch.where(stage >= k, torch.full_like(stage, kmax), s),
-               "in_step": in_step, "within": within, "progress": progress}
+               "in_step": in_step, "within": within, "progress": progress,
+               "stage_weight": torch.from_numpy(weight)}
     return frames, inputs, targets
 
 
 def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Stage cross-entropy + within-step L1 (at the labelled step) + overall progress L1; the
-    progress L1 alone for a direct head (``out.stage_logits is None``)."""
+    """Stage cross-entropy (each frame weighted by ``targets["stage_weight"]``, a weighted
+    mean) + within-step L1 (at the labelled step) + overall progress L1; the progress L1 alone
+    for a direct head (``out.stage_logits is None``)."""
     prog = F.l1_loss(out.progress, targets["progress"])
     if out.stage_logits is None:
         loss = tcfg.progress_weight * prog
         return loss, {"loss": float(loss.detach()), "progress_l1": float(prog.detach())}
     labelled = targets["stage"] >= 0
-    ce = (F.cross_entropy(out.stage_logits[labelled], targets["column"][labelled])
-          if labelled.any() else out.progress.sum() * 0)
+    if labelled.any():
+        w = targets["stage_weight"][labelled]
+        per_frame = F.cross_entropy(out.stage_logits[labelled], targets["column"][labelled],
+                                    reduction="none")
+        ce = (per_frame * w).sum() / w.sum().clamp(min=1e-12)
+    else:
+        ce = out.progress.sum() * 0
     col = targets["column"].clamp(max=out.within.shape[1] - 1)
     q = out.within.gather(1, col[:, None]).squeeze(1)
     mask = targets["in_step"].float()
@@ -323,12 +364,13 @@ def lr_at(step: int, total: int, tcfg: TrainConfig) -> float:
 
 
 def train_step(model: CompactProgressModel, opt: torch.optim.Optimizer, corpus: Corpus,
-               ids: np.ndarray, lr: float, tcfg: TrainConfig, gen: torch.Generator
-               ) -> dict[str, float]:
-    """One optimisation step on the windows of ``ids``."""
+               ids: np.ndarray, lr: float, tcfg: TrainConfig, gen: torch.Generator,
+               class_weights: np.ndarray | None = None) -> dict[str, float]:
+    """One optimisation step on the windows of ``ids`` (stage CE weighted by
+    ``class_weights``, see ``stage_class_weights``)."""
     model.train()
     augment = tcfg.augmentation if tcfg.augment else None
-    frames, inputs, targets = make_batch(model, corpus, ids, augment, gen)
+    frames, inputs, targets = make_batch(model, corpus, ids, augment, gen, class_weights)
     loss, parts = compute_loss(model(frames, inputs), targets, tcfg)
     for g in opt.param_groups:
         g["lr"] = lr
@@ -368,6 +410,9 @@ class CompactTrainer:
         self.batch_size = min(train_config.batch_size, len(self.train_ids))
         self.per_epoch = max(1, len(self.train_ids) // self.batch_size)
         self.model = build_model(corpus, self.train_eps, model_config, text_encoder)
+        self.class_weights = stage_class_weights(corpus, self.train_eps,
+                                                 model_config.max_plan_len,
+                                                 train_config.stage_balance)
         self.opt = torch.optim.AdamW(self.model.net.parameters(), lr=train_config.lr,
                                      weight_decay=train_config.weight_decay)
         self.gen = torch.Generator().manual_seed(train_config.seed + 1)
@@ -405,7 +450,7 @@ class CompactTrainer:
             while self.state.step < total:
                 lr = lr_at(self.state.step, total, self.tcfg)
                 self.last = train_step(self.model, self.opt, self.corpus, self.next_batch(), lr,
-                                       self.tcfg, self.gen)
+                                       self.tcfg, self.gen, self.class_weights)
                 self.state.step += 1
                 self.state.batch_pos += 1
                 bar.update(1)
