@@ -272,10 +272,21 @@ def _fmt(v: object) -> str:
     return "n/a" if v is None else str(v)
 
 
+def outcome_line(rows: list[dict], split: str) -> str:
+    """How many episodes of ``split`` succeeded and failed: AUROC ranks every success against
+    every failure, so with few failures one episode moves it a lot."""
+    row = next((r for r in rows if r["split"] == split and "n_episodes" in r), None)
+    if row is None:
+        return f"{split}: no episode scored"
+    n, ok = int(row["n_episodes"]), int(row["n_success"])
+    return (f"{n} episodes, {ok} successful, {n - ok} failed: AUROC ranks {ok * (n - ok)} "
+            "success/failure pairs")
+
+
 def print_report(rows: list[dict], checks: list[dict]) -> None:
-    """The table per split, then the targets."""
+    """The table per split (with its outcome counts), then the targets."""
     for split in SPLITS:
-        print(f"\n== {split}")
+        print(f"\n== {split}: {outcome_line(rows, split)}")
         print(f"{'':<24}" + "".join(f"{c[:11]:>12}" for c in COLUMNS))
         for r in (r for r in rows if r["split"] == split):
             print(f"{r['name']:<24}" + "".join(f"{_fmt(r.get(c)):>12}" for c in COLUMNS))
@@ -295,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a small run for a loaded machine: 3 tasks, 24 training episodes, 8 "
                         "held-out per split, 32x32 model input, 300 steps")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of every model")
+    p.add_argument("--train-episodes", type=int, default=None,
+                   help="training episodes (default: the size's; a new --out folder when "
+                        "changed)")
     p.add_argument("--jobs", type=int, default=1,
                    help="datasets made and models trained in parallel processes (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per model (default 2)")
@@ -307,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else SMALL if args.small else QualityConfig()
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.train_episodes is not None:
+        cfg = dataclasses.replace(cfg, train_episodes=args.train_episodes)
     out, start = Path(args.out), time.monotonic()
     cache_texts(out, cfg)
     roots = make_data(out, cfg, args.jobs)

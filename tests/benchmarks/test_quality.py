@@ -25,6 +25,7 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(tmp_path, c
     assert quality.main(["--quick", "--out", str(out), "--json", str(tmp_path / "q.json")]) == 0
     printed = capsys.readouterr().out
     assert "== targets (test_id)" in printed and "compact-direct[procvlm]" in printed
+    assert "success/failure pairs" in printed  # the episodes that decide AUROC are counted
     figures = json.loads((tmp_path / "q.json").read_text())
     names = {(r["split"], r["name"]) for r in figures["rows"]}
     for split in ("test_id", "test_ood"):
@@ -38,3 +39,12 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(tmp_path, c
     stamp = (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns
     assert quality.main(["--quick", "--out", str(out)]) == 0
     assert (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_outcome_line_counts_the_pairs_auroc_ranks():
+    quality = load_script()
+    rows = [{"split": "test_id", "name": "m", "n_episodes": 8, "n_success": 6},
+            {"split": "test_id", "name": "labels:time", "n_episodes": 8, "n_success": 6}]
+    assert quality.outcome_line(rows, "test_id") == (
+        "8 episodes, 6 successful, 2 failed: AUROC ranks 12 success/failure pairs")
+    assert quality.outcome_line(rows, "test_ood") == "test_ood: no episode scored"
