@@ -15,6 +15,8 @@ Every figure is measured here, nothing is projected:
 - ``sft``: LoRA fine-tuning samples/s (TRL ``SFTTrainer``, no activation checkpointing),
   timed after the first steps.
 - ``static``: whole answers with a static KV cache (transformers compiles the decoding step).
+- ``breakdown``: where one readout batch's time goes (encoding, position ids on the device vs
+  the CPU, vision tower, prompt pass, one decoding step).
 - ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers.
 
 On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
@@ -48,7 +50,8 @@ from procvlm.models.vlm.tiny import build_tiny_vlm
 
 TASK = "place the puck onto the goal"
 PLAN = ["Grasp the puck", "Place the puck onto the goal"]
-SECTIONS = ("preprocess", "generate", "readout", "score", "sft", "static", "accuracy", "profile")
+SECTIONS = ("preprocess", "generate", "readout", "score", "sft", "static", "accuracy", "profile",
+            "breakdown")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ class Settings:
     tokens: int = 40
     episodes: int = 4
     length: int = 143
-    sft_samples: int = 256
-    sft_steps: int = 24
+    sft_samples: int = 512
+    sft_steps: int = 64
     sft_batch: int = 8
 
 
@@ -305,7 +308,7 @@ def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
                          max_steps=s.sft_steps, batch_size=s.sft_batch, image_size=size,
                          max_frames=s.window, save_steps=10_000, logging_steps=10_000)
     trainer = build_trainer(cfg)
-    skip = min(3, s.sft_steps - 1)
+    skip = min(8, s.sft_steps - 1)  # warm-up: first shapes, allocator, kernel choice
     marks: dict[str, float] = {}
 
     class Clock(TrainerCallback):
@@ -322,7 +325,9 @@ def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
     secs = time.perf_counter() - marks["t"]
     report(rows, m.row(section="sft", variant="lora r16", batch=s.sft_batch, window=s.window,
                        timed_steps=steps,
-                       samples_per_s=round(steps * s.sft_batch / secs, 2)), out)
+                       samples_per_s=round(steps * s.sft_batch / secs, 2),
+                       samples_per_s_all_steps=round(s.sft_steps * s.sft_batch / m.seconds, 2)),
+           out)
 
 
 def bench_accuracy(tmp: Path, rows, out, quick: bool) -> None:
@@ -419,6 +424,48 @@ def bench_profile(model, frames, s: Settings, rows, out) -> None:
     print(prof.key_averages().table(sort_by=key, row_limit=12), flush=True)
 
 
+def bench_breakdown(model, frames, s: Settings, rows, out) -> None:
+    """Where one readout batch's time goes: encoding on the CPU (one thread), the rotary
+    position ids on the device vs on the CPU, the vision tower, the prompt pass, one decoding
+    step."""
+    from procvlm.models.vlm.readout import MAX_NUMBER_TOKENS
+
+    bs = max(s.batches)
+    prompts, images = prompts_of(model, frames[:bs], s.window, answer_prefix(PLAN[1:]))
+    vlm, dev = model.model, model.device
+
+    def timed(fn, repeat: int = 2) -> float:
+        fn()
+        with Sampler() as m:
+            for _ in range(repeat):
+                fn()
+        return m.seconds / repeat
+
+    cpu = encode(model.processor, prompts, images)
+    figures: dict[str, Any] = {"encode_s": timed(lambda: encode(model.processor, prompts,
+                                                                images))}
+    figures["positions_cpu_s"] = timed(lambda: model._with_positions(cpu))
+    on_dev = {k: v.to(dev) for k, v in cpu.items()}
+    prepare = getattr(vlm, "_prepare_position_ids_for_generation", None)
+    if prepare is not None and "mm_token_type_ids" in on_dev:
+        kw = {k: v for k, v in on_dev.items() if k not in ("input_ids", "pixel_values")}
+        figures["positions_device_s"] = timed(lambda: prepare(on_dev["input_ids"], kw))
+    inputs = {k: v.to(dev) for k, v in model._with_positions(cpu).items()}
+    with torch.no_grad():
+        if hasattr(vlm, "model") and hasattr(vlm.model, "get_image_features"):
+            figures["vision_s"] = timed(lambda: vlm.model.get_image_features(
+                inputs["pixel_values"], inputs["image_grid_thw"]))
+        figures["prompt_pass_s"] = timed(lambda: vlm(**inputs, logits_to_keep=1))
+        gen = dict(do_sample=False, pad_token_id=model.tokenizer.pad_token_id)
+        one = timed(lambda: vlm.generate(**inputs, max_new_tokens=1, min_new_tokens=1, **gen))
+        many = timed(lambda: vlm.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS,
+                                          min_new_tokens=MAX_NUMBER_TOKENS, **gen))
+    figures["decode_step_ms"] = 1000 * (many - one) / (MAX_NUMBER_TOKENS - 1)
+    report(rows, {"section": "breakdown", "batch": bs, "window": s.window,
+                  "prompt_tokens": int(cpu["attention_mask"].sum(-1).float().mean()),
+                  **{k: round(v, 4) for k, v in figures.items()}}, out)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -428,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, CPU, seconds")
     ap.add_argument("--sections", default=None,
                     help=f"comma list of {','.join(SECTIONS)} (default: all but static, "
-                         "profile and, on a GPU, accuracy)")
+                         "profile, breakdown and, on a GPU, accuracy)")
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--batches", default=None, help="comma list of batch sizes")
@@ -443,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, frames=args.frames)
     if args.batches:
         s = replace(s, batches=tuple(int(b) for b in args.batches.split(",")))
-    default = [x for x in SECTIONS
-               if x not in ("static", "profile") and (x != "accuracy" or size == "tiny")]
+    default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown")
+               and (x != "accuracy" or size == "tiny")]
     sections = args.sections.split(",") if args.sections else default
     rows: list[dict] = []
     report(rows, {"section": "settings", "device": device_name(), "size": size,
@@ -463,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                 "sft": lambda: bench_sft(model, s, tmp, rows, args.json),
                 "static": lambda: bench_generate(model, frames, s, rows, args.json, "static"),
                 "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick),
-                "profile": lambda: bench_profile(model, frames, s, rows, args.json)}
+                "profile": lambda: bench_profile(model, frames, s, rows, args.json),
+                "breakdown": lambda: bench_breakdown(model, frames, s, rows, args.json)}
         for name in sections:
             if name not in runs:
                 raise SystemExit(f"unknown section {name!r}: choose from {', '.join(SECTIONS)}")

@@ -15,8 +15,8 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 timeout "${MAIN_S:-330}" python3 benchmarks/vlm.py --size 2b --window 4 --batches 64,128,256 \
-  --sections preprocess,generate,readout,score,sft,profile --json "$OUT/vlm_2b.json" 2>&1 \
+  --sections preprocess,generate,readout,score,breakdown,sft,profile --json "$OUT/vlm_2b.json" 2>&1 \
   | grep -v "Loading weights\|Writing model" | tee "$OUT/vlm_2b.log"
-timeout "${STATIC_S:-120}" python3 benchmarks/vlm.py --size 2b --window 4 --batches 128 \
-  --frames 256 --sections static --json "$OUT/vlm_2b_static.json" 2>&1 \
+timeout "${STATIC_S:-120}" python3 benchmarks/vlm.py --size 2b --window 4 --batches 128,256 \
+  --frames 512 --sections static --json "$OUT/vlm_2b_static.json" 2>&1 \
   | grep -v "Loading weights\|Writing model" | tail -40 | tee "$OUT/vlm_2b_static.log"

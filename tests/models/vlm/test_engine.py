@@ -104,3 +104,24 @@ def test_batched_vision_attention_equals_the_per_image_loop(tiny_dirs):
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(after_equal, before_equal, atol=1e-5, rtol=1e-4)
     assert not batch_vision_attention(model)  # already switched: nothing to do
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_positions_from_the_workers_give_the_same_answers(tiny_dirs, arch):
+    """Position ids computed on the CPU by the prefetch workers: the same logits and tokens as
+    the positions generate computes itself, on left-padded prompts with several images."""
+    model = VLMProgressModel.from_pretrained(tiny_dirs[arch], device="cpu")
+    ims = _images(3)
+    shown = [[ims[0]], [ims[0], ims[1], ims[2]]]
+    prompts = [model.chat_prompt(model.messages(len(s), "push the puck")) for s in shown]
+    plain = encode(model.processor, prompts, shown)
+    ours = model._with_positions(plain)
+    assert ours["position_ids"].shape[-1] == plain["input_ids"].shape[1]
+    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
+              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        a = model.model.generate(**plain, **kw)
+        b = model.model.generate(**ours, **kw)
+    assert torch.equal(a.sequences, b.sequences)
+    for la, lb in zip(a.logits, b.logits):
+        torch.testing.assert_close(la, lb)

@@ -63,3 +63,20 @@ def test_readout_agrees_with_text_on_fixed_model(fixed_run):
     prefix = by_text.text[0].split("<progress>")[0] + "<progress>"
     forced = probs.progress_after_prefix([[frames[0]]], ["place the puck onto the goal"], [prefix])
     assert forced[0] == pytest.approx(FIXED, abs=0.02)
+
+
+def test_batched_readout_reads_the_same_as_full_logits(tok):
+    """tag_expectations copies only the digit columns off the device: the same values as
+    tag_expectation on the whole vocabulary's logits."""
+    from procvlm.models.vlm.readout import tag_expectations
+
+    ids = digit_token_ids(tok)
+    rows = [tok.encode("done <progress>42.50%</progress>", add_special_tokens=False),
+            tok.encode("<progress>7.25%</progress> and", add_special_tokens=False),
+            tok.encode("no number here at all, sorry", add_special_tokens=False)]
+    n = max(len(r) for r in rows)
+    seq = torch.tensor([r + [r[-1]] * (n - len(r)) for r in rows])
+    logits = torch.randn(len(rows), n, len(tok), generator=torch.Generator().manual_seed(0))
+    got = tag_expectations(seq, list(logits.unbind(1)), tok)
+    want = [tag_expectation(seq[b].tolist(), logits[b], tok, ids) for b in range(len(rows))]
+    assert got == pytest.approx(want) and got[2] is None and got[0] is not None

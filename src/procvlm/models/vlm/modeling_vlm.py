@@ -297,7 +297,7 @@ class VLMProgressModel(ProgressModel):
     def _workers(self) -> int:
         if self.config.workers is not None:
             return self.config.workers
-        return 2 if self.device.type == "cuda" else 0
+        return min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
 
     def _batches(self, prompts: list[str], images: list[list[Image.Image]]
                  ) -> Iterator[tuple[list[int], dict]]:
@@ -306,11 +306,28 @@ class VLMProgressModel(ProgressModel):
         lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
         batches = length_sorted_batches(lengths, self.config.batch_size)
         cuda = self.device.type == "cuda"
-        fetch = Prefetcher(lambda idx: encode(self.processor, [prompts[i] for i in idx],
-                                              [images[i] for i in idx]), self._workers(), cuda)
+        fetch = Prefetcher(lambda idx: self._with_positions(encode(
+            self.processor, [prompts[i] for i in idx], [images[i] for i in idx])),
+            self._workers(), cuda)
         for idx, batch in fetch(batches):
             yield idx, {k: (v.to(self.device, non_blocking=cuda) if torch.is_tensor(v) else v)
                         for k, v in batch.items()}
+
+    def _with_positions(self, batch: dict) -> dict:
+        """``batch`` with the position ids ``generate`` would compute, computed here on the CPU.
+
+        Qwen-VL models place image tokens with 3-D rotary positions; computed inside
+        ``generate`` on the GPU, that is a Python loop over prompts and images with several
+        device synchronisations each. Done by the prefetch workers on the CPU tensors, it is off
+        the accelerator's critical path. The model's own method computes them, so the result is
+        identical; models without it are left as they are.
+        """
+        prepare = getattr(self.model, "_prepare_position_ids_for_generation", None)
+        if (prepare is None or "mm_token_type_ids" not in batch
+                or "image_grid_thw" not in batch or "position_ids" in batch):
+            return batch
+        kwargs = {k: v for k, v in batch.items() if k not in ("input_ids", "pixel_values")}
+        return {**batch, "position_ids": prepare(batch["input_ids"], kwargs)}
 
     def _end_ids(self) -> set[int]:
         eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
@@ -533,10 +550,22 @@ class VLMProgressModel(ProgressModel):
         for p in answer_prefixes:
             if not p.rstrip().endswith(TAG):
                 raise ProcvlmError(f"answer prefix {p[-40:]!r} does not end with {TAG}")
-        imgs = [[to_pil(im, self.config.image_size) for im in ims] for ims in images]
+        pil: dict[tuple, Image.Image] = {}  # a frame shown in several windows: one image
+        for ims in images:
+            for im in ims:
+                if _frame_key(im) not in pil:
+                    pil[_frame_key(im)] = to_pil(im, self.config.image_size)
+        imgs = [[pil[_frame_key(im)] for im in ims] for ims in images]
         prompts = [self.chat_prompt(self.messages(len(ims), task)) + prefix
                    for ims, task, prefix in zip(imgs, tasks, answer_prefixes)]
         return self._readout(prompts, imgs)
+
+
+def _frame_key(image: Any) -> tuple:
+    """Identity of a frame: views of the same array memory are the same frame."""
+    if isinstance(image, np.ndarray):
+        return (image.__array_interface__["data"][0], image.shape, image.strides)
+    return (id(image),)
 
 
 def _reasoning_key(text: str) -> tuple[str, ...] | None:

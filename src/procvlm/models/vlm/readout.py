@@ -80,17 +80,21 @@ def _to_progress(value: float, percent: bool) -> float:
 
 
 def tag_expectation(tokens: Sequence[int], logits: torch.Tensor, tokenizer,
-                    digit_ids: list[int], after_tag: bool = False) -> float | None:
+                    digit_ids: list[int], after_tag: bool = False,
+                    pieces: Sequence[str] | None = None) -> float | None:
     """Expected progress of one generated answer, or None when it has no readable number.
 
     Args:
         tokens: the generated token ids (n,).
-        logits: the logits that produced them (n, V).
+        logits: the logits that produced them (n, V), or only their digit columns (n, 10)
+            with ``digit_ids=range(10)``.
         tokenizer: the model's tokenizer.
-        digit_ids: from :func:`digit_token_ids`.
+        digit_ids: the digits' columns of ``logits`` (:func:`digit_token_ids` for full logits).
         after_tag: the tokens start right after ``<progress>`` (teacher-forced prefix).
+        pieces: the decoded text of each token (decoded here when not given).
     """
-    pieces = [tokenizer.decode([int(t)]) for t in tokens]
+    if pieces is None:
+        pieces = [tokenizer.decode([int(t)]) for t in tokens]
     start = 0
     if not after_tag:
         text, start = "", None
@@ -111,14 +115,22 @@ def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor
                      after_tag: bool = False) -> list[float | None]:
     """:func:`tag_expectation` for each row of a generated batch.
 
+    Only the ten digit columns of the logits leave the device (not the whole vocabulary), and
+    each distinct token is decoded once.
+
     Args:
         sequences: (B, n) generated tokens (prompt removed).
         step_logits: n tensors (B, V), ``generate(..., output_logits=True).logits``.
     """
     digit_ids = digit_token_ids(tokenizer)
-    logits = torch.stack(list(step_logits), dim=1).float().cpu()  # (B, n, V)
-    return [tag_expectation(sequences[b].tolist(), logits[b], tokenizer, digit_ids, after_tag)
-            for b in range(sequences.shape[0])]
+    columns = torch.tensor(digit_ids, device=step_logits[0].device)
+    digits = torch.stack([lg.index_select(-1, columns) for lg in step_logits], dim=1)
+    digits = digits.float().cpu()  # (B, n, 10)
+    rows = sequences.tolist()
+    piece: dict[int, str] = {t: tokenizer.decode([t]) for t in {t for row in rows for t in row}}
+    return [tag_expectation(row, digits[b], tokenizer, list(range(10)), after_tag,
+                            [piece[t] for t in row])
+            for b, row in enumerate(rows)]
 
 
 @torch.no_grad()
