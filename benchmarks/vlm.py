@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from procvlm.models.vlm.engine import encode
+from procvlm.models.vlm.engine import encode, shared_image_features, shares_image_features
 from procvlm.models.vlm.modeling_vlm import VLMProgressModel, load_processor, save_processor
 from procvlm.models.vlm.processor_vlm import answer_prefix, progress_answer, window_indices
 from procvlm.models.vlm.tiny import build_tiny_vlm
@@ -426,8 +426,8 @@ def bench_profile(model, frames, s: Settings, rows, out) -> None:
 
 def bench_breakdown(model, frames, s: Settings, rows, out) -> None:
     """Where one readout batch's time goes: encoding on the CPU (one thread), the rotary
-    position ids on the device vs on the CPU, the vision tower, the prompt pass, one decoding
-    step."""
+    position ids on the device vs on the CPU, the vision tower on every shown image vs once per
+    frame, the prompt pass (every shown image encoded), one decoding step."""
     from procvlm.models.vlm.readout import MAX_NUMBER_TOKENS
 
     bs = max(s.batches)
@@ -455,6 +455,11 @@ def bench_breakdown(model, frames, s: Settings, rows, out) -> None:
         if hasattr(vlm, "model") and hasattr(vlm.model, "get_image_features"):
             figures["vision_s"] = timed(lambda: vlm.model.get_image_features(
                 inputs["pixel_values"], inputs["image_grid_thw"]))
+            if shares_image_features(vlm):
+                once = {k: (v.to(dev) if k != "image_order" else v) for k, v in
+                        encode(model.processor, prompts, images, distinct=True).items()}
+                figures["vision_once_per_frame_s"] = timed(
+                    lambda: shared_image_features(vlm, once))
         figures["prompt_pass_s"] = timed(lambda: vlm(**inputs, logits_to_keep=1))
         gen = dict(do_sample=False, pad_token_id=model.tokenizer.pad_token_id)
         one = timed(lambda: vlm.generate(**inputs, max_new_tokens=1, min_new_tokens=1, **gen))

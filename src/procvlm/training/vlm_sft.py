@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,8 @@ class VLMTrainConfig:
         default=True, metadata={"help": "batch samples of similar length together (less "
                                         "padding; lengths estimated from the JSONL)"})
     workers: int | None = field(
-        default=None, metadata={"help": "dataloader workers decoding images (None: 4 on a GPU, "
-                                        "0 on the CPU)"})
+        default=None, metadata={"help": "dataloader workers decoding images (None: half the "
+                                        "CPU cores, at most 8, on a GPU; 0 on the CPU)"})
 
     def __post_init__(self) -> None:
         if not self.full and self.lora_r < 1:
@@ -208,7 +209,8 @@ def _sft_args(config: VLMTrainConfig, out: Path, has_val: bool):
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
-    workers = config.workers if config.workers is not None else (4 if cuda else 0)
+    workers = config.workers if config.workers is not None else (
+        max(1, min(8, (os.cpu_count() or 2) // 2)) if cuda else 0)
     return SFTConfig(
         output_dir=str(out / "checkpoints"), max_steps=config.max_steps,
         num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,

@@ -125,3 +125,31 @@ def test_positions_from_the_workers_give_the_same_answers(tiny_dirs, arch):
     assert torch.equal(a.sequences, b.sequences)
     for la, lb in zip(a.logits, b.logits):
         torch.testing.assert_close(la, lb)
+
+
+def test_vision_tower_once_per_frame_gives_the_same_answers(tiny_dirs):
+    """Windows that share frames: the vision tower encodes each frame once and generate gets
+    the repeated features; the same tokens and logits as encoding every shown image."""
+    from procvlm.models.vlm.engine import shared_image_features, shares_image_features
+
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], device="cpu")
+    assert shares_image_features(model.model)
+    ims = _images(3)
+    shown = [[ims[0]], [ims[0], ims[1]], [ims[0], ims[1], ims[2]]]
+    prompts = [model.chat_prompt(model.messages(len(s), "push the puck")) for s in shown]
+    plain = model._with_positions(encode(model.processor, prompts, shown))
+    distinct = model._with_positions(encode(model.processor, prompts, shown, distinct=True))
+    assert distinct["pixel_values"].shape[0] * 2 == plain["pixel_values"].shape[0]  # 3 of 6
+    assert distinct["image_order"].tolist() == [0, 0, 1, 0, 1, 2]
+    shared = shared_image_features(model.model, distinct)
+    assert "pixel_values" not in shared and "image_order" not in shared
+    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
+              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        a = model.model.generate(**plain, **kw)
+        b = model.model.generate(**shared, **kw)
+    assert torch.equal(a.sequences, b.sequences)
+    for la, lb in zip(a.logits, b.logits):
+        torch.testing.assert_close(la, lb)
+    assert not shares_image_features(
+        VLMProgressModel.from_pretrained(tiny_dirs["qwen2_5_vl"], device="cpu").model)

@@ -37,11 +37,13 @@ from procvlm.models.base import ProgressModel, ProgressPrediction, TrainedOn
 from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
-    batch_vision_attention,
     Prefetcher,
+    batch_vision_attention,
     count_generated,
     encode,
     length_sorted_batches,
+    shared_image_features,
+    shares_image_features,
 )
 from procvlm.models.vlm.parsing import parse_answer, parse_answers, stage_of
 from procvlm.models.vlm.processor_vlm import (
@@ -306,12 +308,16 @@ class VLMProgressModel(ProgressModel):
         lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
         batches = length_sorted_batches(lengths, self.config.batch_size)
         cuda = self.device.type == "cuda"
+        share = shares_image_features(self.model)
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
-            self.processor, [prompts[i] for i in idx], [images[i] for i in idx])),
-            self._workers(), cuda)
+            self.processor, [prompts[i] for i in idx], [images[i] for i in idx],
+            distinct=share)), self._workers(), cuda)
         for idx, batch in fetch(batches):
-            yield idx, {k: (v.to(self.device, non_blocking=cuda) if torch.is_tensor(v) else v)
-                        for k, v in batch.items()}
+            batch = {k: (v.to(self.device, non_blocking=cuda)
+                         if torch.is_tensor(v) and k != "image_order" else v)
+                     for k, v in batch.items()}
+            yield idx, (shared_image_features(self.model, batch) if "image_order" in batch
+                        else batch)
 
     def _with_positions(self, batch: dict) -> dict:
         """``batch`` with the position ids ``generate`` would compute, computed here on the CPU.
@@ -326,7 +332,8 @@ class VLMProgressModel(ProgressModel):
         if (prepare is None or "mm_token_type_ids" not in batch
                 or "image_grid_thw" not in batch or "position_ids" in batch):
             return batch
-        kwargs = {k: v for k, v in batch.items() if k not in ("input_ids", "pixel_values")}
+        kwargs = {k: v for k, v in batch.items()
+                  if k not in ("input_ids", "pixel_values", "image_order")}
         return {**batch, "position_ids": prepare(batch["input_ids"], kwargs)}
 
     def _end_ids(self) -> set[int]:
@@ -556,7 +563,11 @@ class VLMProgressModel(ProgressModel):
                 if _frame_key(im) not in pil:
                     pil[_frame_key(im)] = to_pil(im, self.config.image_size)
         imgs = [[pil[_frame_key(im)] for im in ims] for ims in images]
-        prompts = [self.chat_prompt(self.messages(len(ims), task)) + prefix
+        rendered: dict[tuple[int, str], str] = {}  # the chat template once per shape
+        for ims, task in zip(imgs, tasks):
+            if (len(ims), task) not in rendered:
+                rendered[len(ims), task] = self.chat_prompt(self.messages(len(ims), task))
+        prompts = [rendered[len(ims), task] + prefix
                    for ims, task, prefix in zip(imgs, tasks, answer_prefixes)]
         return self._readout(prompts, imgs)
 
