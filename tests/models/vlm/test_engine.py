@@ -106,6 +106,18 @@ def test_batched_vision_attention_equals_the_per_image_loop(tiny_dirs):
     assert not batch_vision_attention(model)  # already switched: nothing to do
 
 
+def _assert_same_generation(model, a: dict, b: dict) -> None:
+    """Greedy generation from inputs ``a`` and ``b``: the same tokens and logits."""
+    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
+              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        ga = model.model.generate(**a, **kw)
+        gb = model.model.generate(**b, **kw)
+    assert torch.equal(ga.sequences, gb.sequences)
+    for la, lb in zip(ga.logits, gb.logits):
+        torch.testing.assert_close(la, lb)
+
+
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
 def test_positions_from_the_workers_give_the_same_answers(tiny_dirs, arch):
     """Position ids computed on the CPU by the prefetch workers: the same logits and tokens as
@@ -117,14 +129,7 @@ def test_positions_from_the_workers_give_the_same_answers(tiny_dirs, arch):
     plain = encode(model.processor, prompts, shown)
     ours = model._with_positions(plain)
     assert ours["position_ids"].shape[-1] == plain["input_ids"].shape[1]
-    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
-              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
-    with torch.no_grad():
-        a = model.model.generate(**plain, **kw)
-        b = model.model.generate(**ours, **kw)
-    assert torch.equal(a.sequences, b.sequences)
-    for la, lb in zip(a.logits, b.logits):
-        torch.testing.assert_close(la, lb)
+    _assert_same_generation(model, plain, ours)
 
 
 def test_vision_tower_once_per_frame_gives_the_same_answers(tiny_dirs):
@@ -143,13 +148,6 @@ def test_vision_tower_once_per_frame_gives_the_same_answers(tiny_dirs):
     assert distinct["image_order"].tolist() == [0, 0, 1, 0, 1, 2]
     shared = shared_image_features(model.model, distinct)
     assert "pixel_values" not in shared and "image_order" not in shared
-    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
-              return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id)
-    with torch.no_grad():
-        a = model.model.generate(**plain, **kw)
-        b = model.model.generate(**shared, **kw)
-    assert torch.equal(a.sequences, b.sequences)
-    for la, lb in zip(a.logits, b.logits):
-        torch.testing.assert_close(la, lb)
+    _assert_same_generation(model, plain, shared)
     assert not shares_image_features(
         VLMProgressModel.from_pretrained(tiny_dirs["qwen2_5_vl"], device="cpu").model)
