@@ -299,7 +299,7 @@ class VLMProgressModel(ProgressModel):
     def _workers(self) -> int:
         if self.config.workers is not None:
             return self.config.workers
-        return min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
+        return 2 if self.device.type == "cuda" else 0
 
     def _batches(self, prompts: list[str], images: list[list[Image.Image]]
                  ) -> Iterator[tuple[list[int], dict]]:
