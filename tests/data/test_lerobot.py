@@ -433,3 +433,19 @@ def test_an_empty_stub_takes_new_features_and_corrupt_info_is_one_line(tmp_path:
     (tmp_path / "bad" / "meta" / "info.json").write_bytes(b"\xff\xfe")
     with pytest.raises(ProcvlmError, match="info.json is not readable JSON"):
         writer(tmp_path / "bad")
+
+
+def test_image_stats_from_histograms_match_the_pixels() -> None:
+    rng = np.random.default_rng(3)
+    for shape in [(5, 16, 12, 3), (1, 1, 2, 3)]:
+        frames = rng.integers(0, 256, shape, dtype=np.uint8)
+        frames[..., 1] = rng.integers(20, 40, shape[:3])  # a narrow channel: ties everywhere
+        x = frames.reshape(-1, 3) / 255.0
+        stats = fmt.image_stats(frames)
+        want = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
+                **{f"q{round(q * 100):02d}": v
+                   for q, v in zip(fmt.QUANTILES, np.quantile(x, fmt.QUANTILES, axis=0))}}
+        for key, value in want.items():
+            np.testing.assert_allclose(np.asarray(stats[key]).reshape(3), value, rtol=0,
+                                       atol=1e-12, err_msg=key)
+        assert stats["count"] == [shape[0]]
