@@ -1,5 +1,7 @@
 """``procvlm generate``: a tiny corpus, resuming without redoing episodes, helpful errors."""
 
+import dataclasses
+
 import pytest
 
 import procvlm.sim.corpus as gen
@@ -121,6 +123,11 @@ def test_settings_round_trip_and_name_their_differences():
     assert a.pacing == "human"
     before_pacing = {k: v for k, v in a.to_dict().items() if k != "pacing"}
     assert gen.CorpusSettings.from_dict(before_pacing, "x").pacing == "scripted"
+    assert not a.antialias
+    before_antialias = {k: v for k, v in a.to_dict().items() if k != "antialias"}
+    assert gen.CorpusSettings.from_dict(before_antialias, "x").antialias  # rendered with MSAA
+    assert a.differences(dataclasses.replace(a, antialias=True)) == [
+        "--antialias False (given: True)"]
     with pytest.raises(ProcvlmError, match="--pacing robotic: choose from human, scripted"):
         gen.CorpusSettings(pacing="robotic")
 

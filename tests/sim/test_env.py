@@ -44,3 +44,16 @@ def test_corner_camera_is_turned_the_right_way_up():
 
 
     sim.close()
+
+
+def test_antialiasing_is_multisampling_and_visual_only():
+    plain = SimEnv(TASKS["pick-place"], width=SIZE, height=SIZE, cameras=("corner",))
+    smooth = SimEnv(TASKS["pick-place"], width=SIZE, height=SIZE, cameras=("corner",),
+                    antialias=True)
+    assert plain.env.model.vis.quality.offsamples == 0
+    assert smooth.env.model.vis.quality.offsamples == 4
+    plain.reset(0), smooth.reset(0)
+    a, b = plain.render()["corner"], smooth.render()["corner"]
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert np.abs(a.astype(int) - b).mean() < 8  # the same scene, edges aside
+    plain.close(), smooth.close()

@@ -70,10 +70,20 @@ def _check_gl() -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 
-class Cameras:
-    """Offscreen rendering of several cameras with shadows and reflections off (speed)."""
+SAMPLES = 4
+"""Multisamples per pixel of an antialiased image (MuJoCo's offscreen default)."""
 
-    def __init__(self, model, names: tuple[str, ...], width: int, height: int) -> None:
+
+class Cameras:
+    """Offscreen rendering of several cameras with shadows and reflections off (speed).
+
+    Without ``antialias`` the images are rendered with one sample per pixel: on a software
+    renderer (Mesa's llvmpipe, what a machine without a GPU uses) MuJoCo's default 4x
+    multisampling makes a frame about 2.5 times as expensive, for edges smoother by a pixel.
+    """
+
+    def __init__(self, model, names: tuple[str, ...], width: int, height: int, *,
+                 antialias: bool = False) -> None:
         import mujoco
 
         unknown = [n for n in names if n not in CAMERAS]
@@ -88,6 +98,7 @@ class Cameras:
             return
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        model.vis.quality.offsamples = SAMPLES if antialias else 0  # read when the buffers open
         self._renderer = mujoco.Renderer(model, height=height, width=width)
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
@@ -138,10 +149,12 @@ def metaworld_env(spec: TaskSpec) -> object:
 
 
 class SimEnv:
-    """One MetaWorld v3 task: environment (goal observable), scripted expert, cameras."""
+    """One MetaWorld v3 task: environment (goal observable), scripted expert, cameras
+    (antialiased with ``antialias``, see ``Cameras``)."""
 
     def __init__(self, spec: TaskSpec, *, width: int = 128, height: int = 128,
-                 cameras: tuple[str, ...] = ("corner", "gripper")) -> None:
+                 cameras: tuple[str, ...] = ("corner", "gripper"),
+                 antialias: bool = False) -> None:
         _check_gl()
         import metaworld.policies as policies
 
@@ -149,7 +162,7 @@ class SimEnv:
         env = metaworld_env(spec)
         self.env = env
         self.policy = getattr(policies, spec.policy)()
-        self.cameras = Cameras(env.model, cameras, width, height)
+        self.cameras = Cameras(env.model, cameras, width, height, antialias=antialias)
         self._style = SceneStyle(env.model)
         self.draw: RenderDraw | None = None
         self._pads = (env.model.geom("leftpad_geom").id, env.model.geom("rightpad_geom").id)
