@@ -30,6 +30,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
     policy = tmp_path / "demo" / "policy"
     assert (policy / "policy.png").is_file() and "| plain BC |" in (policy / "policy.md").read_text()
     assert any(c.startswith("procvlm train --model compact") for c in result.commands)
+    assert len(result.command_cpu_seconds) == len(result.commands)
+    assert 0 < sum(result.command_cpu_seconds) <= result.cpu_seconds
     # a second run finds every stage finished: no model is trained again
     again = run_demo(tmp_path / "demo", TINY)
     assert not any(c.startswith("procvlm train") for c in again.commands)
@@ -73,6 +75,8 @@ def test_the_demo_says_first_how_long_it_will_take(tmp_path, monkeypatch, capsys
     lines = capsys.readouterr().out.splitlines()
     minutes = DemoConfig().estimated_minutes()
     assert lines[-1] == "work starts" and f"about {minutes:.0f} min" in lines[1]
+    cpu = DemoConfig().estimated_cpu_minutes()
+    assert f"({cpu:.0f} CPU min)" in lines[1] and cpu >= minutes
     assert 5 <= minutes <= 15, "the default demo is sized for 15 minutes on 2 cores"
     bigger = dataclasses.replace(DemoConfig(), train_episodes=80, train_steps=400)
     assert bigger.estimated_minutes() > minutes > demo.QUICK.estimated_minutes()

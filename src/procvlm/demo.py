@@ -62,34 +62,52 @@ class DemoConfig:
             raise ValueError(f"train_steps={self.train_steps}, train_batch={self.train_batch}: "
                              "need at least 1 of each")
 
-    def estimated_minutes(self) -> float:
-        """Wall-clock minutes the demo takes on a free 2-core machine, from CPU costs measured
-        there (``COSTS``); a machine shared with other work takes longer."""
+    def estimated_costs(self) -> dict[str, tuple[float, float]]:
+        """Stage -> (CPU seconds, cores it keeps busy on a free 2-core machine), from the CPU
+        costs measured on this project's 2-core machine (``COSTS``)."""
+        c = COSTS
         gen_episodes = self.train_episodes + 2 * self.test_episodes
-        frames = gen_episodes * self.max_steps * COSTS["episode_fill"] * len(self.cameras)
+        frames = gen_episodes * self.max_steps * c["episode_fill"] * len(self.cameras)
         setups = len(self.train_tasks) * 2 + len(self.ood_tasks)
-        generate = frames * COSTS["frame_s"] + setups * COSTS["task_setup_s"]
         runs = len(compact_runs())
-        train = runs * (self.train_steps * self.train_batch * COSTS["window_s"]
-                        + COSTS["run_setup_s"])
-        other = COSTS["commands"] * COSTS["command_s"] + COSTS["policy_s"]
-        return (generate / COSTS["render_cores"] + train / 2 + other) / 60
+        windows = self.train_steps * self.train_batch
+        return {
+            "generate": (frames * c["frame_s"] + setups * c["task_setup_s"], c["render_cores"]),
+            "train": (runs * (windows * c["window_s"] + c["run_setup_s"]), c["train_cores"]),
+            "eval": (runs * 2 * self.test_episodes * c["eval_episode_s"], 1.0),
+            "other": (c["commands"] * c["command_s"] + c["policy_s"], 1.0),
+        }
+
+    def estimated_cpu_minutes(self) -> float:
+        """CPU minutes of the whole demo (``estimated_costs``)."""
+        return sum(cpu for cpu, _ in self.estimated_costs().values()) / 60
+
+    def estimated_minutes(self) -> float:
+        """Wall-clock minutes the demo takes on a free 2-core machine (``estimated_costs``); a
+        machine shared with other work takes longer."""
+        return sum(cpu / cores for cpu, cores in self.estimated_costs().values()) / 60
 
 
 COSTS = {
-    "frame_s": 0.035,       # CPU seconds to simulate and render one frame (64 or 128 px alike)
-    "episode_fill": 0.65,   # mean episode length / max_steps (196 of 300 over the demo's first
-                            # 23 human-paced episodes)
-    "task_setup_s": 4.0,    # CPU seconds to build one task's simulator and renderer
-    "render_cores": 1.3,    # cores the software renderer keeps busy
-    "window_s": 0.02,       # CPU seconds per training window (forward, backward, augmentation)
-    "run_setup_s": 17.0,    # CPU seconds per training run outside its steps (start, validation)
-    "commands": 14,         # label, vqa, score, view, eval commands
-    "command_s": 8.0,       # seconds each of those takes
-    "policy_s": 38.0,       # CPU seconds of `procvlm policy --quick`
+    "frame_s": 0.015,       # CPU s to simulate, render (one sample per pixel) and encode a
+                            # frame of one camera; 64 and 128 px cost about the same
+    "episode_fill": 0.70,   # mean episode length / max_steps (211 of 300 over the demo's 52
+                            # human-paced episodes)
+    "task_setup_s": 1.0,    # CPU s to build one task's simulator and renderer
+    "render_cores": 1.3,    # cores generation keeps busy (the simulation, llvmpipe's threads)
+    "window_s": 0.0024,     # CPU s per training window (forward, backward, augmentation)
+    "run_setup_s": 15.0,    # CPU s per training run outside its steps (decoding the corpus,
+                            # validation, saving)
+    "train_cores": 1.7,     # cores a training run keeps busy (2 torch threads)
+    "eval_episode_s": 0.65,  # CPU s of `eval` per model and held-out episode, plots included
+    "commands": 8,          # label, vqa, score and view commands
+    "command_s": 4.0,       # CPU s each of those takes
+    "policy_s": 12.0,       # CPU s of `procvlm policy --quick`
 }
-"""CPU costs behind ``DemoConfig.estimated_minutes``, measured on this project's 2-core machine
-(``procvlm train --steps 1`` against ``--steps 21``, single rendered episodes)."""
+"""CPU costs behind ``DemoConfig.estimated_costs``, measured on this project's 2-core machine:
+each command's CPU seconds in a full ``procvlm demo`` (the demo prints them), frames against
+rollout CPU time (``time.process_time``), ``procvlm train --steps 1`` against ``--steps 41``,
+and the cores from all threads' CPU time against the main thread's (``time.thread_time``)."""
 
 QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
                    ood_tasks=("shelf-place",), train_episodes=12, test_episodes=6,
@@ -98,22 +116,40 @@ QUICK = DemoConfig(train_tasks=("pick-place", "assembly", "hammer"),
 
 @dataclass
 class DemoResult:
-    """Where the demo put things."""
+    """Where the demo put things, and what it cost.
+
+    Attributes:
+        seconds: wall-clock seconds of the whole demo.
+        cpu_seconds: CPU seconds of the whole demo (every thread, and worker processes).
+        command_seconds: wall-clock seconds of each command.
+        command_cpu_seconds: CPU seconds of each command.
+    """
 
     out: Path
     report: Path
     strip: Path
     seconds: float
+    cpu_seconds: float = 0.0
     commands: list[str] = field(default_factory=list)
     command_seconds: list[float] = field(default_factory=list)
+    command_cpu_seconds: list[float] = field(default_factory=list)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all its threads) and its finished children."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 class _Runner:
-    """Runs ``procvlm`` subcommands in-process and remembers their command lines."""
+    """Runs ``procvlm`` subcommands in-process and remembers their command lines and costs."""
 
     def __init__(self) -> None:
         self.commands: list[str] = []
         self.seconds: list[float] = []
+        self.cpu: list[float] = []
 
     def __call__(self, *argv: str) -> None:
         from procvlm.cli.main import main
@@ -121,9 +157,10 @@ class _Runner:
         line = "procvlm " + " ".join(argv)
         logger.info("$ %s", line)
         self.commands.append(line)
-        start = time.monotonic()
+        start, cpu = time.monotonic(), cpu_seconds()
         code = main(list(argv))
         self.seconds.append(time.monotonic() - start)
+        self.cpu.append(cpu_seconds() - cpu)
         if code != 0:
             raise ProcvlmError(f"demo step failed ({line}, exit {code}): fix the error above "
                                "and run the demo again; finished steps are kept")
@@ -213,7 +250,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     cfg = config or DemoConfig()
     out = Path(out)
     record_settings(out, cfg)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), cpu_seconds()
     run = _Runner()
     train = _generate(run, out / "data" / "train", cfg.train_tasks, cfg.train_episodes,
                       cfg.seed, cfg)
@@ -240,5 +277,6 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
     # progress as a reward: BC vs progress-weighted BC (policy.md, policy.png), quick setting
     run("policy", "--quick", "--out", str(out / "policy"))
     return DemoResult(out=out, report=out / "report" / "index.html", strip=strip,
-                      seconds=time.monotonic() - start, commands=run.commands,
-                      command_seconds=run.seconds)
+                      seconds=time.monotonic() - start, cpu_seconds=cpu_seconds() - cpu,
+                      commands=run.commands, command_seconds=run.seconds,
+                      command_cpu_seconds=run.cpu)
