@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "recorded as events); scripted: the experts' constant pace "
                         "(default: human)")
     p.add_argument("--antialias", action="store_true",
-                   help="render with 4x multisampling: smoother edges, frames about 2.5 times "
-                        "as expensive without a GPU (default: one sample per pixel)")
+                   help="render with 4x multisampling: smoother edges, frames about twice as "
+                        "expensive to generate without a GPU (default: one sample per pixel)")
     p.add_argument("--images", action="store_true",
                    help="store PNG images in the parquet files instead of mp4 videos")
     p.add_argument("--redo-episode", type=int, action="append", default=[], metavar="N",

@@ -61,7 +61,7 @@ class CorpusSettings:
         pacing: ``human`` (uneven pace, hesitations, overshoot, re-grasps; see
             ``procvlm.sim.pacing``) or ``scripted`` (the experts' constant pace).
         antialias: render with 4x multisampling (``procvlm.sim.env.Cameras``): smoother edges,
-            frames about 2.5 times as expensive on a machine without a GPU; visual only.
+            frames about twice as expensive to generate without a GPU; visual only.
     """
 
     tasks: tuple[str, ...] = field(default=("pick-place",), metadata=_flag("--tasks"))

@@ -79,7 +79,8 @@ class Cameras:
 
     Without ``antialias`` the images are rendered with one sample per pixel: on a software
     renderer (Mesa's llvmpipe, what a machine without a GPU uses) MuJoCo's default 4x
-    multisampling makes a frame about 2.5 times as expensive, for edges smoother by a pixel.
+    multisampling makes rendering a frame about 2.4 times as expensive (25 against 10.5 CPU ms
+    at 128 px), for edges smoother by a pixel.
     """
 
     def __init__(self, model, names: tuple[str, ...], width: int, height: int, *,

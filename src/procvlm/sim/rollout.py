@@ -79,8 +79,8 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
             resolution from ``seed`` (visual only: the states are the same).
         pacing: ``"scripted"`` (the expert's constant pace) or ``"human"`` (uneven pace,
             hesitations, overshoot, re-grasps: ``procvlm.sim.pacing``), drawn from ``seed``.
-        antialias: render with 4x multisampling (smoother edges, a frame about 2.5 times as
-            expensive on a software renderer); visual only.
+        antialias: render with 4x multisampling (smoother edges, a frame about twice as
+            expensive to generate on a software renderer); visual only.
 
     Returns:
         The episode with frames, the 39-d observations as state, the applied 4-d actions,
