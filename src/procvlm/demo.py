@@ -93,16 +93,16 @@ COSTS = {
                             # frame of one camera; 64 and 128 px cost about the same
     "episode_fill": 0.70,   # mean episode length / max_steps (211 of 300 over the demo's 52
                             # human-paced episodes)
-    "task_setup_s": 1.0,    # CPU s to build one task's simulator and renderer
+    "task_setup_s": 1.5,    # CPU s to build one task's simulator and renderer
     "render_cores": 1.3,    # cores generation keeps busy (the simulation, llvmpipe's threads)
     "window_s": 0.0024,     # CPU s per training window (forward, backward, augmentation)
-    "run_setup_s": 15.0,    # CPU s per training run outside its steps (decoding the corpus,
+    "run_setup_s": 18.0,    # CPU s per training run outside its steps (decoding the corpus,
                             # validation, saving)
     "train_cores": 1.7,     # cores a training run keeps busy (2 torch threads)
-    "eval_episode_s": 0.65,  # CPU s of `eval` per model and held-out episode, plots included
+    "eval_episode_s": 0.73,  # CPU s of `eval` per model and held-out episode, plots included
     "commands": 8,          # label, vqa, score and view commands
     "command_s": 4.0,       # CPU s each of those takes
-    "policy_s": 12.0,       # CPU s of `procvlm policy --quick`
+    "policy_s": 19.0,       # CPU s of `procvlm policy --quick` (its worker processes included)
 }
 """CPU costs behind ``DemoConfig.estimated_costs``, measured on this project's 2-core machine:
 each command's CPU seconds in a full ``procvlm demo`` (the demo prints them), frames against
@@ -242,7 +242,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None) -> DemoResult:
 
     Args:
         out: the demo folder (data/, vqa/, runs/, scores/, report/, policy/).
-        config: corpus and training sizes (``DemoConfig()``; ``QUICK`` for a 3-minute run).
+        config: corpus and training sizes (``DemoConfig()``; ``QUICK``, about 4 minutes).
 
     Returns:
         Where the report, the frame strip and the scores went, and the commands that ran.
