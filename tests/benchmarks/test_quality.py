@@ -48,3 +48,13 @@ def test_outcome_line_counts_the_pairs_auroc_ranks():
     assert quality.outcome_line(rows, "test_id") == (
         "8 episodes, 6 successful, 2 failed: AUROC ranks 12 success/failure pairs")
     assert quality.outcome_line(rows, "test_ood") == "test_ood: no episode scored"
+
+
+def test_drift_targets_judge_the_size_of_the_drift():
+    """Progress that falls during pauses is not flat: a drift of -0.048 misses <= 0.02."""
+    quality = load_script()
+    rows = [{"split": "test_id", "name": "compact[procvlm]", "stall_drift": -0.048},
+            {"split": "test_id", "name": "labels:procvlm", "stall_drift": 0.01}]
+    met = {t["target"]: t["met"] for t in quality.targets(rows)}
+    assert met["compact[procvlm] |still drift|"] is False
+    assert met["labels:procvlm |still drift|"] is True
