@@ -1,26 +1,14 @@
 """benchmarks/generalize.py on tiny evaluation sets: the three splits, the targets, the JSON."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.sim]
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generalize.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("generalize_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tiny_run_scores_the_three_splits_and_writes_json(tmp_path, capsys):
-    bench = load_script()
+def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_path, capsys):
+    bench = load_benchmark("generalize")
     argv = ["--model", "metaworld", "--out", str(tmp_path / "sets"), "--episodes", "2",
             "--size", "32", "--max-steps", "40", "--pacing", "scripted",
             "--heldout-tasks", "drawer-open", "--json", str(tmp_path / "g.json")]
@@ -47,7 +35,7 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in held.iterdir()} == stamps
 
 
-def test_heldout_tasks_must_not_overlap_training_tasks(tmp_path):
-    bench = load_script()
+def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path):
+    bench = load_benchmark("generalize")
     with pytest.raises(SystemExit, match="need both, disjoint"):
         bench.main(["--out", str(tmp_path), "--heldout-tasks", "pick-place"])

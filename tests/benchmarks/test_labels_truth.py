@@ -1,10 +1,8 @@
 """benchmarks/labels_truth.py's measuring on a tiny labelled mp4 dataset with simulator truth
 and a still stretch (no MetaWorld needed): hand-checkable figures and the JSON it writes."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +10,8 @@ import pytest
 from procvlm.data import ArrayFrames, Episode, Subtask, write_dataset
 from procvlm.labels import label_dataset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "labels_truth.py"
 PLAN = ["Move to the puck", "Place the puck onto the goal"]
 T = 60
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("labels_truth_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _episode(i: int, success: bool) -> Episode:
@@ -55,8 +44,9 @@ def labelled(tmp_path_factory):
     return root
 
 
-def test_measure_reports_every_scheme_against_truth(labelled, tmp_path, monkeypatch, capsys):
-    bench = load_script()
+def test_measure_reports_every_scheme_against_truth(load_benchmark, labelled, tmp_path,
+                                                    monkeypatch, capsys):
+    bench = load_benchmark("labels_truth")
     result = bench.measure(labelled)
     assert (result["episodes"], result["successes"]) == (2, 1)
     assert (result["still_stretches"], result["still_frames"]) == (2, 40)

@@ -1,26 +1,15 @@
 """benchmarks/quality.py --quick: every stage runs on tiny sizes and writes its figures."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.sim]
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_quick_run_trains_every_model_the_same_steps_and_writes_json(tmp_path, capsys):
-    quality = load_script()
+def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchmark, tmp_path,
+                                                                     capsys):
+    quality = load_benchmark("quality")
     out = tmp_path / "q"
     assert quality.main(["--quick", "--out", str(out), "--json", str(tmp_path / "q.json")]) == 0
     printed = capsys.readouterr().out
@@ -41,8 +30,8 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(tmp_path, c
     assert (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_outcome_line_counts_the_pairs_auroc_ranks():
-    quality = load_script()
+def test_outcome_line_counts_the_pairs_auroc_ranks(load_benchmark):
+    quality = load_benchmark("quality")
     rows = [{"split": "test_id", "name": "m", "n_episodes": 8, "n_success": 6},
             {"split": "test_id", "name": "labels:time", "n_episodes": 8, "n_success": 6}]
     assert quality.outcome_line(rows, "test_id") == (
@@ -50,9 +39,9 @@ def test_outcome_line_counts_the_pairs_auroc_ranks():
     assert quality.outcome_line(rows, "test_ood") == "test_ood: no episode scored"
 
 
-def test_drift_targets_judge_the_size_of_the_drift():
+def test_drift_targets_judge_the_size_of_the_drift(load_benchmark):
     """Progress that falls during pauses is not flat: a drift of -0.048 misses <= 0.02."""
-    quality = load_script()
+    quality = load_benchmark("quality")
     rows = [{"split": "test_id", "name": "compact[procvlm]", "stall_drift": -0.048},
             {"split": "test_id", "name": "labels:procvlm", "stall_drift": 0.01}]
     met = {t["target"]: t["met"] for t in quality.targets(rows)}

@@ -1,21 +1,14 @@
 """benchmarks/vlm.py --quick: every section runs on the CPU with tiny sizes and writes JSON."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vlm.py"
 
 
-def test_quick_run_measures_every_section(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("vlm_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses look their module up
-    spec.loader.exec_module(bench)
+def test_quick_run_measures_every_section(load_benchmark, tmp_path, capsys):
+    bench = load_benchmark("vlm")
     out = tmp_path / "vlm.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
