@@ -233,26 +233,42 @@ def gap_free(stages: Stages, num_frames: int) -> Stages:
     return names, new_starts, new_ends
 
 
-def temporal_proportions(episodes: Sequence[Stages], order: Sequence[str]) -> dict[str, float]:
-    """SARM's stage priors: per episode each stage's share of its annotated frames, averaged
-    over the episodes holding the stage, renormalised to sum 1, keyed in ``order``.
+def stage_shares(episodes: Sequence[Stages]) -> dict[str, float]:
+    """SARM's stage priors (its Eq. 1) with LeRobot's bookkeeping (``compute_temporal_proportions``).
+
+    Per episode, a stage's share is the length of its *last* occurrence over the summed length
+    of all the episode's stages (a repeated stage counts once, with its last length, while the
+    total counts every occurrence); shares are averaged over the episodes holding the stage and
+    normalised to sum 1 over every stage name seen.
 
     Args:
-        episodes: every episode's stages (a stage repeated in one episode adds up).
-        order: stage names in the order the JSON lists them (names not seen are left out).
+        episodes: every episode's stages.
+
+    Returns:
+        ``{name: share}`` in first-seen order (empty when no episode has a stage of length > 0).
     """
-    shares: dict[str, list[float]] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for names, starts, ends in episodes:
-        length: dict[str, int] = {}
+        lengths: dict[str, int] = {}
+        total = 0
         for n, s, e in zip(names, starts, ends):
-            length[n] = length.get(n, 0) + max(0, int(e) - int(s))
-        total = sum(length.values())
-        for n, d in length.items():
-            if total > 0:
-                shares.setdefault(n, []).append(d / total)
-    mean = {n: float(np.mean(v)) for n, v in shares.items()}
-    norm = sum(mean.values())
-    return {n: mean[n] / norm for n in order if n in mean} if norm > 0 else {}
+            lengths[n] = max(0, int(e) - int(s))
+            total += lengths[n]
+        if total > 0:
+            for n, d in lengths.items():
+                sums[n] = sums.get(n, 0.0) + d / total
+                counts[n] = counts.get(n, 0) + 1
+    mean = {n: sums[n] / counts[n] for n in sums}
+    grand = sum(mean.values())
+    return {n: m / grand for n, m in mean.items()} if grand > 0 else {}
+
+
+def temporal_proportions(episodes: Sequence[Stages], order: Sequence[str]) -> dict[str, float]:
+    """``meta/temporal_proportions_*.json``: ``stage_shares`` keyed in ``order`` (names not seen
+    are left out)."""
+    shares = stage_shares(episodes)
+    return {n: shares[n] for n in order if n in shares}
 
 
 # --- statistics ------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from procvlm.data.episode import DONE, Subtask
+from procvlm.data.lerobot_format import stage_shares
 from procvlm.data.vocab import is_done
 from procvlm.errors import ProcvlmError
 
@@ -402,21 +403,10 @@ def sarm_proportions(timelines: Sequence[Sequence[Subtask]], plan: Sequence[str]
     Returns:
         (K,) float64 summing to 1 (uniform when no episode has a sub-step).
     """
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for subs in timelines:
-        lengths: dict[str, int] = {}
-        total = 0
-        for s in _sarm_steps(subs):
-            lengths[s.name] = s.length  # a repeated step keeps its last length, as LeRobot
-            total += s.length
-        if total > 0:
-            for name, n in lengths.items():
-                sums[name] = sums.get(name, 0.0) + n / total
-                counts[name] = counts.get(name, 0) + 1
-    mean = {name: sums[name] / counts[name] for name in sums}
-    grand = sum(mean.values())
-    props = np.array([mean.get(name, 0.0) / grand if grand > 0 else 0.0 for name in plan])
+    stages = [([s.name for s in subs], [s.start for s in subs], [s.end for s in subs])
+              for subs in map(_sarm_steps, timelines)]
+    shares = stage_shares(stages)
+    props = np.array([shares.get(name, 0.0) for name in plan])
     total = float(props.sum())
     if total <= 0:
         return np.full(len(plan), 1.0 / len(plan))
