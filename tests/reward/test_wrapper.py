@@ -1,7 +1,5 @@
 """ProgressReward: batched scoring of vector envs, reward modes, async lag, a remote server."""
 
-import socket
-import threading
 import time
 
 import gymnasium as gym
@@ -193,26 +191,10 @@ def test_bad_settings_name_the_fix():
 
 
 @pytest.fixture(scope="module")
-def server():
-    import uvicorn
-
+def server(serve_app):
     from procvlm.serve.app import create_app
 
-    model = RedModel(span=3)
-    app = create_app(model, max_batch=16)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(5)
+    return serve_app(create_app(RedModel(span=3), max_batch=16))
 
 
 def test_remote_server_gives_the_in_process_rewards(server):

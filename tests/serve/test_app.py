@@ -1,14 +1,11 @@
 import asyncio
 import base64
 import io
-import socket
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
 from procvlm.models.base import ProgressModel, ProgressPrediction
@@ -53,22 +50,10 @@ def png(value, size=8, fmt="PNG"):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(serve_app):
     model = MeanModel()
     app = create_app(model, max_batch=16, max_queue=512, max_request_mb=0.05)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", model
-    srv.should_exit = True
-    thread.join(5)
+    return serve_app(app), model
 
 
 def test_health_and_models(server):

@@ -2,7 +2,6 @@
 
 import base64
 import io
-import importlib.util
 
 import httpx
 import numpy as np
@@ -52,32 +51,10 @@ def test_progress_with_vlm(client):
 
 
 @pytest.fixture(scope="module")
-def live_url(client):
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(client.app.state.batcher.model, max_tokens=5)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(5)
+def live_url(client, serve_app):
+    return serve_app(create_app(client.app.state.batcher.model, max_tokens=5)) + "/v1"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("procvlm.annotate.vlm") is None,
-                    reason="procvlm.annotate.vlm not written yet")
 def test_vlm_annotator_end_to_end(live_url):
     from procvlm.annotate.vlm import VLMAnnotator
     from procvlm.data.episode import ArrayFrames, Episode
