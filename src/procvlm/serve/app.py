@@ -353,14 +353,20 @@ class Batcher:
         return [self.model.predict_batch([(s, t, p)], window=w)[0] for s, t, p, w in args]
 
 
-def _splits_into_prompts(model: ProgressModel) -> bool:
-    """Whether requests to ``model`` are scheduled prompt by prompt (a VLM answering every
-    frame whole) rather than as whole requests."""
+def _is_vlm(model: ProgressModel) -> bool:
+    """Whether ``model`` is procvlm's VLM (imported only then: a compact model's server never
+    loads the VLM code)."""
     if getattr(model, "model_type", "") != "vlm":
         return False
     from procvlm.models.vlm.modeling_vlm import VLMProgressModel
 
-    return isinstance(model, VLMProgressModel) and model.config.reasoning == "every"
+    return isinstance(model, VLMProgressModel)
+
+
+def _splits_into_prompts(model: ProgressModel) -> bool:
+    """Whether requests to ``model`` are scheduled prompt by prompt (a VLM answering every
+    frame whole) rather than as whole requests."""
+    return _is_vlm(model) and model.config.reasoning == "every"
 
 
 def progress_job(model: ProgressModel, args: tuple, future: asyncio.Future) -> Job:
@@ -526,7 +532,7 @@ def create_app(model: ProgressModel, *, max_batch: int = 16, max_queue: int = 25
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        if not hasattr(model, "chat"):
+        if not _is_vlm(model):
             raise HTTPError(400, f"the served {getattr(model, 'model_type', '')} model cannot "
                                  "chat: serve a VLM run for /v1/chat/completions")
         body = await read_json(request, limit)
