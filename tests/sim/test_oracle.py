@@ -61,6 +61,41 @@ def test_short_contact_loss_or_lifted_object_is_no_regression():
     assert run(lifted + [facts(0.0, False, 0.05)] * 6).regressions == []
 
 
+def test_success_while_held_completes_a_lift_below_lift_height():
+    """A puck placed on a low goal: MetaWorld's success comes on while the held puck is only
+    0.005 m up (below ``lift``); lift and place then complete, one per frame."""
+    low = 0.5 * SPEC.lift
+    seq = ([facts(0.01), facts(0.0, True)] + [facts(0.0, True, low)] * 3
+           + [facts(0.0, True, low, True)] * 4)
+    oracle = run(seq)
+    subs = oracle.subtasks()
+    assert [s.name for s in subs] == SPEC.plan and all(s.completed for s in subs)
+    assert [(s.start, s.end) for s in subs] == [(0, 1), (1, 2), (2, 6), (6, 7)]
+    assert oracle.done and oracle.labels[7:] == [4, 4]
+    assert run(seq[:5] + [facts(0.0, True, low)] * 4).pointer == 2, "no success: still lifting"
+
+
+def test_success_counts_for_lift_only_within_lost_frames_of_the_last_contact():
+    grasped = [facts(0.01), facts(0.0, True)]
+    just_let_go = [facts(0.0, False, 0.0)] * (LOST_FRAMES - 2) + [facts(0.0, False, 0.0, True)]
+    assert run(grasped + just_let_go + [facts(0.0, False, 0.0, True)]).done
+    # Let go LOST_FRAMES frames before the flag: not held, and (low) a regression to grasp.
+    let_go = [facts(0.0, False, 0.0)] * (LOST_FRAMES - 1) + [facts(0.0, False, 0.0, True)] * 3
+    oracle = run(grasped + let_go)
+    assert not oracle.done and oracle.pointer == 1 and len(oracle.regressions) == 1
+
+
+def test_success_flag_without_a_hold_completes_no_step():
+    """A puck pushed through the goal region: the flag comes on with no grasp, or with the
+    object in the air but out of the pads for LOST_FRAMES frames (no regression up there)."""
+    pushed = run([facts(0.2)] * 2 + [facts(0.2, success=True)] * 3 + [facts(0.01, success=True)] * 3)
+    assert pushed.pointer == 1 and pushed.max_completed == 0
+    airborne = ([facts(0.01), facts(0.0, True)] + [facts(0.0, False, 0.05)] * LOST_FRAMES
+                + [facts(0.0, False, 0.05, True)] * 3)
+    oracle = run(airborne)
+    assert oracle.pointer == 2 and oracle.regressions == [] and not oracle.done
+
+
 def test_frames_must_come_in_order():
     oracle = SubstepOracle(SPEC, OBJ.copy())
     with pytest.raises(ValueError, match="expected 0"):

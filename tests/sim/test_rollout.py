@@ -99,3 +99,20 @@ def test_success_is_the_flag_on_the_last_recorded_frame():
     truth = SimpleNamespace(update=lambda f: 0.0)
     record = _run(FlickerSim(), np.zeros(39), oracle, (pacer, injector), truth, max_steps=6)
     assert len(record["frames"]["corner"]) == 6 and record["success"] is False
+
+
+@pytest.mark.parametrize("pacing", ["scripted", "human"])
+def test_low_goal_pick_place_completes_its_plan_when_success_comes_on(pacing):
+    """On this seed the goal lies low: MetaWorld's success comes on while the held puck is
+    under 0.01 m up. The plan completes on the frame truth reaches 1 (the benchmark's test_id
+    episode 7 is the human-paced one)."""
+    ep = rollout("pick-place", 1025288758, pacing=pacing, width=SIZE, height=SIZE,
+                 cameras=("corner",))
+    if pacing == "scripted":
+        check_expert(ep, "pick-place")
+    assert ep.success is True and all(s.completed for s in ep.subtasks)
+    assert [s.name for s in ep.subtasks][-2:] == TASKS["pick-place"].plan[-2:]
+    first_one = int(np.argmax(ep.true_progress >= 1.0))
+    assert ep.true_progress[first_one] == 1.0
+    assert ep.subtasks[-2].end == first_one + 1, "lift completes on truth's first 1"
+    assert len(ep) - ep.subtasks[-1].end == DONE_TAIL

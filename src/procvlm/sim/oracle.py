@@ -6,6 +6,15 @@ above its start height, MetaWorld's success); when it holds, the step is complet
 and the pointer moves on (one step per frame, so every segment has at least one frame). When a
 completed grasp is lost and the object is back below lifting height before the task is finished, the
 pointer falls back (a regression): the timeline then repeats an earlier plan step.
+
+MetaWorld's success while the object is held (a grasp was completed and the pads touched the
+object within the last ``LOST_FRAMES`` frames) achieves the lift step as well as the final one,
+so the remaining steps of a pick task complete one per frame: a puck placed on a low goal counts
+as lifted and placed although it never rose ``lift`` above its start (the rule
+``procvlm.sim.truth`` uses to declare a task done). A success flag that comes on
+without a hold (a puck pushed through the goal region) achieves only the final step, and only
+when the pointer is already there. Touch tasks keep their own rule (the final step completes on
+success).
 """
 
 from __future__ import annotations
@@ -67,6 +76,11 @@ class SubstepOracle:
         return (f is not None and self.max_completed >= GRASP and f.grasped
                 and float(np.linalg.norm(f.obj - self.start_obj)) > distance)
 
+    def held(self) -> bool:
+        """A completed grasp still holds: the pads touched the object within the last
+        ``LOST_FRAMES`` frames (the latest frame included)."""
+        return self.max_completed >= GRASP and self._lost < LOST_FRAMES
+
     def near_object(self) -> bool:
         """The gripper centre is within the task's reach of the object."""
         f = self.facts
@@ -82,7 +96,8 @@ class SubstepOracle:
         if step == GRASP:
             return f.grasped
         if step == LIFT:
-            return f.grasped and f.obj[2] > self.start_obj[2] + self.spec.lift
+            lifted = f.grasped and f.obj[2] > self.start_obj[2] + self.spec.lift
+            return lifted or (f.success and self.held())
         raise IndexError(f"step {step} is outside the plan of {len(self.plan)} steps")
 
     def update(self, frame: int, f: SimFacts) -> int:
