@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from procvlm.errors import ProcvlmError
 from procvlm.models.compact.processor_compact import (AugmentConfig, augment_windows,
@@ -57,3 +58,51 @@ def test_augmentation_is_seeded():
 def test_bad_augmentation_names_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):
         AugmentConfig(**kwargs)
+
+
+def reference_augment(frames, gen, cfg):
+    """The augmentation written step by step in (B, W, 3, S, S): replicate padding and a
+    per-window crop, then brightness, contrast and saturation one after the other."""
+    b = frames.shape[0]
+    x = frames.permute(0, 1, 4, 2, 3).float()
+    still = torch.rand(b, generator=gen) < cfg.still
+    x[still] = x[still, -1:].expand(-1, x.shape[1], -1, -1, -1)
+    flip = torch.rand(b, generator=gen) < cfg.hflip
+    x[flip] = x[flip].flip(-1)
+    s, pad = x.shape[-1], round(cfg.shift * x.shape[-1])
+    if pad >= 1:
+        padded = F.pad(x.flatten(0, 1), (pad,) * 4, mode="replicate").unflatten(0, (b, -1))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
+        x = torch.stack([padded[i, :, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+    if cfg.brightness or cfg.contrast or cfg.saturation:
+        def gain(amount):
+            return 1.0 + amount * (2.0 * torch.rand(b, 1, 1, 1, 1, generator=gen) - 1.0)
+
+        x = x * gain(cfg.brightness)
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+        x = mean + (x - mean) * gain(cfg.contrast)
+        grey = x.mean(dim=2, keepdim=True)
+        x = grey + (x - grey) * gain(cfg.saturation)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
+
+
+def test_shift_is_replicate_padding_and_a_crop():
+    x = windows(b=16, s=32, seed=3)
+    cfg = AugmentConfig(shift=0.25, brightness=0.0, contrast=0.0, saturation=0.0, hflip=0.5,
+                        still=0.3)
+    out = augment_windows(x, torch.Generator().manual_seed(7), cfg)
+    ref = reference_augment(x, torch.Generator().manual_seed(7), cfg)
+    assert torch.equal(out, ref)
+    assert not torch.equal(out, x)
+
+
+def test_jitter_matches_the_gains_applied_one_after_the_other():
+    x = windows(b=32, s=32, seed=4)
+    cfg = AugmentConfig(shift=0.1, brightness=0.3, contrast=0.4, saturation=0.5, hflip=0.5)
+    out = augment_windows(x, torch.Generator().manual_seed(9), cfg).int()
+    ref = reference_augment(x, torch.Generator().manual_seed(9), cfg).int()
+    # the same draws and the same values up to float rounding at a .5 boundary
+    assert (out - ref).abs().max() <= 1
+    assert (out == ref).float().mean() > 0.99
+    assert (out - x.int()).abs().float().mean() > 5  # and it did change the pixels

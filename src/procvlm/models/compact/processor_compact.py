@@ -95,25 +95,39 @@ def _gain(b: int, amount: float, gen: torch.Generator) -> torch.Tensor:
 
 
 def _shift(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
-    """Shift each window of (B, W, 3, S, S) by the same random offset for all its frames."""
-    b, s = x.shape[0], x.shape[-1]
+    """Shift each window of (B, W, S, S, C) by the same random offset for all its frames.
+
+    The same as replicate padding by ``pad`` pixels and cropping at a random offset, done by
+    selecting clamped rows and columns (no padded copy of the batch).
+    """
+    b, s = x.shape[0], x.shape[2]
     pad = round(shift * s)
     if pad < 1:
         return x
-    x = F.pad(x.flatten(0, 1), (pad, pad, pad, pad), mode="replicate").unflatten(0, (b, -1))
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).tolist()
-    return torch.stack([x[i, :, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+    index = torch.arange(-pad, s + pad).clamp(0, s - 1)  # replicate padding as indices
+    out = torch.empty_like(x)
+    for i in range(b):
+        rows, cols = index[dy[i]:dy[i] + s], index[dx[i]:dx[i] + s]
+        out[i] = x[i].index_select(1, rows).index_select(2, cols)
+    return out
 
 
 def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and saturation gains per window of (B, W, 3, S, S) in [0, 255]."""
+    """Brightness, contrast and saturation gains per window of (B, W, S, S, 3) in [0, 255].
+
+    Applied one after the other, with ``m`` the window's mean grey level and ``g`` each pixel's
+    grey level, the gains ``b, c, s`` give ``b*c*s*x + b*c*(1-s)*g + b*(1-c)*m``: two fused
+    passes over the pixels instead of six.
+    """
     b = x.shape[0]
-    x = x * _gain(b, cfg.brightness, gen)
+    gb, gc, gs = (_gain(b, amount, gen)
+                  for amount in (cfg.brightness, cfg.contrast, cfg.saturation))
     mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)  # one grey level per window
-    x = mean + (x - mean) * _gain(b, cfg.contrast, gen)
-    grey = x.mean(dim=2, keepdim=True)  # per pixel
-    return grey + (x - grey) * _gain(b, cfg.saturation, gen)
+    grey = (x @ torch.full((3,), 1.0 / 3.0)).unsqueeze(-1)  # per pixel
+    out = torch.addcmul(gb * (1.0 - gc) * mean, x, gb * gc * gs)
+    return out.addcmul_(grey, gb * gc * (1.0 - gs))
 
 
 def augment_windows(frames: torch.Tensor, gen: torch.Generator,
@@ -130,10 +144,14 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
     """
     cfg = config or AugmentConfig()
     b = frames.shape[0]
-    x = frames.permute(0, 1, 4, 2, 3).float()  # (B, W, 3, S, S)
+    x = frames.clone()  # (B, W, S, S, 3) uint8; still, flip and shift move whole pixels
     still = torch.rand(b, generator=gen) < cfg.still
-    x[still] = x[still, -1:].expand(-1, x.shape[1], -1, -1, -1)
+    for i in still.nonzero().flatten().tolist():
+        x[i, :-1] = x[i, -1:]
     flip = torch.rand(b, generator=gen) < cfg.hflip
-    x[flip] = x[flip].flip(-1)
-    x = _jitter(_shift(x, cfg.shift, gen), cfg, gen)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
+    for i in flip.nonzero().flatten().tolist():
+        x[i] = x[i].flip(2)
+    x = _shift(x, cfg.shift, gen)
+    if cfg.brightness == cfg.contrast == cfg.saturation == 0.0:
+        return x.contiguous()
+    return _jitter(x.float(), cfg, gen).round_().clamp_(0, 255).to(torch.uint8)
