@@ -151,3 +151,152 @@ def test_vision_tower_once_per_frame_gives_the_same_answers(tiny_dirs):
     _assert_same_generation(model, plain, shared)
     assert not shares_image_features(
         VLMProgressModel.from_pretrained(tiny_dirs["qwen2_5_vl"], device="cpu").model)
+
+
+def test_buckets():
+    from procvlm.models.vlm.engine import batch_bucket, cache_bucket
+
+    assert [batch_bucket(n, 16) for n in (1, 2, 3, 5, 9, 16, 20)] == [1, 2, 4, 8, 16, 16, 20]
+    assert [batch_bucket(n, 12) for n in (1, 7, 9, 12)] == [1, 8, 12, 12]
+    assert [cache_bucket(n) for n in (1, 64, 65, 299, 294)] == [64, 64, 128, 320, 320]
+    assert cache_bucket(299, limit=300) == 300 and cache_bucket(301, limit=300) == 301
+
+
+def test_static_cache_pool_reuses_one_cache_per_bucket(tiny_dirs):
+    from transformers import AutoConfig
+
+    from procvlm.models.vlm.engine import StaticCachePool
+
+    pool = StaticCachePool(AutoConfig.from_pretrained(tiny_dirs["qwen3_vl"]), keep=2)
+    a = pool.get(4, 70)
+    assert a.get_max_length() == 128
+    assert pool.get(4, 100) is a  # the same bucket: the same tensors (a CUDA graph replays)
+    b = pool.get(2, 70)
+    assert b is not a and pool.get(4, 20) is a  # the shortest kept cache that holds it
+    c = pool.get(8, 300)
+    assert c.get_max_length() == 320 and len(pool) == 2
+    assert pool.get(2, 70) is not b  # the least recently used was dropped
+
+
+def _captured_generate(model):
+    """Record each ``generate`` call's real rows (sequences, logits) of a VLMProgressModel."""
+    calls, original = [], model.model.generate
+
+    def generate(**kwargs):
+        out = original(**kwargs)
+        calls.append(out)
+        return out
+
+    model.model.generate = generate
+    return calls
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl", "smolvlm"])
+def test_static_cache_generates_what_the_dynamic_cache_does(tiny_dirs, arch):
+    """Prompts of several lengths (windows of 1 to 3 frames) in batches of 4, the short last
+    batch padded to 4 rows: the same tokens and logits as the dynamic cache, per real row."""
+    frames = np.random.default_rng(0).integers(0, 255, (7, 32, 32, 3), np.uint8)
+    got = {}
+    for cache in ("dynamic", "static"):
+        model = VLMProgressModel.from_pretrained(tiny_dirs[arch], max_new_tokens=6,
+                                                 batch_size=4, cache=cache, device="cpu",
+                                                 readout="probs")
+        calls = _captured_generate(model)
+        pred = model.predict(frames, task="push the puck", window=3)
+        got[cache] = (pred, calls)
+    (dyn, dyn_calls), (sta, sta_calls) = got["dynamic"], got["static"]
+    assert dyn.text == sta.text
+    np.testing.assert_array_equal(dyn.progress, sta.progress)
+    assert [c.sequences.shape[0] for c in sta_calls] == [4, 4]  # 3 prompts padded to 4
+    assert [c.sequences.shape[0] for c in dyn_calls] == [4, 3]
+    for d, s in zip(dyn_calls, sta_calls):
+        rows = d.sequences.shape[0]
+        assert torch.equal(d.sequences, s.sequences[:rows])
+        for ld, ls in zip(d.logits, s.logits):
+            torch.testing.assert_close(ld, ls[:rows], atol=1e-4, rtol=1e-4)
+
+
+def test_static_cache_reads_the_same_progress(fixed_run):
+    """A model trained to answer 0.5: whole answers with the digit readout and the readout
+    after a known prefix read the same values with either cache."""
+    frames = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), np.uint8)
+    task = "place the puck onto the goal"
+    out = {}
+    for cache in ("dynamic", "static"):
+        model = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, readout="probs",
+                                                 batch_size=2, cache=cache, device="cpu")
+        pred = model.predict(frames, task=task, window=2)
+        prefix = pred.text[0].split("<progress>")[0] + "<progress>"
+        forced = model.progress_after_prefix([[f] for f in frames], [task] * 5, [prefix] * 5)
+        out[cache] = (pred, forced)
+    (dyn, dyn_forced), (sta, sta_forced) = out["dynamic"], out["static"]
+    assert dyn.text == sta.text and dyn.flags == ["ok"] * 5
+    np.testing.assert_allclose(sta.progress, dyn.progress, atol=1e-6)
+    assert all(v is not None for v in sta_forced)
+    np.testing.assert_allclose(sta_forced, dyn_forced, atol=1e-6)
+
+
+def test_static_cache_compiles_the_decoding_step_once_per_bucket(tiny_dirs, monkeypatch):
+    """Compiled (dynamo, eager backend on the CPU): a longer prompt in the same length bucket
+    and a padded last batch reuse the one compiled decoding step; a new batch bucket compiles
+    once more."""
+    from transformers import CompileConfig
+
+    import procvlm.models.vlm.modeling_vlm as modeling
+
+    def eager_everywhere():
+        config = CompileConfig(backend="eager")
+        config._compile_all_devices = True
+        return config
+
+    monkeypatch.setattr(modeling, "compile_everywhere", eager_everywhere)
+    torch._dynamo.reset()
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], batch_size=4,
+                                             cache="static", compile=True, device="cpu")
+    ims = _images(3)
+
+    def run(windows: list[int]) -> None:
+        prompts = [model.chat_prompt(model.messages(w, "push the puck")) for w in windows]
+        gen = model.generate_prompts(prompts, [ims[:w] for w in windows], 4, min_new_tokens=4)
+        assert gen.tokens == [4] * len(windows)
+
+    graphs = torch._dynamo.utils.counters["stats"]
+    run([2, 2, 2, 2])  # 66 prompt tokens + 4 new: the 128 bucket
+    assert graphs["unique_graphs"] == 1
+    run([3, 3, 3, 3])  # 72 + 4: the same bucket, the same compiled step
+    run([3, 2, 3, 2, 3, 3, 2])  # a last batch of 3 padded to 4 rows
+    assert graphs["unique_graphs"] == 1
+    run([2, 3])  # 2 rows: a new batch bucket
+    assert graphs["unique_graphs"] == 2
+    torch._dynamo.reset()
+
+
+def test_answers_read_on_the_workers_equal_the_inline_reading(fixed_run):
+    """Decoding, token counts and the digit readout of each batch run on the prefetch workers
+    (workers=2) or inline (workers=0): the same Generation, field by field, and the same
+    readout after a prefix."""
+    frames = np.random.default_rng(2).integers(0, 255, (5, 32, 32, 3), np.uint8)
+    ims = [Image.fromarray(f) for f in frames]
+    task = "place the puck onto the goal"
+    out = {}
+    for workers, batch in ((0, 5), (2, 2)):
+        model = VLMProgressModel.from_pretrained(fixed_run, max_new_tokens=48, batch_size=batch,
+                                                 workers=workers, device="cpu")
+        shown = [ims[max(0, t - 1):t + 1] for t in range(5)]
+        prompts = [model.chat_prompt(model.messages(len(s), task)) for s in shown]
+        gen = model.generate_prompts(prompts, shown, with_logits=True)
+        prefix = gen.text[0].split("<progress>")[0] + "<progress>"
+        forced = model.progress_after_prefix([[f] for f in frames], [task] * 5, [prefix] * 5)
+        out[workers] = (gen, forced)
+    (inline, inline_forced), (pooled, pooled_forced) = out[0], out[2]
+    assert inline.text == pooled.text and inline.tokens == pooled.tokens
+    assert inline.finished == pooled.finished == [True] * 5
+    assert inline.prompt_tokens == pooled.prompt_tokens
+    assert all(e is not None for e in inline.expected)
+    np.testing.assert_allclose(pooled.expected, inline.expected, atol=1e-9)
+    np.testing.assert_allclose(pooled_forced, inline_forced, atol=1e-9)
+
+
+def test_count_generated_without_end_tokens():
+    tokens, finished = count_generated(torch.tensor([[5, 6], [7, 8]]), set())
+    assert tokens == [2, 2] and finished == [False, False]

@@ -39,8 +39,11 @@ class VLMConfig:
             the reused reasoning as a teacher-forced prefix (see ``reasoning.py``).
         refresh: with ``reasoning="reuse"``, frames between regenerated answers.
         workers: threads preparing the next batches' inputs (None: 2 on a GPU, 0 on the CPU).
-        cache: ``"dynamic"`` KV cache, or ``"static"`` (preallocated; transformers compiles the
-            decoding step with ``torch.compile`` on a GPU).
+        cache: ``"dynamic"`` KV cache, or ``"static"`` (preallocated in batch and length
+            buckets and reused, see ``engine.StaticCachePool``; transformers compiles the
+            decoding step with ``torch.compile`` and CUDA graphs on a GPU).
+        compile: with ``cache="static"``, compile the decoding step: None on a GPU only
+            (transformers' choice), True on any device, False never.
         attn: the attention implementation (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
     """
 
@@ -61,6 +64,7 @@ class VLMConfig:
     refresh: int = 8
     workers: int | None = None
     cache: str = "dynamic"
+    compile: bool | None = None
     attn: str = "sdpa"
 
     def __post_init__(self) -> None:

@@ -15,10 +15,19 @@ Three things keep the accelerator busy:
 - **Length-sorted batches.** Prompts are sorted by length (the first frames of an episode show
   fewer images), so little padding is computed; results come back in the callers' order.
 
+- **A decoding step captured once** (``cache="static"``). With a dynamic cache every decoding
+  step launches each kernel from Python (the step costs the same at any batch size). A static
+  KV cache has fixed shapes, so transformers compiles the step (``torch.compile``, CUDA graphs)
+  on a GPU. Its shapes are the batch and the cache length, never the prompt length (the 4-D
+  mask is built outside the compiled step): :class:`StaticCachePool` rounds the batch up to a
+  power of two (at most the configured batch, by repeating a prompt) and the cache length up to
+  a multiple of :data:`CACHE_STEP`, and keeps one transformers ``StaticCache`` per bucket, reset
+  and passed back to ``generate`` each batch, so the compiled step and its CUDA graph are reused
+  at the same memory addresses instead of recorded again for every new cache.
+
 transformers' continuous-batching manager (``generate_batch``, ``init_continuous_batching``) takes
 token ids only, no ``pixel_values``, so it cannot serve an image-text model; generation here is
-``model.generate`` with SDPA attention and, with ``cache="static"``, a static KV cache that
-transformers compiles with ``torch.compile`` on a GPU.
+``model.generate`` with SDPA attention.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -171,6 +181,16 @@ class Prefetcher:
         self.encode_fn = encode_fn
         self.workers = workers
         self.pin = pin
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` on the workers while batches are being fetched (after the batches
+        already queued), inline otherwise; its future."""
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
 
     def _job(self, idx: list[int]) -> dict:
         batch = self.encode_fn(idx)
@@ -185,18 +205,98 @@ class Prefetcher:
                 yield idx, self._job(idx)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="procvlm-encode") as pool:
-            pending: list[tuple[list[int], Future]] = []
-            it = iter(batches)
-            for idx in it:
-                pending.append((idx, pool.submit(self._job, idx)))
-                if len(pending) > self.workers:
-                    break
-            while pending:
-                idx, fut = pending.pop(0)
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt, pool.submit(self._job, nxt)))
-                yield idx, fut.result()
+            self._pool = pool
+            try:
+                pending: list[tuple[list[int], Future]] = []
+                it = iter(batches)
+                for idx in it:
+                    pending.append((idx, pool.submit(self._job, idx)))
+                    if len(pending) > self.workers:
+                        break
+                while pending:
+                    idx, fut = pending.pop(0)
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.append((nxt, pool.submit(self._job, nxt)))
+                    yield idx, fut.result()
+            finally:
+                self._pool = None  # queued jobs still finish before the pool closes
+
+
+# ----------------------------------------------------------------------------- static caches
+CACHE_STEP = 64
+"""Static cache lengths are multiples of this many tokens (a prompt of 259 tokens and 40 new
+ones share the 320 bucket with a 286-token prompt and 8 new ones)."""
+
+
+def batch_bucket(n: int, batch_size: int) -> int:
+    """Rows a batch of ``n`` prompts is padded to: the next power of two, at most
+    ``batch_size`` (full batches are never padded)."""
+    if n >= batch_size:
+        return n
+    return min(1 << max(n - 1, 0).bit_length(), batch_size)
+
+
+def cache_bucket(needed: int, limit: int | None = None, step: int = CACHE_STEP) -> int:
+    """The static cache length for ``needed`` tokens (prompt + new): a multiple of ``step``,
+    at most ``limit`` (the model's longest sequence) unless ``needed`` itself is longer."""
+    length = -(-needed // step) * step
+    return max(needed, min(length, limit)) if limit else length
+
+
+class StaticCachePool:
+    """transformers ``StaticCache`` objects kept per (batch rows, cache length) bucket.
+
+    ``generate`` given ``cache=`` uses it as it is (its ``cache_implementation="static"`` would
+    allocate a new cache per call: new addresses, so the CUDA graph of the compiled step would be
+    recorded again for every batch). A request for ``needed`` tokens takes the shortest kept
+    cache of the same batch that holds them, else a new one of :func:`cache_bucket` length; the
+    least recently used caches beyond ``keep`` are dropped (each holds batch x length x layers
+    of keys and values).
+
+    Args:
+        config: the model's config (its text config sizes the cache).
+        keep: caches kept at most.
+    """
+
+    def __init__(self, config, keep: int = 4) -> None:
+        self.config = config
+        self.keep = keep
+        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") \
+            else config
+        self.limit = getattr(text, "max_position_embeddings", None)
+        self._caches: dict[tuple[int, int], Any] = {}
+
+    def get(self, batch: int, needed: int):
+        """An empty static cache for ``batch`` rows of up to ``needed`` tokens."""
+        from transformers import StaticCache
+
+        fits = [length for b, length in self._caches if b == batch and length >= needed]
+        key = (batch, min(fits) if fits else cache_bucket(needed, self.limit))
+        cache = self._caches.pop(key, None)
+        if cache is None:
+            cache = StaticCache(config=self.config, max_cache_len=key[1])
+            log.debug("static cache for %d rows x %d tokens", *key)
+        else:
+            cache.reset()
+        self._caches[key] = cache  # most recently used last
+        while len(self._caches) > self.keep:
+            self._caches.pop(next(iter(self._caches)))
+        return cache
+
+    def __len__(self) -> int:
+        return len(self._caches)
+
+
+def compile_everywhere():
+    """transformers' default compile settings for the decoding step (``CompileConfig()``:
+    inductor, ``mode="reduce-overhead"``, i.e. CUDA graphs on a GPU), also on devices where
+    ``generate`` would not compile by itself (the CPU)."""
+    from transformers import CompileConfig
+
+    config = CompileConfig()
+    config._compile_all_devices = True  # transformers' own switch for compiling off a GPU
+    return config
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -214,14 +314,13 @@ def count_generated(new: torch.Tensor, end_ids: set[int]) -> tuple[list[int], li
         new: (B, n) generated ids (prompt removed; rows that ended early are padded after it).
         end_ids: the end-of-answer token ids.
     """
-    tokens, finished = [], []
-    ends = torch.isin(new, torch.tensor(sorted(end_ids), device=new.device)) if end_ids \
-        else torch.zeros_like(new, dtype=torch.bool)
-    for row in ends.cpu():
-        hit = torch.nonzero(row)
-        finished.append(bool(len(hit)))
-        tokens.append(int(hit[0, 0]) + 1 if len(hit) else int(row.shape[0]))
-    return tokens, finished
+    if not end_ids or new.shape[1] == 0:
+        return [int(new.shape[1])] * new.shape[0], [False] * new.shape[0]
+    ends = torch.isin(new, torch.tensor(sorted(end_ids), device=new.device)).cpu()
+    hit = ends.any(dim=1)
+    first = ends.to(torch.int8).argmax(dim=1)  # the first maximum: the first end token
+    tokens = torch.where(hit, first + 1, torch.full_like(first, new.shape[1]))
+    return tokens.tolist(), hit.tolist()
 
 
 # ----------------------------------------------------------------------------- vision attention

@@ -38,7 +38,10 @@ from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
     Prefetcher,
+    StaticCachePool,
+    batch_bucket,
     batch_vision_attention,
+    compile_everywhere,
     count_generated,
     encode,
     length_sorted_batches,
@@ -54,7 +57,14 @@ from procvlm.models.vlm.processor_vlm import (
     window_indices,
 )
 from procvlm.models.vlm.reasoning import anchor_frames, frames_to_split, reuse_sources
-from procvlm.models.vlm.readout import TAG, tag_expectations, teacher_forced_progress
+from procvlm.models.vlm.readout import (
+    MAX_NUMBER_TOKENS,
+    TAG,
+    digit_columns,
+    digit_token_ids,
+    expected_digits,
+    read_expectations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +226,7 @@ class VLMProgressModel(ProgressModel):
         self.processor = processor
         self.config = config or VLMConfig(base=getattr(model, "name_or_path", "") or "unknown")
         self.tokenizer = processor.tokenizer
+        self._static: StaticCachePool | None = None  # built on the first static-cache batch
         batch_vision_attention(model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -302,11 +313,21 @@ class VLMProgressModel(ProgressModel):
         return 2 if self.device.type == "cuda" else 0
 
     def _batches(self, prompts: list[str], images: list[list[Image.Image]]
-                 ) -> Iterator[tuple[list[int], dict]]:
-        """(prompt indices, inputs on the model device) per length-sorted batch, encoded ahead
-        by worker threads."""
+                 ) -> Iterator[tuple[list[int], dict, Prefetcher]]:
+        """(prompt indices, inputs on the model device, the prefetcher) per length-sorted batch,
+        encoded ahead by worker threads (which also take the batches' post-processing:
+        ``Prefetcher.submit``).
+
+        With a static cache a short batch is padded to :func:`batch_bucket` rows by repeating
+        its first prompt; the inputs then have more rows than the indices (the extra rows'
+        answers are dropped)."""
         lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
         batches = length_sorted_batches(lengths, self.config.batch_size)
+        rows = {id(b): len(b) for b in batches}
+        if self.config.cache == "static":
+            batches = [b + b[:1] * (batch_bucket(len(b), self.config.batch_size) - len(b))
+                       for b in batches]
+            rows = {id(b): n for b, n in zip(batches, rows.values())}
         cuda = self.device.type == "cuda"
         share = shares_image_features(self.model)
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
@@ -316,8 +337,25 @@ class VLMProgressModel(ProgressModel):
             batch = {k: (v.to(self.device, non_blocking=cuda)
                          if torch.is_tensor(v) and k != "image_order" else v)
                      for k, v in batch.items()}
-            yield idx, (shared_image_features(self.model, batch) if "image_order" in batch
-                        else batch)
+            yield idx[:rows[id(idx)]], (shared_image_features(self.model, batch)
+                                        if "image_order" in batch else batch), fetch
+
+    def _cache_kwargs(self, inputs: dict, new_tokens: int) -> dict:
+        """``generate`` arguments for the configured KV cache: with ``cache="static"`` a reset
+        static cache of this batch's bucket (see ``engine.StaticCachePool``) and the compile
+        choice; nothing with a dynamic cache."""
+        if self.config.cache != "static":
+            return {}
+        if self._static is None:
+            self._static = StaticCachePool(self.model.config)
+        ids = inputs["input_ids"]
+        kwargs: dict[str, Any] = {"cache": self._static.get(ids.shape[0],
+                                                            ids.shape[1] + new_tokens)}
+        if self.config.compile is False:
+            kwargs["disable_compile"] = True
+        elif self.config.compile:
+            kwargs["compile_config"] = compile_everywhere()
+        return kwargs
 
     def _with_positions(self, batch: dict) -> dict:
         """``batch`` with the position ids ``generate`` would compute, computed here on the CPU.
@@ -362,27 +400,46 @@ class VLMProgressModel(ProgressModel):
         expected: list[float | None] = [None] * n
         tokens, prompt_tokens, finished = [0] * n, [0] * n, [False] * n
         limit = max_new_tokens or self.config.max_new_tokens
-        extra = {"cache_implementation": "static"} if self.config.cache == "static" else {}
-        if min_new_tokens:
-            extra["min_new_tokens"] = min(min_new_tokens, limit)
-        end_ids = self._end_ids()
-        for idx, inputs in self._batches(prompts, images):
+        extra = {"min_new_tokens": min(min_new_tokens, limit)} if min_new_tokens else {}
+        done = []
+        for idx, inputs, fetch in self._batches(prompts, images):
             out = self.model.generate(**inputs, max_new_tokens=limit, do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id,
                                       output_logits=with_logits, return_dict_in_generate=True,
-                                      **extra)
-            new = out.sequences[:, inputs["input_ids"].shape[1]:]
-            counts, ended = count_generated(new, end_ids)
-            decoded = self.processor.batch_decode(new, skip_special_tokens=True)
-            exp = tag_expectations(new, out.logits, self.tokenizer) if with_logits else None
-            lens = inputs["attention_mask"].sum(-1).tolist()
+                                      **extra, **self._cache_kwargs(inputs, limit))
+            new, digits, lens = self._generated(idx, inputs, out, with_logits)
+            done.append((idx, fetch.submit(self._read_batch, new, digits, lens, False)))
+        for idx, job in done:
+            read = job.result()
             for k, i in enumerate(idx):
-                text[i], tokens[i], finished[i], prompt_tokens[i] = (decoded[k], counts[k],
-                                                                     ended[k], int(lens[k]))
-                if exp is not None:
-                    expected[i] = exp[k]
+                text[i], tokens[i], finished[i], prompt_tokens[i], expected[i] = read[k]
         return Generation(text, expected if with_logits else None, tokens, prompt_tokens,
                           finished)
+
+    def _generated(self, idx: list[int], inputs: dict, out, with_logits: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The generated ids, the digit columns of their logits (or None) and the prompt
+        lengths of a batch's real rows, copied to the CPU (the device work of reading a batch;
+        the rest is :meth:`_read_batch`, on a worker)."""
+        rows = len(idx)
+        new = out.sequences[:rows, inputs["input_ids"].shape[1]:]
+        digits = None
+        if with_logits:
+            digits = digit_columns([lg[:rows] for lg in out.logits],
+                                   digit_token_ids(self.tokenizer)).float().cpu()
+        return new.cpu(), digits, inputs["attention_mask"][:rows].sum(-1).cpu()
+
+    def _read_batch(self, new: torch.Tensor, digits: torch.Tensor | None, lens: torch.Tensor,
+                    after_tag: bool) -> list[tuple[str, int, bool, int, float | None]]:
+        """(text, generated tokens, ended by itself, prompt tokens, expected progress) per row
+        of a generated batch: tokens decoded, end tokens found, the digit readout (CPU only)."""
+        counts, ended = count_generated(new, self._end_ids())
+        decoded = self.processor.batch_decode(new, skip_special_tokens=True)
+        exp: list[float | None] = [None] * len(decoded)
+        if digits is not None:
+            exp = read_expectations(new.tolist(), expected_digits(digits), self.tokenizer,
+                                    after_tag)
+        return list(zip(decoded, counts, ended, lens.tolist(), exp))
 
     def chat(self, conversations: list[list[dict]], images: list[list[Image.Image]],
              max_new_tokens: int | None = None) -> Generation:
@@ -510,11 +567,20 @@ class VLMProgressModel(ProgressModel):
     @torch.no_grad()
     def _readout(self, prompts: list[str], images: list[list[Image.Image]]
                  ) -> list[float | None]:
-        """Expected progress after rendered prompts that end with the answer up to the tag."""
+        """Expected progress after rendered prompts that end with the answer up to the tag
+        (``readout.teacher_forced_progress``, batched, read on the workers)."""
         out: list[float | None] = [None] * len(prompts)
-        for idx, inputs in self._batches(prompts, images):
-            for i, v in zip(idx, teacher_forced_progress(self.model, self.tokenizer, inputs)):
-                out[i] = v
+        done = []
+        for idx, inputs, fetch in self._batches(prompts, images):
+            gen = self.model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS,
+                                      do_sample=False, output_logits=True,
+                                      return_dict_in_generate=True,
+                                      **self._cache_kwargs(inputs, MAX_NUMBER_TOKENS))
+            new, digits, lens = self._generated(idx, inputs, gen, True)
+            done.append((idx, fetch.submit(self._read_batch, new, digits, lens, True)))
+        for idx, job in done:
+            for i, row in zip(idx, job.result()):
+                out[i] = row[-1]
         return out
 
     def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]

@@ -15,6 +15,7 @@ teacher-forces a known answer prefix up to ``<progress>`` and decodes only the f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -95,6 +96,64 @@ def tag_expectation(tokens: Sequence[int], logits: torch.Tensor, tokenizer,
     """
     if pieces is None:
         pieces = [tokenizer.decode([int(t)]) for t in tokens]
+    positions = _digit_positions(pieces, after_tag)
+    if positions is None:
+        return None
+    ints, fracs, percent = positions
+    return _to_progress(expected_number(logits, ints, fracs, digit_ids), percent)
+
+
+def digit_columns(step_logits: Sequence[torch.Tensor], digit_ids: list[int]) -> torch.Tensor:
+    """The ten digit columns of each generated step's logits, (B, n, 10), on their device
+    (only these leave the device, not the whole vocabulary).
+
+    Args:
+        step_logits: n tensors (B, V), ``generate(..., output_logits=True).logits``.
+        digit_ids: :func:`digit_token_ids`.
+    """
+    columns = torch.tensor(digit_ids, device=step_logits[0].device)
+    return torch.stack([lg.index_select(-1, columns) for lg in step_logits], dim=1)
+
+
+def expected_digits(digits: torch.Tensor) -> torch.Tensor:
+    """The expected digit at every step, (B, n) float64, from the digit logits (B, n, 10):
+    what :func:`expected_number` computes position by position, for all at once."""
+    probs = torch.softmax(digits.double(), dim=-1)
+    return (probs * torch.arange(10, dtype=torch.float64)).sum(-1)
+
+
+def read_expectations(rows: Sequence[Sequence[int]], expected: torch.Tensor, tokenizer,
+                      after_tag: bool = False) -> list[float | None]:
+    """Expected progress of each generated answer (None where it has no readable number),
+    from :func:`expected_digits` of its steps. Each distinct token is decoded once.
+
+    Args:
+        rows: the generated token ids per answer.
+        expected: (B, n) expected digit per answer and step, on the CPU.
+        tokenizer: the model's tokenizer.
+        after_tag: the answers start right after ``<progress>`` (teacher-forced prefix).
+    """
+    piece: dict[int, str] = {t: tokenizer.decode([t]) for t in {t for row in rows for t in row}}
+    out: list[float | None] = []
+    for b, row in enumerate(rows):
+        positions = _digit_positions([piece[t] for t in row], after_tag)
+        if positions is None:
+            out.append(None)
+            continue
+        ints, fracs, percent = positions
+        places = [10.0 ** (len(ints) - 1 - k) for k in range(len(ints))]
+        places += [10.0 ** -(j + 1) for j in range(len(fracs))]
+        value = 0.0
+        for pos, place in zip(ints + fracs, places):
+            value += place * float(expected[b, pos])
+        out.append(_to_progress(value, percent))
+    return out
+
+
+def _digit_positions(pieces: Sequence[str], after_tag: bool
+                     ) -> tuple[list[int], list[int], bool] | None:
+    """Integer and fraction digit positions of the number after the tag, and whether a "%"
+    follows; None without a tag or a number."""
     start = 0
     if not after_tag:
         text, start = "", None
@@ -106,9 +165,7 @@ def tag_expectation(tokens: Sequence[int], logits: torch.Tensor, tokenizer,
         if start is None:
             return None
     ints, fracs, percent = _number_positions(pieces, start)
-    if not ints:
-        return None
-    return _to_progress(expected_number(logits, ints, fracs, digit_ids), percent)
+    return (ints, fracs, percent) if ints else None
 
 
 def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor], tokenizer,
@@ -122,30 +179,25 @@ def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor
         sequences: (B, n) generated tokens (prompt removed).
         step_logits: n tensors (B, V), ``generate(..., output_logits=True).logits``.
     """
-    digit_ids = digit_token_ids(tokenizer)
-    columns = torch.tensor(digit_ids, device=step_logits[0].device)
-    digits = torch.stack([lg.index_select(-1, columns) for lg in step_logits], dim=1)
-    digits = digits.float().cpu()  # (B, n, 10)
-    rows = sequences.tolist()
-    piece: dict[int, str] = {t: tokenizer.decode([t]) for t in {t for row in rows for t in row}}
-    return [tag_expectation(row, digits[b], tokenizer, list(range(10)), after_tag,
-                            [piece[t] for t in row])
-            for b, row in enumerate(rows)]
+    digits = digit_columns(step_logits, digit_token_ids(tokenizer)).float().cpu()
+    return read_expectations(sequences.tolist(), expected_digits(digits), tokenizer, after_tag)
 
 
 @torch.no_grad()
-def teacher_forced_progress(model, tokenizer, inputs: dict) -> list[float | None]:
+def teacher_forced_progress(model, tokenizer, inputs: dict, **generate_kwargs: Any
+                            ) -> list[float | None]:
     """Expected progress after answer prefixes that end with ``<progress>``.
 
     Args:
         model: the VLM.
         tokenizer: its tokenizer.
         inputs: processor outputs (left padded) of prompt + answer prefix, on the model device.
+        **generate_kwargs: more ``generate`` arguments (e.g. a static ``cache``).
 
     Returns:
         Progress in [0, 1] per row, None where the model did not write a number.
     """
     out = model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS, do_sample=False,
-                         output_logits=True, return_dict_in_generate=True)
+                         output_logits=True, return_dict_in_generate=True, **generate_kwargs)
     new = out.sequences[:, inputs["input_ids"].shape[1]:]
     return tag_expectations(new, out.logits, tokenizer, after_tag=True)
