@@ -14,13 +14,17 @@ Every figure is measured here, nothing is projected:
   answers vs ``reasoning="reuse"``.
 - ``sft``: LoRA fine-tuning samples/s (TRL ``SFTTrainer``, no activation checkpointing),
   timed after the first steps.
-- ``static``: whole answers with a static KV cache (transformers compiles the decoding step).
+- ``static``: the static KV cache in batch and length buckets (transformers compiles the
+  decoding step on a GPU): whole answers and the digit readout per batch size, the first call
+  (compiling and capturing the step) timed apart, compiled graphs counted; one decoding step
+  with the static vs the dynamic cache; ``score_dataset`` end to end with either cache.
 - ``breakdown``: where one readout batch's time goes (encoding, position ids on the device vs
   the CPU, vision tower, prompt pass, one decoding step).
 - ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers.
 
 On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
-memory. ``--size 2b`` builds random weights at Qwen3-VL-2B size (28 text layers, hidden 2048,
+memory. ``--workers 2,4`` repeats the ``generate``, ``readout`` and ``static`` rows with each
+number of encoding workers (one run compares them on the same card). ``--size 2b`` builds random weights at Qwen3-VL-2B size (28 text layers, hidden 2048,
 24-layer vision tower) offline, with the tiny processor at 224 px; ``--size tiny`` the tiny
 random model on the CPU. ``--quick`` runs every CPU section on tiny sizes (a test does).
 
@@ -68,6 +72,7 @@ class Settings:
     sft_samples: int = 512
     sft_steps: int = 64
     sft_batch: int = 8
+    workers: tuple[int | None, ...] = (None,)  # encoding workers (None: the model's default)
 
 
 QUICK = Settings(frames=6, batches=(3,), tokens=6, episodes=2, length=5, sft_samples=4,
@@ -203,31 +208,96 @@ def bench_preprocess(model, frames, s: Settings, rows, out) -> None:
                            frames_per_s=round(len(prompts) / m.seconds, 1)), out)
 
 
-def bench_generate(model, frames, s: Settings, rows, out, cache: str = "dynamic") -> None:
+def bench_generate(model, frames, s: Settings, rows, out) -> None:
     prompts, images = prompts_of(model, frames, s.window)
-    for bs in s.batches:
-        model.config = replace(model.config, batch_size=bs, cache=cache)
-        model.generate_prompts(prompts[:bs], images[:bs], s.tokens, min_new_tokens=s.tokens)
-        with Sampler() as m:
-            gen = model.generate_prompts(prompts, images, s.tokens, min_new_tokens=s.tokens)
-        report(rows, m.row(section="generate" if cache == "dynamic" else "static",
-                           batch=bs, window=s.window, new_tokens=s.tokens,
-                           frames_per_s=round(len(prompts) / m.seconds, 2),
-                           generated_tokens_per_s=round(sum(gen.tokens) / m.seconds, 1),
-                           prompt_tokens=int(np.mean(gen.prompt_tokens))), out)
-    model.config = replace(model.config, cache="dynamic")
+    base = model.config
+    for workers in s.workers:
+        for bs in s.batches:
+            model.config = replace(base, batch_size=bs, workers=workers)
+            model.generate_prompts(prompts[:bs], images[:bs], s.tokens, min_new_tokens=s.tokens)
+            with Sampler() as m:
+                gen = model.generate_prompts(prompts, images, s.tokens, min_new_tokens=s.tokens)
+            report(rows, m.row(section="generate", batch=bs, window=s.window,
+                               workers=model._workers(), new_tokens=s.tokens,
+                               frames_per_s=round(len(prompts) / m.seconds, 2),
+                               generated_tokens_per_s=round(sum(gen.tokens) / m.seconds, 1),
+                               prompt_tokens=int(np.mean(gen.prompt_tokens))), out)
+    model.config = base
+
+
+def readout_inputs(frames, s: Settings) -> tuple[list, list[str], list[str]]:
+    """Windows, tasks and answer prefixes of the digit readout over ``frames``."""
+    images = [[frames[i] for i in window_indices(t, s.window, 1)] for t in range(len(frames))]
+    return images, [TASK] * len(frames), [answer_prefix(PLAN[1:])] * len(frames)
 
 
 def bench_readout(model, frames, s: Settings, rows, out) -> None:
-    images = [[frames[i] for i in window_indices(t, s.window, 1)] for t in range(len(frames))]
-    prefixes = [answer_prefix(PLAN[1:])] * len(frames)
-    for bs in s.batches:
-        model.config = replace(model.config, batch_size=bs)
-        model.progress_after_prefix(images[:bs], [TASK] * bs, prefixes[:bs])
-        with Sampler() as m:
-            model.progress_after_prefix(images, [TASK] * len(frames), prefixes)
-        report(rows, m.row(section="readout", batch=bs, window=s.window,
-                           frames_per_s=round(len(frames) / m.seconds, 2)), out)
+    images, tasks, prefixes = readout_inputs(frames, s)
+    base = model.config
+    for workers in s.workers:
+        for bs in s.batches:
+            model.config = replace(base, batch_size=bs, workers=workers)
+            model.progress_after_prefix(images[:bs], tasks[:bs], prefixes[:bs])
+            with Sampler() as m:
+                model.progress_after_prefix(images, tasks, prefixes)
+            report(rows, m.row(section="readout", batch=bs, window=s.window,
+                               workers=model._workers(),
+                               frames_per_s=round(len(frames) / m.seconds, 2)), out)
+    model.config = base
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile (dynamo) has built in this process so far."""
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def bench_static(model, frames, s: Settings, tmp: Path, rows, out) -> None:
+    """The static cache in buckets: per batch size, whole answers and the digit readout (the
+    first call, which compiles and captures the decoding step, timed apart); one decoding step
+    static vs dynamic; ``score_dataset`` end to end."""
+    prompts, images = prompts_of(model, frames, s.window)
+    r_images, tasks, prefixes = readout_inputs(frames, s)
+    base = model.config
+    for workers in s.workers:
+        for bs in s.batches:
+            model.config = replace(base, batch_size=bs, workers=workers, cache="static")
+            for variant, call in (
+                    ("generate", lambda n: model.generate_prompts(
+                        prompts[:n], images[:n], s.tokens, min_new_tokens=s.tokens)),
+                    ("readout", lambda n: model.progress_after_prefix(
+                        r_images[:n], tasks[:n], prefixes[:n]))):
+                with Sampler() as first:
+                    call(bs)
+                with Sampler() as m:
+                    call(len(frames))
+                report(rows, m.row(section="static", variant=variant, batch=bs,
+                                   window=s.window, workers=model._workers(),
+                                   frames_per_s=round(len(frames) / m.seconds, 2),
+                                   first_call_s=round(first.seconds, 2),
+                                   graphs=compiled_graphs(), caches=len(model._static)), out)
+    bs = max(s.batches)
+    for cache in ("dynamic", "static"):
+        model.config = replace(base, batch_size=bs, cache=cache)
+        report(rows, {"section": "static", "variant": "decoding step", "cache": cache,
+                      "batch": bs, **decode_step(model, prompts[:bs], images[:bs], s.tokens)},
+               out)
+    try:
+        for cache in ("dynamic", "static"):  # the static one last: its short batch may compile
+            model.config = replace(base, cache=cache)
+            bench_score(model, s, tmp, rows, out, variants=1, section="static")
+    finally:
+        model.config = base
+
+
+def decode_step(model, prompts, images, tokens: int) -> dict[str, float]:
+    """Milliseconds per decoding step: ``1 + tokens`` generated tokens vs 1, one batch."""
+    model.generate_prompts(prompts, images, 1 + tokens, min_new_tokens=1 + tokens)
+    with Sampler() as one:
+        model.generate_prompts(prompts, images, 1, min_new_tokens=1)
+    with Sampler() as many:
+        model.generate_prompts(prompts, images, 1 + tokens, min_new_tokens=1 + tokens)
+    return {"prompt_pass_s": round(one.seconds, 3),
+            "decode_step_ms": round(1000 * (many.seconds - one.seconds) / tokens, 2)}
 
 
 class ForceAnswer:
@@ -263,14 +333,17 @@ def force_answer(model: VLMProgressModel, text: str):
     return lambda: setattr(model.model, "generate", original)
 
 
-def bench_score(model, s: Settings, tmp: Path, rows, out) -> None:
+def bench_score(model, s: Settings, tmp: Path, rows, out, variants: int = 3,
+                section: str = "score") -> None:
     from procvlm.data import write_dataset
     from procvlm.reward.score import score_dataset
     from procvlm.training.data import synthetic_episodes
 
     size = model.config.image_size
-    eps, _ = synthetic_episodes(s.episodes, s.length, size, seed=0, failure_rate=0.0)
-    root = write_dataset(tmp / "ds", eps, video=False)
+    root = tmp / "ds"
+    if not root.is_dir():
+        eps, _ = synthetic_episodes(s.episodes, s.length, size, seed=0, failure_rate=0.0)
+        write_dataset(root, eps, video=False)
     n = s.episodes * s.length
     base = replace(model.config, batch_size=max(s.batches), window=s.window,
                    max_new_tokens=s.tokens)
@@ -278,7 +351,7 @@ def bench_score(model, s: Settings, tmp: Path, rows, out) -> None:
             ("whole answers, fixed answer", base, progress_answer(PLAN[1:], 0.5)),
             ("reasoning reuse, fixed answer", replace(base, reasoning="reuse"),
              progress_answer(PLAN[1:], 0.5))]
-    for name, cfg, forced in runs:
+    for name, cfg, forced in runs[:variants]:
         model.config = cfg
         undo = force_answer(model, forced) if forced else (lambda: None)
         try:
@@ -286,7 +359,9 @@ def bench_score(model, s: Settings, tmp: Path, rows, out) -> None:
                 score_dataset(model, root, tmp / "scores.parquet", show_progress=False)
         finally:
             undo()
-        report(rows, m.row(section="score", variant=name, frames=n, window=s.window,
+        variant = name if section == "score" else f"score_dataset, {name}"
+        report(rows, m.row(section=section, variant=variant, frames=n,
+                           window=s.window, cache=cfg.cache,
                            frames_per_s=round(n / m.seconds, 2)), out)
 
 
@@ -485,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--batches", default=None, help="comma list of batch sizes")
     ap.add_argument("--tokens", type=int, default=40, help="generated tokens per answer")
+    ap.add_argument("--sft-steps", type=int, default=None, help="LoRA SFT steps")
+    ap.add_argument("--workers", default=None,
+                    help="comma list of encoding worker counts; generate, readout and static "
+                         "run with each (default: the model's, 2 on a GPU, 0 on the CPU)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -495,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, frames=args.frames)
     if args.batches:
         s = replace(s, batches=tuple(int(b) for b in args.batches.split(",")))
+    if args.sft_steps:
+        s = replace(s, sft_steps=args.sft_steps)
+    if args.workers:
+        s = replace(s, workers=tuple(int(w) for w in args.workers.split(",")))
     default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown")
                and (x != "accuracy" or size == "tiny")]
     sections = args.sections.split(",") if args.sections else default
@@ -513,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                 "readout": lambda: bench_readout(model, frames, s, rows, args.json),
                 "score": lambda: bench_score(model, s, tmp, rows, args.json),
                 "sft": lambda: bench_sft(model, s, tmp, rows, args.json),
-                "static": lambda: bench_generate(model, frames, s, rows, args.json, "static"),
+                "static": lambda: bench_static(model, frames, s, tmp, rows, args.json),
                 "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick),
                 "profile": lambda: bench_profile(model, frames, s, rows, args.json),
                 "breakdown": lambda: bench_breakdown(model, frames, s, rows, args.json)}

@@ -27,3 +27,23 @@ def test_quick_run_measures_every_section(load_benchmark, tmp_path, capsys):
     reuse = [r for r in by_section["accuracy"] if r.get("reasoning") == "reuse"][0]
     assert 0 < reuse["generated_fraction"] <= 1
     assert "frames_per_s=" in capsys.readouterr().out
+
+
+def test_quick_run_compares_workers_and_the_static_cache(load_benchmark, tmp_path):
+    bench = load_benchmark("vlm")
+    out = tmp_path / "vlm.json"
+    assert bench.main(["--quick", "--sections", "generate,readout,static", "--workers", "0,1",
+                       "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    for section in ("generate", "readout"):
+        assert sorted(r["workers"] for r in rows if r["section"] == section) == [0, 1]
+    static = [r for r in rows if r["section"] == "static"]
+    variants = [r["variant"] for r in static]
+    assert variants.count("generate") == variants.count("readout") == 2  # per worker count
+    # whole answers (6 new tokens) and the readout (8) share one cache bucket of 128 tokens
+    assert all(r["caches"] == 1 for r in static if "caches" in r)
+    steps = {r["cache"]: r["decode_step_ms"] for r in static if r["variant"] == "decoding step"}
+    assert set(steps) == {"dynamic", "static"}
+    scored = [r["cache"] for r in static if r["variant"].startswith("score_dataset")]
+    assert scored == ["dynamic", "static"]
+    assert all(r["frames_per_s"] > 0 for r in static if "frames_per_s" in r)
