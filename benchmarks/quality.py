@@ -4,7 +4,8 @@ Fixed seeds throughout. Every stage resumes from what is already in ``--out``:
 
 1. data: ``procvlm generate`` (human-like pacing, the default) + ``procvlm label`` for the
    training corpus, held-out episodes of the training tasks (``test_id``, new seeds) and
-   held-out tasks (``test_ood``); the MiniLM embeddings of every task and plan step are cached
+   held-out tasks (``test_ood``), and with ``--val`` a validation split (``val``: the training
+   tasks, seeds used nowhere else) on which changes to the defaults are decided; the MiniLM embeddings of every task and plan step are cached
    in ``OUT/text_cache.safetensors`` (so the later stages run without the MiniLM package);
 2. train: every label scheme's compact model (``compact[procvlm]``, ``compact[procvlm-paper]``,
    ``compact[time]``, ``compact[sarm]``, reasoning head) and ``compact-direct[procvlm]`` (the
@@ -19,7 +20,8 @@ The default size is 96 training episodes of 7 tasks, 24 held-out episodes per sp
 steps per model, sized for 2 cores (the run prints its own time); ``--jobs`` makes the datasets
 and trains the models in parallel processes (``--threads`` each) where there are more cores.
 ``--augment-ablation`` adds ``compact-noaug[procvlm]`` (the same run without training
-augmentation). ``--small`` is a reduced run for a loaded machine (``SMALL``); ``--quick`` is a
+augmentation). ``--data DIR`` reuses the datasets of an earlier run's ``DIR`` (e.g. to compare
+step counts on the same data in a new ``--out``). ``--small`` is a reduced run for a loaded machine (``SMALL``); ``--quick`` is a
 tiny smoke run for the test suite (its figures mean nothing).
 """
 
@@ -40,6 +42,9 @@ from procvlm.labels import SCHEMES
 logger = logging.getLogger("quality")
 
 SPLITS = ("test_id", "test_ood")
+VAL = "val"
+"""The validation split (``--val``): decisions about defaults are taken there, never on the
+test splits, whose figures the targets judge."""
 COLUMNS = ("steps", "ccc_truth", "mae_truth", "stall_drift", "auroc", "plan_exact", "step_acc",
            "regression_recall", "voc")
 
@@ -113,13 +118,17 @@ def _make_split(job: tuple[str, tuple[str, ...], int, int, dict]) -> None:
     _cli("label", root, "--annotator", "oracle")
 
 
-def make_data(out: Path, cfg: QualityConfig, jobs: int = 1) -> dict[str, Path]:
-    """Generate and label the three datasets (skipped when labelled already); ``jobs`` > 1
-    makes them in parallel processes."""
+def make_data(data: Path, cfg: QualityConfig, jobs: int = 1,
+              val: bool = False) -> dict[str, Path]:
+    """Generate and label the datasets in the folder ``data`` (skipped when labelled already):
+    train, test_id, test_ood and, with ``val``, the validation split; ``jobs`` > 1 makes them in
+    parallel processes."""
     specs = {"train": (cfg.train_tasks, cfg.train_episodes, cfg.seed),
              "test_id": (cfg.train_tasks, cfg.test_episodes, cfg.seed + 1000),
              "test_ood": (cfg.ood_tasks, cfg.test_episodes, cfg.seed + 2000)}
-    roots = {name: out / "data" / name for name in specs}
+    if val:
+        specs[VAL] = (cfg.train_tasks, cfg.test_episodes, cfg.seed + 3000)
+    roots = {name: data / name for name in specs}
     todo = [(str(roots[name]), tasks, episodes, seed, dataclasses.asdict(cfg))
             for name, (tasks, episodes, seed) in specs.items()
             if not (roots[name] / "meta" / "procvlm" / "labels.parquet").is_file()]
@@ -213,8 +222,8 @@ def evaluate(runs: dict[str, Path], roots: dict[str, Path], text_cache: Path) ->
               for name, run in runs.items()}
     steps = {name: m.training_record.get("steps") for name, m in models.items()}
     rows = []
-    for split in SPLITS:
-        rows += compare_split(split, roots[split], models, SCHEMES, steps=steps).rows
+    for split, root in roots.items():
+        rows += compare_split(split, root, models, SCHEMES, steps=steps).rows
     return rows
 
 
@@ -286,7 +295,7 @@ def outcome_line(rows: list[dict], split: str) -> str:
 
 def print_report(rows: list[dict], checks: list[dict]) -> None:
     """The table per split (with its outcome counts), then the targets."""
-    for split in SPLITS:
+    for split in dict.fromkeys(r["split"] for r in rows):
         print(f"\n== {split}: {outcome_line(rows, split)}")
         print(f"{'':<24}" + "".join(f"{c[:11]:>12}" for c in COLUMNS))
         for r in (r for r in rows if r["split"] == split):
@@ -317,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train compact-noaug[procvlm] (no training augmentation)")
     p.add_argument("--until", choices=("data", "train", "eval"), default="eval",
                    help="stop after this stage (default: eval, the whole benchmark)")
+    p.add_argument("--val", action="store_true",
+                   help="also make and score the validation split (seeds used nowhere else), "
+                        "on which changes to the defaults are decided")
+    p.add_argument("--data", default=None,
+                   help="folder of the datasets (default: OUT/data); another run's OUT/data "
+                        "reuses its episodes")
     args = p.parse_args(argv)
     _log_setup()
     cfg = QUICK if args.quick else SMALL if args.small else QualityConfig()
@@ -326,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, train_episodes=args.train_episodes)
     out, start = Path(args.out), time.monotonic()
     cache_texts(out, cfg)
-    roots = make_data(out, cfg, args.jobs)
+    roots = make_data(Path(args.data) if args.data else out / "data", cfg, args.jobs,
+                      args.val)
     text_cache = cache_texts(out, cfg, roots)
     if args.until == "data":
         return 0
@@ -334,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.augment_ablation)
     if args.until == "train":
         return 0
-    rows = evaluate(runs, {s: roots[s] for s in SPLITS}, text_cache)
+    rows = evaluate(runs, {s: roots[s] for s in (*SPLITS, VAL) if s in roots}, text_cache)
     checks = targets(rows)
     print_report(rows, checks)
     seconds = time.monotonic() - start
@@ -342,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from procvlm._io import write_json
 
-        figures = {"config": dataclasses.asdict(cfg), "rows": rows, "targets": checks,
+        figures = {"config": dataclasses.asdict(cfg), "data": str(roots["train"].parent),
+                   "rows": rows, "targets": checks,
                    "seconds": round(seconds, 1), "cpus": os.cpu_count(), "jobs": args.jobs,
                    "threads": args.threads}
         write_json(Path(args.json), _no_nan(figures))

@@ -11,15 +11,17 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
                                                                      capsys):
     quality = load_benchmark("quality")
     out = tmp_path / "q"
-    assert quality.main(["--quick", "--out", str(out), "--json", str(tmp_path / "q.json")]) == 0
+    assert quality.main(["--quick", "--out", str(out), "--json", str(tmp_path / "q.json"),
+                         "--val"]) == 0
     printed = capsys.readouterr().out
     assert "== targets (test_id)" in printed and "compact-direct[procvlm]" in printed
     assert "success/failure pairs" in printed  # the episodes that decide AUROC are counted
     figures = json.loads((tmp_path / "q.json").read_text())
     names = {(r["split"], r["name"]) for r in figures["rows"]}
-    for split in ("test_id", "test_ood"):
+    for split in ("test_id", "test_ood", "val"):
         for name in quality.model_runs():
             assert (split, name) in names
+    assert "== val:" in printed and figures["data"] == str(out / "data")
     steps = {r["steps"] for r in figures["rows"] if r["name"].startswith("compact")}
     assert steps == {quality.QUICK.steps}
     assert {t["target"] for t in figures["targets"]} >= {"compact[procvlm] AUROC",
@@ -28,6 +30,11 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
     stamp = (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns
     assert quality.main(["--quick", "--out", str(out)]) == 0
     assert (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+    # --data reuses another run's datasets: nothing is generated in the new folder
+    again = tmp_path / "q2"
+    assert quality.main(["--quick", "--out", str(again), "--data", str(out / "data"),
+                         "--until", "data"]) == 0
+    assert not (again / "data").exists() and (again / "text_cache.safetensors").is_file()
 
 
 def test_outcome_line_counts_the_pairs_auroc_ranks(load_benchmark):
