@@ -24,9 +24,10 @@ Every figure is measured here, nothing is projected:
 
 On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
 memory. ``--workers 2,4`` repeats the ``generate``, ``readout`` and ``static`` rows with each
-number of encoding workers (one run compares them on the same card). ``--size 2b`` builds random weights at Qwen3-VL-2B size (28 text layers, hidden 2048,
-24-layer vision tower) offline, with the tiny processor at 224 px; ``--size tiny`` the tiny
-random model on the CPU. ``--quick`` runs every CPU section on tiny sizes (a test does).
+number of encoding workers (one run compares them on the same card). ``--size 2b`` builds random
+weights at Qwen3-VL-2B size (28 text layers, hidden 2048, 24-layer vision tower) offline, with
+the tiny processor at 224 px; ``--size tiny`` the tiny random model on the CPU. ``--quick`` runs
+every CPU section on tiny sizes (a test does).
 
     python benchmarks/vlm.py --size 2b --json out.json          # GPU
     python benchmarks/vlm.py --quick                             # CPU, seconds

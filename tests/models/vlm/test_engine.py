@@ -300,3 +300,34 @@ def test_answers_read_on_the_workers_equal_the_inline_reading(fixed_run):
 def test_count_generated_without_end_tokens():
     tokens, finished = count_generated(torch.tensor([[5, 6], [7, 8]]), set())
     assert tokens == [2, 2] and finished == [False, False]
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "smolvlm"])
+def test_pending_images_encode_like_pil_images(tiny_dirs, arch):
+    """Frames resized by the encoding workers (PendingImage): the same inputs as frames
+    resized beforehand, on the per-frame fast path and through the processor."""
+    from procvlm.models.vlm.engine import PendingImage
+    from procvlm.models.vlm.processor_vlm import to_pil
+
+    model = VLMProgressModel.from_pretrained(tiny_dirs[arch], device="cpu")
+    arrays = np.random.default_rng(3).integers(0, 255, (3, 48, 48, 3), np.uint8)
+    pil = [to_pil(a, 32) for a in arrays]
+    pending = [PendingImage(a, 32) for a in arrays]
+    windows = [[0], [0, 1], [1, 2]]
+    prompts = [model.chat_prompt(model.messages(len(w), "push the puck")) for w in windows]
+    want = encode(model.processor, prompts, [[pil[i] for i in w] for w in windows])
+    got = encode(model.processor, prompts, [[pending[i] for i in w] for w in windows])
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert all(p.pil().size == (32, 32) for p in pending)
+
+
+def test_progress_prompts_leave_the_resizing_to_the_workers(tiny_dirs):
+    from procvlm.models.vlm.engine import PendingImage
+
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], device="cpu")
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), np.uint8)
+    _, images, _ = model.progress_prompts([(frames, "push", None)], 2)
+    assert all(isinstance(im, PendingImage) and im._pil is None for ims in images for im in ims)
+    assert images[1][1] is images[2][0]  # one object per frame: converted once

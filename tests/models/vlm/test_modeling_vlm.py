@@ -127,13 +127,14 @@ def test_predict_last_scores_every_clip_in_one_batch(fixed_run):
 
 def test_prefix_readout_converts_each_frame_once(tiny_dirs, monkeypatch):
     """Windows that show the same frame (views of one array) preprocess it once."""
+    import procvlm.models.vlm.engine as engine
     import procvlm.models.vlm.modeling_vlm as m
 
     model = m.VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], device="cpu")
     frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
     calls = []
-    real = m.to_pil
-    monkeypatch.setattr(m, "to_pil", lambda im, size: calls.append(1) or real(im, size))
+    real = engine.to_pil
+    monkeypatch.setattr(engine, "to_pil", lambda im, size: calls.append(1) or real(im, size))
     windows = [[frames[0]], [frames[0], frames[1]], [frames[0], frames[1], frames[2]]]
     out = model.progress_after_prefix(windows, ["push"] * 3, ["<progress>"] * 3)
     assert len(out) == 3 and len(calls) == 3

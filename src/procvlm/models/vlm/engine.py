@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from procvlm.models.vlm.processor_vlm import to_pil
+
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +68,36 @@ class Generation:
     finished: list[bool] = field(default_factory=list)
 
 
+class PendingImage:
+    """A frame to show, resized to a PIL image (``processor_vlm.to_pil``) by whoever encodes
+    it: a prefetch worker, off the main thread. The same object in several windows is one
+    image (converted once, preprocessed once per batch).
+
+    Args:
+        frame: an (H, W, 3) uint8 array or a PIL image.
+        image_size: the longest side to keep (None: as is).
+    """
+
+    __slots__ = ("frame", "image_size", "_pil")
+
+    def __init__(self, frame: Any, image_size: int | None) -> None:
+        self.frame = frame
+        self.image_size = image_size
+        self._pil: Image.Image | None = None
+
+    def pil(self) -> Image.Image:
+        """The PIL image (converted on the first call)."""
+        if self._pil is None:
+            self._pil = to_pil(self.frame, self.image_size)
+            self.frame = None  # the array is no longer needed
+        return self._pil
+
+
+def as_pil(image: Image.Image | PendingImage) -> Image.Image:
+    """``image`` as a PIL image."""
+    return image.pil() if isinstance(image, PendingImage) else image
+
+
 def fast_path(processor) -> bool:
     """Whether :func:`encode` can preprocess each distinct image once for ``processor``."""
     return (hasattr(processor, "replace_image_token") and hasattr(processor, "image_token")
@@ -86,7 +118,7 @@ def _encode_images(processor, images: list[list[Image.Image]], distinct: bool = 
         for im in ims:
             if id(im) not in unique:
                 unique[id(im)] = len(pictures)
-                pictures.append(im)
+                pictures.append(as_pil(im))
     out = processor.image_processor(images=pictures, return_tensors="pt")
     grid = out["image_grid_thw"]
     order = [unique[id(im)] for ims in images for im in ims]
@@ -105,14 +137,16 @@ def encode(processor, prompts: list[str], images: list[list[Image.Image]],
     Args:
         processor: the model's processor.
         prompts: rendered chat prompts, one image placeholder per shown image.
-        images: the images each prompt shows (the same object may appear in many prompts).
+        images: the images each prompt shows, PIL images or :class:`PendingImage` (the same
+            object may appear in many prompts).
         distinct: the patches of each distinct image once, with ``image_order`` (Qwen-VL
             processors only; others ignore it): the input of :func:`shared_image_features`.
     """
     has_images = any(images)
     if not has_images or not fast_path(processor):
-        return dict(processor(text=prompts, images=images if has_images else None,
-                              return_tensors="pt", padding=True, padding_side="left"))
+        shown = [[as_pil(im) for im in ims] for ims in images] if has_images else None
+        return dict(processor(text=prompts, images=shown, return_tensors="pt", padding=True,
+                              padding_side="left"))
     vision = _encode_images(processor, images, distinct)
     token, marker, k = processor.image_token, "\x00procvlm-image\x00", 0
     texts = []

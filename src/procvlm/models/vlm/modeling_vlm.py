@@ -37,6 +37,7 @@ from procvlm.models.base import ProgressModel, ProgressPrediction, TrainedOn
 from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
+    PendingImage,
     Prefetcher,
     StaticCachePool,
     batch_bucket,
@@ -67,6 +68,9 @@ from procvlm.models.vlm.readout import (
 )
 
 log = logging.getLogger(__name__)
+
+Shown = list[list[Image.Image | PendingImage]]
+"""The images each prompt shows (PIL images, or frames the encoding workers resize)."""
 
 
 # ----------------------------------------------------------------------------- processors
@@ -301,7 +305,7 @@ class VLMProgressModel(ProgressModel):
         return self.processor.apply_chat_template(messages, add_generation_prompt=True,
                                                   tokenize=False)
 
-    def encode(self, prompts: list[str], images: list[list[Image.Image]]) -> dict:
+    def encode(self, prompts: list[str], images: Shown) -> dict:
         """Processor outputs for a batch, left padded, on the model device."""
         batch = encode(self.processor, prompts, images)
         return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
@@ -312,7 +316,7 @@ class VLMProgressModel(ProgressModel):
             return self.config.workers
         return 2 if self.device.type == "cuda" else 0
 
-    def _batches(self, prompts: list[str], images: list[list[Image.Image]]
+    def _batches(self, prompts: list[str], images: Shown
                  ) -> Iterator[tuple[list[int], dict, Prefetcher]]:
         """(prompt indices, inputs on the model device, the prefetcher) per length-sorted batch,
         encoded ahead by worker threads (which also take the batches' post-processing:
@@ -381,7 +385,7 @@ class VLMProgressModel(ProgressModel):
                 if e is not None}
 
     @torch.no_grad()
-    def generate_prompts(self, prompts: list[str], images: list[list[Image.Image]],
+    def generate_prompts(self, prompts: list[str], images: Shown,
                          max_new_tokens: int | None = None, with_logits: bool = False,
                          min_new_tokens: int | None = None) -> Generation:
         """Greedy answers to rendered prompts, in length-sorted batches of
@@ -451,23 +455,24 @@ class VLMProgressModel(ProgressModel):
 
     # ------------------------------------------------------------------ progress
     def progress_prompts(self, items: Sequence[tuple[Episode | Frames, str | None, list[str] | None]],
-                  window: int) -> tuple[list[str], list[list[Image.Image]], list[tuple]]:
+                  window: int) -> tuple[list[str], Shown, list[tuple]]:
         """Prompts and images of every frame of every item, and (frames, task, plan) each
         (the input of ``assemble``).
 
-        A frame shown in several windows is one PIL image object, preprocessed once per batch.
+        A frame shown in several windows is one ``PendingImage``: resized by the encoding
+        workers, preprocessed once per batch.
         """
         prompts, images, resolved = [], [], []
         for source, task, plan in items:
             frames, task, plan = _resolve(source, task, plan)
             resolved.append((len(frames), task, plan))
-            cache: dict[int, Image.Image] = {}
+            cache: dict[int, PendingImage] = {}
             rendered: dict[int, str] = {}
             for t in range(len(frames)):
                 idx = window_indices(t, window, self.config.stride)
                 for i in idx:
                     if i not in cache:
-                        cache[i] = to_pil(frames[i], self.config.image_size)
+                        cache[i] = PendingImage(frames[i], self.config.image_size)
                 images.append([cache[i] for i in idx])
                 if len(idx) not in rendered:
                     rendered[len(idx)] = self.chat_prompt(self.messages(len(idx), task))
@@ -529,7 +534,7 @@ class VLMProgressModel(ProgressModel):
             start += n
         return out
 
-    def _answers_reusing(self, prompts: list[str], images: list[list[Image.Image]],
+    def _answers_reusing(self, prompts: list[str], images: Shown,
                          resolved: list[tuple]) -> tuple[list[str], list, list[bool]]:
         """Answers with reasoning reuse: generated on anchor and split frames (all episodes in
         shared batches per round), digit readout after the reused reasoning elsewhere."""
@@ -565,7 +570,7 @@ class VLMProgressModel(ProgressModel):
         return texts, progress, generated
 
     @torch.no_grad()
-    def _readout(self, prompts: list[str], images: list[list[Image.Image]]
+    def _readout(self, prompts: list[str], images: Shown
                  ) -> list[float | None]:
         """Expected progress after rendered prompts that end with the answer up to the tag
         (``readout.teacher_forced_progress``, batched, read on the workers)."""
@@ -594,7 +599,7 @@ class VLMProgressModel(ProgressModel):
         for frames, task, plan in clips:
             frames, task, plan = _resolve(frames, task, plan)
             idx = window_indices(len(frames) - 1, self.config.window, self.config.stride)
-            images.append([to_pil(frames[i], self.config.image_size) for i in idx])
+            images.append([PendingImage(frames[i], self.config.image_size) for i in idx])
             prompts.append(self.chat_prompt(self.messages(len(idx), task)))
             resolved.append((1, task, plan))
         gen = self.generate_prompts(prompts, images, with_logits=self.config.readout == "probs")
@@ -623,11 +628,11 @@ class VLMProgressModel(ProgressModel):
         for p in answer_prefixes:
             if not p.rstrip().endswith(TAG):
                 raise ProcvlmError(f"answer prefix {p[-40:]!r} does not end with {TAG}")
-        pil: dict[tuple, Image.Image] = {}  # a frame shown in several windows: one image
+        pil: dict[tuple, PendingImage] = {}  # a frame shown in several windows: one image
         for ims in images:
             for im in ims:
                 if _frame_key(im) not in pil:
-                    pil[_frame_key(im)] = to_pil(im, self.config.image_size)
+                    pil[_frame_key(im)] = PendingImage(im, self.config.image_size)
         imgs = [[pil[_frame_key(im)] for im in ims] for ims in images]
         rendered: dict[tuple[int, str], str] = {}  # the chat template once per shape
         for ims, task in zip(imgs, tasks):
