@@ -82,7 +82,9 @@ QUICK = Settings(frames=6, batches=(3,), tokens=6, episodes=2, length=5, sft_sam
 
 # ----------------------------------------------------------------------------- measuring
 class Sampler:
-    """GPU utilisation sampled every 0.1 s (NVML) and peak memory while a block runs."""
+    """GPU utilisation sampled every 0.1 s (NVML) and peak memory while a block runs, with
+    its wall-clock and CPU seconds (all threads of this process: on a shared CPU the CPU
+    seconds move less with other processes' load than the wall-clock)."""
 
     def __init__(self) -> None:
         self.samples: list[int] = []
@@ -110,19 +112,22 @@ class Sampler:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
         self._stop.set()
         if self._handle is not None:
             self._thread.join()
 
     def row(self, **figures: Any) -> dict[str, Any]:
         """The figures with the time, utilisation and peak memory."""
-        out = {**figures, "seconds": round(self.seconds, 3)}
+        out = {**figures, "seconds": round(self.seconds, 3),
+               "cpu_seconds": round(self.cpu_seconds, 3)}
         if self.samples:
             out["gpu_util_mean"] = round(float(np.mean(self.samples)), 1)
             out["gpu_util_max"] = int(max(self.samples))

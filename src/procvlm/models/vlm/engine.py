@@ -86,11 +86,12 @@ class PendingImage:
         self._pil: Image.Image | None = None
 
     def pil(self) -> Image.Image:
-        """The PIL image (converted on the first call)."""
-        if self._pil is None:
-            self._pil = to_pil(self.frame, self.image_size)
-            self.frame = None  # the array is no longer needed
-        return self._pil
+        """The PIL image (converted on the first call; two workers asking at once may both
+        convert it, to equal images)."""
+        pil = self._pil
+        if pil is None:
+            pil = self._pil = to_pil(self.frame, self.image_size)
+        return pil
 
 
 def as_pil(image: Image.Image | PendingImage) -> Image.Image:

@@ -327,22 +327,21 @@ class VLMProgressModel(ProgressModel):
         answers are dropped)."""
         lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
         batches = length_sorted_batches(lengths, self.config.batch_size)
-        rows = {id(b): len(b) for b in batches}
+        sizes = [len(b) for b in batches]
         if self.config.cache == "static":
             batches = [b + b[:1] * (batch_bucket(len(b), self.config.batch_size) - len(b))
                        for b in batches]
-            rows = {id(b): n for b, n in zip(batches, rows.values())}
         cuda = self.device.type == "cuda"
         share = shares_image_features(self.model)
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
             self.processor, [prompts[i] for i in idx], [images[i] for i in idx],
             distinct=share)), self._workers(), cuda)
-        for idx, batch in fetch(batches):
+        for (idx, batch), size in zip(fetch(batches), sizes):
             batch = {k: (v.to(self.device, non_blocking=cuda)
                          if torch.is_tensor(v) and k != "image_order" else v)
                      for k, v in batch.items()}
-            yield idx[:rows[id(idx)]], (shared_image_features(self.model, batch)
-                                        if "image_order" in batch else batch), fetch
+            yield idx[:size], (shared_image_features(self.model, batch)
+                               if "image_order" in batch else batch), fetch
 
     def _cache_kwargs(self, inputs: dict, new_tokens: int) -> dict:
         """``generate`` arguments for the configured KV cache: with ``cache="static"`` a reset
@@ -412,7 +411,7 @@ class VLMProgressModel(ProgressModel):
                                       output_logits=with_logits, return_dict_in_generate=True,
                                       **extra, **self._cache_kwargs(inputs, limit))
             new, digits, lens = self._generated(idx, inputs, out, with_logits)
-            done.append((idx, fetch.submit(self._read_batch, new, digits, lens, False)))
+            done.append((idx, fetch.submit(self._read_batch, new, digits, lens)))
         for idx, job in done:
             read = job.result()
             for k, i in enumerate(idx):
@@ -433,17 +432,21 @@ class VLMProgressModel(ProgressModel):
                                    digit_token_ids(self.tokenizer)).float().cpu()
         return new.cpu(), digits, inputs["attention_mask"][:rows].sum(-1).cpu()
 
-    def _read_batch(self, new: torch.Tensor, digits: torch.Tensor | None, lens: torch.Tensor,
-                    after_tag: bool) -> list[tuple[str, int, bool, int, float | None]]:
+    def _read_batch(self, new: torch.Tensor, digits: torch.Tensor | None, lens: torch.Tensor
+                    ) -> list[tuple[str, int, bool, int, float | None]]:
         """(text, generated tokens, ended by itself, prompt tokens, expected progress) per row
         of a generated batch: tokens decoded, end tokens found, the digit readout (CPU only)."""
         counts, ended = count_generated(new, self._end_ids())
         decoded = self.processor.batch_decode(new, skip_special_tokens=True)
         exp: list[float | None] = [None] * len(decoded)
         if digits is not None:
-            exp = read_expectations(new.tolist(), expected_digits(digits), self.tokenizer,
-                                    after_tag)
+            exp = read_expectations(new.tolist(), expected_digits(digits), self.tokenizer)
         return list(zip(decoded, counts, ended, lens.tolist(), exp))
+
+    def _read_numbers(self, new: torch.Tensor, digits: torch.Tensor) -> list[float | None]:
+        """The expected progress per row of a batch generated after ``<progress>``."""
+        return read_expectations(new.tolist(), expected_digits(digits), self.tokenizer,
+                                 after_tag=True)
 
     def chat(self, conversations: list[list[dict]], images: list[list[Image.Image]],
              max_new_tokens: int | None = None) -> Generation:
@@ -581,11 +584,11 @@ class VLMProgressModel(ProgressModel):
                                       do_sample=False, output_logits=True,
                                       return_dict_in_generate=True,
                                       **self._cache_kwargs(inputs, MAX_NUMBER_TOKENS))
-            new, digits, lens = self._generated(idx, inputs, gen, True)
-            done.append((idx, fetch.submit(self._read_batch, new, digits, lens, True)))
+            new, digits, _ = self._generated(idx, inputs, gen, True)
+            done.append((idx, fetch.submit(self._read_numbers, new, digits)))
         for idx, job in done:
-            for i, row in zip(idx, job.result()):
-                out[i] = row[-1]
+            for i, value in zip(idx, job.result()):
+                out[i] = value
         return out
 
     def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
