@@ -239,7 +239,7 @@ def test_static_cache_reads_the_same_progress(fixed_run):
 def test_static_cache_compiles_the_decoding_step_once_per_bucket(tiny_dirs, monkeypatch):
     """Compiled (dynamo, eager backend on the CPU): a longer prompt in the same length bucket
     and a padded last batch reuse the one compiled decoding step; a new batch bucket compiles
-    once more."""
+    once more, with a dynamic batch size that later buckets reuse (a batch of one aside)."""
     from transformers import CompileConfig
 
     import procvlm.models.vlm.modeling_vlm as modeling
@@ -266,8 +266,12 @@ def test_static_cache_compiles_the_decoding_step_once_per_bucket(tiny_dirs, monk
     run([3, 3, 3, 3])  # 72 + 4: the same bucket, the same compiled step
     run([3, 2, 3, 2, 3, 3, 2])  # a last batch of 3 padded to 4 rows
     assert graphs["unique_graphs"] == 1
-    run([2, 3])  # 2 rows: a new batch bucket
+    run([2, 3])  # 2 rows: a new batch bucket, compiled with a dynamic batch size
     assert graphs["unique_graphs"] == 2
+    run([3, 2, 3])  # 4 rows: covered by that dynamic graph
+    assert graphs["unique_graphs"] == 2
+    run([2])  # dynamo specialises a batch of one
+    assert graphs["unique_graphs"] == 3
     torch._dynamo.reset()
 
 
