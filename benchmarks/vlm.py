@@ -254,6 +254,8 @@ def bench_readout(model, frames, s: Settings, rows, out) -> None:
 
 def compiled_graphs() -> int:
     """Graphs torch.compile (dynamo) has built in this process so far."""
+    import torch._dynamo.utils
+
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 

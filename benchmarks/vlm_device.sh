@@ -29,7 +29,7 @@ bench() {  # name timeout args...
     --tokens "$TOKENS" --json "$OUT/$name.json" "$@" 2>&1 \
     | grep -v "Loading weights\|Writing model" | tee "$OUT/$name.log"
 }
-bench vlm_static "${RUN1_S:-255}" --batches "$BATCHES" --workers 2,4 \
+bench vlm_static "${RUN1_S:-280}" --batches "$BATCHES" --workers 2,4 \
   --sections generate,readout,static
-bench vlm_sft "${RUN2_S:-90}" --batches "$BATCHES" --sections breakdown,sft \
+bench vlm_sft "${RUN2_S:-80}" --batches "$BATCHES" --sections breakdown,sft \
   ${SFT_STEPS:+--sft-steps $SFT_STEPS}
