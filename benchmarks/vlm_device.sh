@@ -29,7 +29,8 @@ bench() {  # name timeout args...
     --tokens "$TOKENS" --json "$OUT/$name.json" "$@" 2>&1 \
     | grep -v "Loading weights\|Writing model" | tee "$OUT/$name.log"
 }
-bench vlm_static "${RUN1_S:-280}" --batches "$BATCHES" --workers 2,4 \
+# TORCH_LOGS=recompiles: the log names every guard that recompiled the decoding step
+TORCH_LOGS=${TORCH_LOGS-recompiles} bench vlm_static "${RUN1_S:-280}" --batches "$BATCHES" --workers 2,4 \
   --sections generate,readout,static
 bench vlm_sft "${RUN2_S:-80}" --batches "$BATCHES" --sections breakdown,sft \
   ${SFT_STEPS:+--sft-steps $SFT_STEPS}
