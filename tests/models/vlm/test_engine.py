@@ -335,3 +335,20 @@ def test_progress_prompts_leave_the_resizing_to_the_workers(tiny_dirs):
     _, images, _ = model.progress_prompts([(frames, "push", None)], 2)
     assert all(isinstance(im, PendingImage) and im._pil is None for ims in images for im in ims)
     assert images[1][1] is images[2][0]  # one object per frame: converted once
+
+
+def test_static_cache_keeps_its_memory_from_batch_to_batch(tiny_dirs):
+    """The premise of capturing the decoding step once: every batch of a bucket writes into the
+    same key/value tensors (a CUDA graph replays on fixed addresses)."""
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], batch_size=2,
+                                             cache="static", device="cpu")
+    ims = _images(3)
+    prompts = [model.chat_prompt(model.messages(w, "push")) for w in (1, 2, 3, 2)]
+    shown = [ims[:1], ims[:2], ims[:3], ims[:2]]
+    model.generate_prompts(prompts, shown, 3, min_new_tokens=3)  # two batches, one bucket
+    (cache,) = model._static._caches.values()
+    pointers = [layer.keys.data_ptr() for layer in cache.layers]
+    model.generate_prompts(prompts[:2], shown[:2], 4, min_new_tokens=4)
+    (again,) = model._static._caches.values()
+    assert again is cache
+    assert [layer.keys.data_ptr() for layer in again.layers] == pointers
