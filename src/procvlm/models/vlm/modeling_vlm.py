@@ -576,7 +576,7 @@ class VLMProgressModel(ProgressModel):
     def _readout(self, prompts: list[str], images: Shown
                  ) -> list[float | None]:
         """Expected progress after rendered prompts that end with the answer up to the tag
-        (``readout.teacher_forced_progress``, batched, read on the workers)."""
+        (at most ``MAX_NUMBER_TOKENS`` generated, the digits read on the workers)."""
         out: list[float | None] = [None] * len(prompts)
         done = []
         for idx, inputs, fetch in self._batches(prompts, images):

@@ -7,15 +7,17 @@ smoother than the greedy digits (0.4 probability on "3" and 0.6 on "4" reads 3.6
 needs no sampling. The number of integer digits is the greedy one (``5.00`` vs ``42.00`` vs
 ``100.00``); at each position the distribution is renormalised over the digit tokens.
 
-Two entry points: :func:`tag_expectations` reads the number out of an answer already generated
-with its logits (``generate(..., output_logits=True)``), and :func:`teacher_forced_progress`
-teacher-forces a known answer prefix up to ``<progress>`` and decodes only the few number tokens.
+:func:`tag_expectations` reads the number out of a generated batch with its logits
+(``generate(..., output_logits=True)``). The model splits it in two so that only the device work
+runs on the main thread: :func:`digit_columns` copies the ten digit columns off the device, and
+:func:`read_expectations` reads them on a CPU worker. For a teacher-forced readout the prompt
+ends with the answer up to ``<progress>``, at most ``MAX_NUMBER_TOKENS`` are generated, and the
+number is read with ``after_tag=True``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -181,23 +183,3 @@ def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor
     """
     digits = digit_columns(step_logits, digit_token_ids(tokenizer)).float().cpu()
     return read_expectations(sequences.tolist(), expected_digits(digits), tokenizer, after_tag)
-
-
-@torch.no_grad()
-def teacher_forced_progress(model, tokenizer, inputs: dict, **generate_kwargs: Any
-                            ) -> list[float | None]:
-    """Expected progress after answer prefixes that end with ``<progress>``.
-
-    Args:
-        model: the VLM.
-        tokenizer: its tokenizer.
-        inputs: processor outputs (left padded) of prompt + answer prefix, on the model device.
-        **generate_kwargs: more ``generate`` arguments (e.g. a static ``cache``).
-
-    Returns:
-        Progress in [0, 1] per row, None where the model did not write a number.
-    """
-    out = model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS, do_sample=False,
-                         output_logits=True, return_dict_in_generate=True, **generate_kwargs)
-    new = out.sequences[:, inputs["input_ids"].shape[1]:]
-    return tag_expectations(new, out.logits, tokenizer, after_tag=True)
