@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from procvlm.sim.env import SimFacts
-from procvlm.sim.oracle import LOST_FRAMES, SubstepOracle
+from procvlm.sim.oracle import LEAVE_REACH, LOST_FRAMES, SubstepOracle
 from procvlm.sim.tasks import TASKS
 
 SPEC = TASKS["pick-place"]
@@ -52,6 +52,31 @@ def test_dropped_object_is_a_regression_to_grasp_or_move():
     assert [s.completed for s in subs] == [True, True, True, False, False]
     far = run(lifted + [facts(0.2, False, 0.0)] * (LOST_FRAMES + 1))
     assert far.regressions[0]["step"] == "Move to the puck"
+
+
+def test_leaving_a_reached_object_before_the_grasp_undoes_the_move():
+    far = LEAVE_REACH * SPEC.reach + 0.01
+    seq = [facts()] * 3 + [facts(0.01)] * 2 + [facts(far)] * (LOST_FRAMES + 2) + [facts(0.01)]
+    oracle = run(seq)
+    # reached on frame 3; away from frame 5; the third frame away (7) is the last of the grasp
+    assert oracle.regressions == [{"type": "regression", "frame": 4 + LOST_FRAMES,
+                                   "step": "Move to the puck"}]
+    subs = oracle.subtasks()
+    assert [(s.name.split()[0], s.start, s.end, s.completed) for s in subs] == [
+        ("Move", 0, 4, True), ("Grasp", 4, 8, False), ("Move", 8, 11, True)]
+
+
+def test_hovering_within_the_leave_margin_or_a_short_excursion_keeps_the_move():
+    edge = [facts(0.01)] + [facts(0.9 * LEAVE_REACH * SPEC.reach)] * 10
+    assert run(edge).regressions == []
+    far = LEAVE_REACH * SPEC.reach + 0.01
+    short = [facts(0.01)] + [facts(far)] * (LOST_FRAMES - 1) + [facts(0.01)]
+    assert run(short).regressions == []
+    # a touch task's second step is its final one: leaving the object is not a regression there
+    touch = SubstepOracle(TASKS["button-press"], OBJ.copy())
+    for t, f in enumerate([facts(0.01)] + [facts(0.2)] * 10):
+        touch.update(t, f)
+    assert touch.regressions == []
 
 
 def test_short_contact_loss_or_lifted_object_is_no_regression():

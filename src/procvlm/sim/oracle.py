@@ -5,7 +5,11 @@ condition on the simulator state (gripper centre near the object, both pads touc
 above its start height, MetaWorld's success); when it holds, the step is completed on that frame
 and the pointer moves on (one step per frame, so every segment has at least one frame). When a
 completed grasp is lost and the object is back below lifting height before the task is finished, the
-pointer falls back (a regression): the timeline then repeats an earlier plan step.
+pointer falls back (a regression): the timeline then repeats an earlier plan step. The same holds
+for a reach: when the gripper centre, having reached the object of a grasp task, is more than
+``LEAVE_REACH`` reaches away from it for ``LOST_FRAMES`` frames in a row before the grasp, the
+move step is undone and the pointer falls back to it (an arm that wanders off under noise, or
+backs away to try again). Simulator truth falls there too: it counts the distance still to close.
 
 MetaWorld's success while the object is held (a grasp was completed and the pads touched the
 object within the last ``LOST_FRAMES`` frames) achieves the lift step as well as the final one,
@@ -32,6 +36,11 @@ MOVE, GRASP, LIFT = 0, 1, 2
 LOST_FRAMES = 3
 """Frames without pad contact before a grasp counts as lost (contacts flicker)."""
 
+LEAVE_REACH = 2.0
+"""A reached object counts as left when the gripper centre is this many reaches away from it
+(``LOST_FRAMES`` frames in a row, before the grasp); the margin keeps a hand hovering at the edge
+of its reach from flickering between the two steps."""
+
 
 
 @dataclass
@@ -56,6 +65,7 @@ class SubstepOracle:
     regressions: list[dict] = field(default_factory=list)
     facts: SimFacts | None = None
     _lost: int = 0
+    _away: int = 0
 
     @property
     def plan(self) -> list[str]:
@@ -113,6 +123,8 @@ class SubstepOracle:
         self.labels.append(current)
         self.completed_at.append(-1)
         self._lost = 0 if f.grasped else self._lost + 1
+        left = float(np.linalg.norm(f.tcp - f.obj)) > LEAVE_REACH * self.spec.reach
+        self._away = self._away + 1 if left else 0
         if self.done:
             return current
         if self.achieved(current, f):
@@ -124,6 +136,10 @@ class SubstepOracle:
             self.regressions.append({"type": "regression", "frame": frame,
                                      "step": self.plan[back]})
             self.pointer = back
+        elif current == GRASP and self.spec.kind != "touch" and self._away >= LOST_FRAMES:
+            self.regressions.append({"type": "regression", "frame": frame,
+                                     "step": self.plan[MOVE]})
+            self.pointer = MOVE
         return current
 
     def subtasks(self) -> list[Subtask]:
