@@ -12,6 +12,7 @@ from procvlm.errors import ProcvlmError
 from procvlm.labels import (
     SCHEMES,
     LabelParams,
+    anchored_change,
     compute_labels,
     episode_labels,
     label_dataset,
@@ -149,6 +150,26 @@ def test_cache_is_reused_only_for_the_same_settings(tmp_path, monkeypatch):
     label_dataset(root, measure="l1")  # another measure: another cache, recomputed
     assert calls == [[0], [1], [2]]
     assert read_provenance(root)["measure"] == "l1"
+    calls.clear()
+    label_dataset(root, measure="l1", anchor_measure="embedding")  # so does the anchor's
+    assert calls == [[0], [1], [2]]
+    assert read_provenance(root)["anchor_measure"] == "embedding"
+
+
+def test_anchor_measure_drives_procvlm_only(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, EPISODES, video=False)
+    label_dataset(root, anchor_measure="l1")
+    table = read_labels(root)
+    for ep in EPISODES:
+        change, anchored = visual_changes(ep.frames["corner"], anchor_measure="l1")
+        np.testing.assert_array_equal(change, visual_change(ep.frames["corner"]))
+        np.testing.assert_array_equal(anchored, anchored_change(ep.frames["corner"], "l1"))
+        for scheme in ("procvlm", "procvlm-paper"):
+            want = compute_labels(ep.subtasks, ep.plan, len(ep), change, ep.success, scheme,
+                                  anchored_change=anchored)
+            np.testing.assert_array_equal(episode_labels(table, ep.episode_index, scheme)
+                                          .progress, want.progress)
 
 
 def test_interrupted_run_skips_finished_episodes(tmp_path, monkeypatch):
@@ -199,6 +220,8 @@ def test_bad_choices_and_episodes(labelled):
         label_dataset(labelled, scheme="linear")
     with pytest.raises(ProcvlmError, match="measure"):
         label_dataset(labelled, measure="ssim")
+    with pytest.raises(ProcvlmError, match="'ssim'"):
+        label_dataset(labelled, anchor_measure="ssim")
     with pytest.raises(ProcvlmError, match="episode 99 has no labels"):
         episode_labels(read_labels(labelled), 99)
     with pytest.raises(ProcvlmError, match="camera"):

@@ -7,7 +7,7 @@ import argparse
 import textwrap
 
 from procvlm.annotate.base import ANNOTATORS, annotator_options, parse_annotator_args
-from procvlm.labels import MEASURES, SCHEMES
+from procvlm.labels import ANCHOR_MEASURE, MEASURES, SCHEMES
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -44,7 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scheme of the main label columns; all four are written as "
                         "progress_<scheme> (default: procvlm)")
     p.add_argument("--measure", choices=MEASURES, default="phash",
-                   help="visual change between frames (default: phash, as the paper)")
+                   help="visual change between consecutive frames, procvlm-paper's increments "
+                        "(default: phash, as the paper)")
+    p.add_argument("--anchor-measure", choices=MEASURES, default=ANCHOR_MEASURE,
+                   help="visual change against the last frame that counted, the procvlm "
+                        f"scheme's increments (default: {ANCHOR_MEASURE})")
     p.add_argument("--floor", type=float, default=None,
                    help="increment of a frame without visual change (default: 0 for procvlm, "
                         "0.5 for procvlm-paper)")
@@ -65,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     kwargs = parse_annotator_args(args.annotator, args.annotator_arg)
     path = label_dataset(args.dataset, annotator=args.annotator, scheme=args.scheme,
                          measure=args.measure, params=params, annotator_kwargs=kwargs,
-                         camera=args.camera, progress_bar=True)
+                         camera=args.camera, progress_bar=True,
+                         anchor_measure=args.anchor_measure)
     prov = read_provenance(args.dataset)
     print(f"labels written to {path} ({prov['num_episodes']} episodes, {prov['num_frames']} "
-          f"frames; annotator {args.annotator}, scheme {args.scheme}, measure {args.measure})")
+          f"frames; annotator {args.annotator}, scheme {args.scheme}, measures {args.measure} / "
+          f"{args.anchor_measure})")
     return 0

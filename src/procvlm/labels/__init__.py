@@ -4,8 +4,8 @@ the ``time`` / ``sarm`` baselines (one registry, ``SCHEME_REGISTRY``; ``SCHEMES`
 which every other module imports), and ``label_dataset`` which writes
 ``meta/procvlm/labels.parquet``. Imports numpy and pyarrow only (never torch)."""
 
-from procvlm.labels.change import (ANCHOR_THRESHOLD, MEASURES, anchored_change, similarity,
-                                   visual_change, visual_changes)
+from procvlm.labels.change import (ANCHOR_MEASURE, ANCHOR_THRESHOLD, MEASURES, anchored_change,
+                                   similarity, visual_change, visual_changes)
 from procvlm.labels.phash import hamming, phash
 from procvlm.labels.schemes import (
     SCHEME_REGISTRY,
@@ -32,8 +32,8 @@ from procvlm.labels.store import (
     scheme_suffix,
 )
 
-__all__ = ["ANCHOR_THRESHOLD", "MEASURES", "SCHEMES", "SCHEME_REGISTRY", "EpisodeLabels",
-           "LabelParams", "Scheme", "anchored_change", "budgets", "build_table",
+__all__ = ["ANCHOR_MEASURE", "ANCHOR_THRESHOLD", "MEASURES", "SCHEMES", "SCHEME_REGISTRY",
+           "EpisodeLabels", "LabelParams", "Scheme", "anchored_change", "budgets", "build_table",
            "collect_records", "compute_labels", "episode_labels", "get_scheme", "hamming",
            "label_dataset", "labels_dir", "paper_progress", "phash", "read_labels", "read_plans",
            "read_provenance", "sarm_proportions", "scheme_curves", "scheme_suffix", "similarity",

@@ -20,6 +20,9 @@ Flicker that comes and goes around a still scene never accumulates, even on top 
 yet counted when the scene stopped; real motion, however slow, drifts away from the reference
 and stays away, and is counted in hops. The ``procvlm`` scheme uses it; ``procvlm-paper`` keeps
 the paper's frame-to-frame change.
+
+The anchored change has a measure of its own (``ANCHOR_MEASURE``, ``anchor_measure``): the
+``procvlm`` scheme's increments need not use the paper's pHash.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from procvlm.errors import ProcvlmError
 from procvlm.labels.phash import IMG_SIZE, phash, thumbnails
 
 MEASURES = ("phash", "l1", "embedding")
+ANCHOR_MEASURE = "phash"
+"""Default measure of the anchored change (the ``procvlm`` scheme); see the module doc."""
 ANCHOR_THRESHOLD = {"phash": 2 / 64, "l1": 2 / 255, "embedding": 0.01}
 """Change ``1 - S`` from the reference frame at or below which a frame is flicker, per measure:
 2 of 64 pHash bits, 2 grey levels of mean pixel difference, 0.01 of embedding cosine."""
@@ -131,34 +136,47 @@ def _anchored(out: np.ndarray, start: int, feats: np.ndarray, state: list,
 
 
 def visual_changes(frames: Frames | np.ndarray, measure: str = "phash",
-                   threshold: float | None = None, window: int = WINDOW
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   threshold: float | None = None, window: int = WINDOW,
+                   anchor_measure: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frame-to-frame and anchored visual change from one pass over the frames.
 
     Args:
         frames: (T, H, W, 3) uint8 array or a lazily decoded ``Frames`` (main camera).
-        measure: ``phash`` (paper), ``l1`` or ``embedding``.
-        threshold: flicker threshold of the anchored change (default ``ANCHOR_THRESHOLD``).
+        measure: measure of the frame-to-frame change: ``phash`` (paper), ``l1`` or
+            ``embedding``.
+        threshold: flicker threshold of the anchored change (default
+            ``ANCHOR_THRESHOLD[anchor_measure]``).
         window: frames decoded at once.
+        anchor_measure: measure of the anchored change (None: ``measure``).
 
     Returns:
         ``(visual_change, anchored_change)``, each (T,) float64 in [0.5, 1.5] (``1.5 - S``).
     """
-    threshold = ANCHOR_THRESHOLD.get(measure, 0.0) if threshold is None else float(threshold)
+    anchor_measure = measure if anchor_measure is None else anchor_measure
+    threshold = ANCHOR_THRESHOLD.get(anchor_measure, 0.0) if threshold is None \
+        else float(threshold)
     if not 0.0 <= threshold < 1.0:
         raise ProcvlmError(f"threshold={threshold}: need 0 <= threshold < 1 (0 = every change "
                            "counts)")
-    sim = _SIMILARITY.get(measure)
+    for m in (measure, anchor_measure):
+        if m not in MEASURES:
+            raise ProcvlmError(f"unknown visual-change measure {m!r}: choose one of "
+                               f"{', '.join(MEASURES)}")
+    if window < 1:
+        raise ProcvlmError(f"window {window} must be >= 1")
     step, anchored = np.ones(len(frames)), np.ones(len(frames))
     last, state = None, [None, False]
-    for start, feats in _features(frames, measure, window):
-        _consecutive(step, start, feats, last, sim)
-        _anchored(anchored, start, feats, state, sim, threshold)
+    for start, block in zip(range(0, len(frames), window), _windows(frames, window)):
+        feats = _FEATURES[measure](block)
+        _consecutive(step, start, feats, last, _SIMILARITY[measure])
         last = feats[-1:]
+        if anchor_measure != measure:
+            feats = _FEATURES[anchor_measure](block)
+        _anchored(anchored, start, feats, state, _SIMILARITY[anchor_measure], threshold)
     return PAPER_OFFSET - step, PAPER_OFFSET - anchored
 
 
-def anchored_change(frames: Frames | np.ndarray, measure: str = "phash",
+def anchored_change(frames: Frames | np.ndarray, measure: str = ANCHOR_MEASURE,
                     threshold: float | None = None, window: int = WINDOW) -> np.ndarray:
     """Visual change against the last frame that counted as a change (see the module doc):
     ``d_i = 1.5 - S(I_r, I_i)`` when frames i - 1 and i both differ from the reference r by

@@ -10,11 +10,11 @@ its main camera, and writes, under the dataset's ``meta/procvlm/`` (for an HDF5 
   ``SCHEMES`` (``-`` written ``_``). The schema metadata key ``procvlm`` holds the scheme and
   each episode's task, plan and success;
 - ``plans.json``: task -> plan (the most frequent plan of the task's episodes);
-- ``provenance.json``: annotator, scheme, measure, parameters, package version, time.
+- ``provenance.json``: annotator, scheme, measures, parameters, package version, time.
 
 The expensive part (annotation and visual change) is cached per episode under
 ``meta/procvlm/.cache/<key>/``, where the key hashes everything that part depends on (annotator
-and its arguments, measure, camera, package version); an interrupted run skips the episodes
+and its arguments, measures, camera, package version); an interrupted run skips the episodes
 already cached, and a run with other settings uses another key. Label schemes and their
 parameters are cheap and recomputed on every run.
 """
@@ -41,7 +41,7 @@ from procvlm._io import write_json, write_parquet
 from procvlm.data.dataset import choose_camera
 from procvlm.data.episode import DONE, Episode, Subtask
 from procvlm.errors import ProcvlmError
-from procvlm.labels.change import ANCHOR_THRESHOLD, MEASURES, visual_changes
+from procvlm.labels.change import ANCHOR_MEASURE, ANCHOR_THRESHOLD, MEASURES, visual_changes
 from procvlm.labels.schemes import (SCHEMES, EpisodeLabels, LabelParams, compute_labels,
                                     get_scheme, sarm_proportions)
 
@@ -99,9 +99,11 @@ def _record(ep: Episode, annotation: Any, change: np.ndarray, anchored: np.ndarr
         index=[int(x) for x in index])
 
 
-def _cache_key(annotator: str, annotator_kwargs: dict, measure: str, camera: str) -> str:
+def _cache_key(annotator: str, annotator_kwargs: dict, measure: str, anchor_measure: str,
+               camera: str) -> str:
     blob = json.dumps({"annotator": annotator, "kwargs": annotator_kwargs, "measure": measure,
-                       "camera": camera, "anchor": ANCHOR_THRESHOLD.get(measure),
+                       "anchor_measure": anchor_measure, "camera": camera,
+                       "anchor": ANCHOR_THRESHOLD.get(anchor_measure),
                        "version": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -124,30 +126,32 @@ def _global_index(ds: Any, i: int, n: int) -> np.ndarray:
 
 
 def _annotate_batch(ds: Any, indices: Sequence[int], annotator: Any, measure: str,
-                    camera: str) -> list[EpisodeRecord]:
+                    anchor_measure: str, camera: str) -> list[EpisodeRecord]:
     episodes = [ds.episode(i, cameras=[camera]) for i in indices]
     annotations = annotator.annotate_many(episodes)
     out = []
     for i, ep, ann in zip(indices, episodes, annotations):
-        change, anchored = visual_changes(ep.frames[camera], measure)
+        change, anchored = visual_changes(ep.frames[camera], measure,
+                                          anchor_measure=anchor_measure)
         out.append(_record(ep, ann, change, anchored, _global_index(ds, i, len(ep))))
     return out
 
 
 def collect_records(ds: Any, annotator: str = "oracle", measure: str = "phash",
                     annotator_kwargs: dict | None = None, camera: str | None = None,
-                    cache: Path | None = None, progress_bar: bool = False
-                    ) -> list[EpisodeRecord]:
+                    cache: Path | None = None, progress_bar: bool = False,
+                    anchor_measure: str = ANCHOR_MEASURE) -> list[EpisodeRecord]:
     """Annotate every episode of ``ds`` and measure its visual change, resuming from ``cache``.
 
     Args:
         ds: a ``procvlm.data`` Dataset (or any object with its API).
         annotator: name for ``procvlm.annotate.get_annotator``.
-        measure: visual-change measure.
+        measure: measure of the frame-to-frame change (``procvlm-paper``).
         annotator_kwargs: arguments of the annotator.
         camera: camera whose frames give the visual change (default: the dataset's first).
         cache: folder of per-episode results (None: no cache).
         progress_bar: show a tqdm bar.
+        anchor_measure: measure of the anchored change (``procvlm``).
 
     Returns:
         One record per episode, in ``ds.episode_indices`` order.
@@ -163,7 +167,8 @@ def collect_records(ds: Any, annotator: str = "oracle", measure: str = "phash",
     except TypeError as e:
         raise ProcvlmError(f"annotator {annotator!r} does not take {sorted(kwargs)} ({e}): "
                            "check the annotator arguments (--annotator-arg)") from e
-    folder = cache / _cache_key(annotator, kwargs, measure, camera) if cache else None
+    folder = cache / _cache_key(annotator, kwargs, measure, anchor_measure, camera) \
+        if cache else None
     records: dict[int, EpisodeRecord] = {}
     todo = []
     for i in ds.episode_indices:
@@ -177,7 +182,8 @@ def collect_records(ds: Any, annotator: str = "oracle", measure: str = "phash",
         logger.info("resuming: %d of %d episodes cached", len(records), len(ds.episode_indices))
     bar = tqdm(total=len(todo), desc="label", unit="ep", disable=not progress_bar)
     for b in range(0, len(todo), ANNOTATE_BATCH):
-        for rec in _annotate_batch(ds, todo[b:b + ANNOTATE_BATCH], ann, measure, camera):
+        for rec in _annotate_batch(ds, todo[b:b + ANNOTATE_BATCH], ann, measure,
+                                   anchor_measure, camera):
             if folder:
                 write_json(folder / f"episode_{rec.episode_index:06d}.json", asdict(rec),
                            indent=None)
@@ -265,41 +271,46 @@ def _plans(records: Sequence[EpisodeRecord]) -> dict[str, list[str]]:
     return {t: list(c.most_common(1)[0][0]) for t, c in by_task.items()}
 
 
-def _check_choices(scheme: str, measure: str) -> None:
+def _check_choices(scheme: str, *measures: str) -> None:
     get_scheme(scheme)
-    if measure not in MEASURES:
-        raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
-                           f"{', '.join(MEASURES)}")
+    for measure in measures:
+        if measure not in MEASURES:
+            raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
+                               f"{', '.join(MEASURES)}")
 
 
 def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "procvlm",
                   measure: str = "phash", params: LabelParams | None = None,
                   annotator_kwargs: dict | None = None, *, camera: str | None = None,
-                  progress_bar: bool = False) -> Path:
+                  progress_bar: bool = False, anchor_measure: str = ANCHOR_MEASURE) -> Path:
     """Label every frame of a dataset and write ``meta/procvlm/`` (see the module docstring).
 
     Args:
         root: a dataset ``procvlm.data.open_dataset`` reads.
         annotator: ``oracle``, ``dataset``, ``gripper`` or ``vlm``.
         scheme: the scheme of the main columns (all four are written as ``progress_<s>``...).
-        measure: visual change, ``phash`` (paper), ``l1`` or ``embedding``.
+        measure: frame-to-frame visual change of ``procvlm-paper``, ``phash`` (paper), ``l1``
+            or ``embedding``.
         params: label parameters (default ``LabelParams()``).
         annotator_kwargs: arguments of the annotator (e.g. a VLM endpoint).
         camera: camera of the visual change (default: the dataset's first).
         progress_bar: show a tqdm bar over episodes.
+        anchor_measure: measure of the ``procvlm`` scheme's anchored change (default
+            ``embedding``, see ``procvlm.labels.change``).
 
     Returns:
         The path of ``labels.parquet``.
     """
     from procvlm.data import open_dataset
 
-    _check_choices(scheme, measure)
+    _check_choices(scheme, measure, anchor_measure)
     params = params or LabelParams()
     ds = open_dataset(root)
     out = labels_dir(ds.root)
     camera = choose_camera(ds.cameras, camera)
     records = collect_records(ds, annotator, measure, annotator_kwargs, camera,
-                              cache=out / CACHE_DIR, progress_bar=progress_bar)
+                              cache=out / CACHE_DIR, progress_bar=progress_bar,
+                              anchor_measure=anchor_measure)
     if not records:
         raise ProcvlmError(f"{ds.root} has no episodes to label: write some episodes first")
     table = build_table(records, scheme, params)
@@ -307,7 +318,7 @@ def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "pr
     write_json(out / PLANS_FILE, _plans(records))
     write_json(out / PROVENANCE_FILE, {
         "annotator": annotator, "annotator_kwargs": annotator_kwargs or {}, "scheme": scheme,
-        "measure": measure, "camera": camera, "params": params.to_dict(scheme),
+        "measure": measure, "anchor_measure": anchor_measure, "camera": camera, "params": params.to_dict(scheme),
         "params_by_scheme": {s: params.to_dict(s) for s in SCHEMES},
         "package": "procvlm", "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
