@@ -63,3 +63,13 @@ def test_measure_reports_every_scheme_against_truth(load_benchmark, labelled, tm
     assert "procvlm drift_max <= 0.02" in printed
     saved = json.loads((tmp_path / "f.json").read_text())
     assert saved["schemes"]["time"]["drift_max"] == pytest.approx(19 / 59)
+
+
+def test_anchor_measures_add_procvlm_rows(load_benchmark, labelled):
+    bench = load_benchmark("labels_truth")
+    result = bench.measure(labelled, ("phash", "l1"))
+    rows = result["schemes"]
+    # the dataset was labelled with the default anchored measure (phash): the same figures
+    assert rows["procvlm[phash]"] == pytest.approx(rows["procvlm"], nan_ok=True)
+    assert rows["procvlm[l1]"]["ccc_truth"] != rows["procvlm"]["ccc_truth"]
+    assert "procvlm[l1]" in bench.report(result)

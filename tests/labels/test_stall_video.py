@@ -81,6 +81,17 @@ def test_procvlm_labels_follow_motion(encoded):
         assert lab[STILL[0]] > 0.1 and lab[69] == pytest.approx(0.625)
 
 
+@pytest.mark.parametrize("measure", ["phash", "l1"])
+def test_anchored_measures_stay_flat_and_follow_motion(encoded, measure):
+    ds = open_dataset(encoded)
+    for i in (0, 1):
+        ep = ds.episode(i)
+        change, anchored = visual_changes(ep.frames["corner"], anchor_measure=measure)
+        p = compute_labels(ep.subtasks, PLAN, T, change, True, anchored_change=anchored).progress
+        assert p[STILL[1] - 1] - p[STILL[0]] <= 0.02
+        assert ccc(p, ep.true_progress) >= 0.9
+
+
 def test_anchored_change_by_hand():
     # a, a, b (one frame: flicker), a, c, c (a change that stays), a, a
     rng = np.random.default_rng(0)
