@@ -23,7 +23,8 @@ time); ``--jobs`` makes the datasets and trains the models in parallel processes
 each) where there are more cores. ``--augment-ablation`` adds ``compact-noaug[procvlm]`` (the
 same run without training augmentation). ``--data DIR`` reads and makes the datasets in ``DIR``
 (default ``OUT/data``): another run's ``OUT/data`` compares, say, step counts on the same
-episodes in a new ``--out``. ``--small`` is a reduced run for a loaded machine (``SMALL``);
+episodes in a new ``--out``, and with ``--train-seed N`` the models of another training seed on
+them. ``--small`` is a reduced run for a loaded machine (``SMALL``);
 ``--quick`` is a tiny smoke run for the test suite (its figures mean nothing).
 """
 
@@ -66,6 +67,7 @@ class QualityConfig:
     steps: int = 1000
     image_size: int = 64
     seed: int = 0
+    train_seed: int | None = None  # None: ``seed``; another value retrains on the same data
 
     def __post_init__(self) -> None:
         if self.train_episodes < 2 or self.test_episodes < 1 or self.steps < 1:
@@ -186,7 +188,8 @@ def _train_one(job: tuple[str, str, str, str, str, bool, dict, int]) -> int:
     scheme, head = scheme_head.split("/")
     corpus = load_corpus(data, scheme, cfg.image_size, "corner", show_progress=False)
     mcfg = CompactConfig(image_size=cfg.image_size, head=head)
-    tcfg = TrainConfig(scheme=scheme, steps=cfg.steps, seed=cfg.seed, threads=threads,
+    seed = cfg.seed if cfg.train_seed is None else cfg.train_seed
+    tcfg = TrainConfig(scheme=scheme, steps=cfg.steps, seed=seed, threads=threads,
                        augment=augment)
     result = train_compact(corpus, run, mcfg, tcfg, resume=True, show_progress=False,
                            text_encoder=TextEncoder(text_cache), dataset=data)
@@ -321,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-episodes", type=int, default=None,
                    help="training episodes (default: the size's; a new --out folder when "
                         "changed)")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="seed of the models' training only (default: the data's seed, 0); "
+                        "with --data, another seed's models on the same episodes")
     p.add_argument("--jobs", type=int, default=1,
                    help="datasets made and models trained in parallel processes (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per model (default 2)")
@@ -341,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     if args.train_episodes is not None:
         cfg = dataclasses.replace(cfg, train_episodes=args.train_episodes)
+    if args.train_seed is not None:
+        cfg = dataclasses.replace(cfg, train_seed=args.train_seed)
     out, start = Path(args.out), time.monotonic()
     cache_texts(out, cfg)
     roots = make_data(Path(args.data) if args.data else out / "data", cfg, args.jobs,

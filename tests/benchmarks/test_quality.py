@@ -35,6 +35,12 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
     assert quality.main(["--quick", "--out", str(again), "--data", str(out / "data"),
                          "--until", "data"]) == 0
     assert not (again / "data").exists() and (again / "text_cache.safetensors").is_file()
+    # --train-seed retrains on the same episodes with another seed
+    assert quality.main(["--quick", "--out", str(again), "--data", str(out / "data"),
+                         "--train-seed", "1", "--until", "train"]) == 0
+    for folder, seed in ((out, 0), (again, 1)):
+        record = json.loads((folder / "runs" / "procvlm" / "model" / "training.json").read_text())
+        assert record["seed"] == seed
 
 
 def test_outcome_line_counts_the_pairs_auroc_ranks(load_benchmark):
