@@ -100,14 +100,24 @@ _SIMILARITY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "phash": _phash_sim, "l1": _l1_sim, "embedding": _cos_sim}
 
 
-def _features(frames: Frames | np.ndarray, measure: str, window: int):
-    """Yield (start, features) per window of frames."""
+def check_measure(measure: str) -> None:
+    """Raise a one-line error unless ``measure`` is one of ``MEASURES``."""
     if measure not in MEASURES:
         raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
                            f"{', '.join(MEASURES)}")
+
+
+def _blocks(frames: Frames | np.ndarray, window: int):
+    """Yield (start, block) per window of frames."""
     if window < 1:
         raise ProcvlmError(f"window {window} must be >= 1")
-    for start, block in zip(range(0, len(frames), window), _windows(frames, window)):
+    yield from zip(range(0, len(frames), window), _windows(frames, window))
+
+
+def _features(frames: Frames | np.ndarray, measure: str, window: int):
+    """Yield (start, features) per window of frames."""
+    check_measure(measure)
+    for start, block in _blocks(frames, window):
         yield start, _FEATURES[measure](block)
 
 
@@ -158,15 +168,11 @@ def visual_changes(frames: Frames | np.ndarray, measure: str = "phash",
     if not 0.0 <= threshold < 1.0:
         raise ProcvlmError(f"threshold={threshold}: need 0 <= threshold < 1 (0 = every change "
                            "counts)")
-    for m in (measure, anchor_measure):
-        if m not in MEASURES:
-            raise ProcvlmError(f"unknown visual-change measure {m!r}: choose one of "
-                               f"{', '.join(MEASURES)}")
-    if window < 1:
-        raise ProcvlmError(f"window {window} must be >= 1")
+    check_measure(measure)
+    check_measure(anchor_measure)
     step, anchored = np.ones(len(frames)), np.ones(len(frames))
     last, state = None, [None, False]
-    for start, block in zip(range(0, len(frames), window), _windows(frames, window)):
+    for start, block in _blocks(frames, window):
         feats = _FEATURES[measure](block)
         _consecutive(step, start, feats, last, _SIMILARITY[measure])
         last = feats[-1:]

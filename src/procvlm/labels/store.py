@@ -41,7 +41,8 @@ from procvlm._io import write_json, write_parquet
 from procvlm.data.dataset import choose_camera
 from procvlm.data.episode import DONE, Episode, Subtask
 from procvlm.errors import ProcvlmError
-from procvlm.labels.change import ANCHOR_MEASURE, ANCHOR_THRESHOLD, MEASURES, visual_changes
+from procvlm.labels.change import (ANCHOR_MEASURE, ANCHOR_THRESHOLD, check_measure,
+                                   visual_changes)
 from procvlm.labels.schemes import (SCHEMES, EpisodeLabels, LabelParams, compute_labels,
                                     get_scheme, sarm_proportions)
 
@@ -274,9 +275,7 @@ def _plans(records: Sequence[EpisodeRecord]) -> dict[str, list[str]]:
 def _check_choices(scheme: str, *measures: str) -> None:
     get_scheme(scheme)
     for measure in measures:
-        if measure not in MEASURES:
-            raise ProcvlmError(f"unknown visual-change measure {measure!r}: choose one of "
-                               f"{', '.join(MEASURES)}")
+        check_measure(measure)
 
 
 def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "procvlm",
@@ -296,7 +295,7 @@ def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "pr
         camera: camera of the visual change (default: the dataset's first).
         progress_bar: show a tqdm bar over episodes.
         anchor_measure: measure of the ``procvlm`` scheme's anchored change (default
-            ``embedding``, see ``procvlm.labels.change``).
+            ``phash``, see ``procvlm.labels.change``).
 
     Returns:
         The path of ``labels.parquet``.
@@ -318,7 +317,8 @@ def label_dataset(root: str | Path, annotator: str = "oracle", scheme: str = "pr
     write_json(out / PLANS_FILE, _plans(records))
     write_json(out / PROVENANCE_FILE, {
         "annotator": annotator, "annotator_kwargs": annotator_kwargs or {}, "scheme": scheme,
-        "measure": measure, "anchor_measure": anchor_measure, "camera": camera, "params": params.to_dict(scheme),
+        "measure": measure, "anchor_measure": anchor_measure, "camera": camera,
+        "params": params.to_dict(scheme),
         "params_by_scheme": {s: params.to_dict(s) for s in SCHEMES},
         "package": "procvlm", "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
