@@ -5,8 +5,8 @@ Fixed seeds throughout. Every stage resumes from what is already in ``--out``:
 1. data: ``procvlm generate`` (human-like pacing, the default) + ``procvlm label`` for the
    training corpus, held-out episodes of the training tasks (``test_id``, new seeds) and
    held-out tasks (``test_ood``), and with ``--val`` a validation split (``val``: the training
-   tasks, seeds used nowhere else) on which changes to the defaults are decided; the MiniLM embeddings of every task and plan step are cached
-   in ``OUT/text_cache.safetensors`` (so the later stages run without the MiniLM package);
+   tasks, seeds used nowhere else) on which changes to the defaults are decided; the MiniLM
+   embeddings of every task and plan step are cached in ``OUT/text_cache.safetensors`` (so the later stages run without the MiniLM package);
 2. train: every label scheme's compact model (``compact[procvlm]``, ``compact[procvlm-paper]``,
    ``compact[time]``, ``compact[sarm]``, reasoning head) and ``compact-direct[procvlm]`` (the
    same backbone regressing progress directly): the same data, seed and number of steps;

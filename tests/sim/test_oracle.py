@@ -113,7 +113,8 @@ def test_success_counts_for_lift_only_within_lost_frames_of_the_last_contact():
 def test_success_flag_without_a_hold_completes_no_step():
     """A puck pushed through the goal region: the flag comes on with no grasp, or with the
     object in the air but out of the pads for LOST_FRAMES frames (no regression up there)."""
-    pushed = run([facts(0.2)] * 2 + [facts(0.2, success=True)] * 3 + [facts(0.01, success=True)] * 3)
+    pushed = run([facts(0.2)] * 2 + [facts(0.2, success=True)] * 3
+                 + [facts(0.01, success=True)] * 3)
     assert pushed.pointer == 1 and pushed.max_completed == 0
     airborne = ([facts(0.01), facts(0.0, True)] + [facts(0.0, False, 0.05)] * LOST_FRAMES
                 + [facts(0.0, False, 0.05, True)] * 3)
