@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from procvlm.data import open_dataset
+
 pytestmark = [pytest.mark.slow, pytest.mark.sim]
 
 
@@ -26,6 +28,16 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
     assert steps == {quality.QUICK.steps}
     assert {t["target"] for t in figures["targets"]} >= {"compact[procvlm] AUROC",
                                                          "reason - direct, AUROC"}
+    # the reasoning model's errors grouped by its step error, on the same run
+    errors = load_benchmark("reasoning_errors")
+    assert errors.main(["--out", str(out), "--splits", "test_id,val",
+                        "--json", str(tmp_path / "e.json")]) == 0
+    groups = json.loads((tmp_path / "e.json").read_text())["splits"]
+    assert set(groups) == {"test_id", "val"}
+    val = open_dataset(out / "data" / "val")
+    assert sum(g["frames"] for g in groups["val"]) == sum(
+        val.episode_length(i) for i in range(val.num_episodes))
+    assert "== test_id: frames by the reasoning model's step" in capsys.readouterr().out
     # a second run finds every stage done and trains nothing again
     stamp = (out / "runs" / "procvlm" / "model" / "model.safetensors").stat().st_mtime_ns
     assert quality.main(["--quick", "--out", str(out)]) == 0
