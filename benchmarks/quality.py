@@ -24,8 +24,10 @@ each) where there are more cores. ``--augment-ablation`` adds ``compact-noaug[pr
 same run without training augmentation). ``--data DIR`` reads and makes the datasets in ``DIR``
 (default ``OUT/data``): another run's ``OUT/data`` compares, say, step counts on the same
 episodes in a new ``--out``, and with ``--train-seed N`` the models of another training seed on
-them. ``--small`` is a reduced run for a loaded machine (``SMALL``);
-``--quick`` is a tiny smoke run for the test suite (its figures mean nothing).
+them. ``--image-size`` and ``--stride`` change the models' input (frame side, frames between
+window frames) and ``--models`` trains and scores only the named models (say the reasoning
+ablation's two), each in a new ``--out``. ``--small`` is a reduced run for a loaded machine
+(``SMALL``); ``--quick`` is a tiny smoke run for the test suite (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -66,6 +69,7 @@ class QualityConfig:
     failure_rate: float = 0.5
     steps: int = 1000
     image_size: int = 64
+    stride: int = 4  # frames between two frames of a model's window (CompactConfig.stride)
     seed: int = 0
     train_seed: int | None = None  # None: ``seed``; another value retrains on the same data
 
@@ -187,7 +191,7 @@ def _train_one(job: tuple[str, str, str, str, str, bool, dict, int]) -> int:
     cfg = QualityConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
     scheme, head = scheme_head.split("/")
     corpus = load_corpus(data, scheme, cfg.image_size, "corner", show_progress=False)
-    mcfg = CompactConfig(image_size=cfg.image_size, head=head)
+    mcfg = CompactConfig(image_size=cfg.image_size, stride=cfg.stride, head=head)
     seed = cfg.seed if cfg.train_seed is None else cfg.train_seed
     tcfg = TrainConfig(scheme=scheme, steps=cfg.steps, seed=seed, threads=threads,
                        augment=augment)
@@ -199,10 +203,14 @@ def _train_one(job: tuple[str, str, str, str, str, bool, dict, int]) -> int:
 
 
 def train_models(out: Path, data: Path, text_cache: Path, cfg: QualityConfig, jobs: int,
-                 threads: int, augment_ablation: bool = False) -> dict[str, Path]:
-    """Train every model of ``model_runs`` (skipped when its ``model/`` exists)."""
+                 threads: int, augment_ablation: bool = False,
+                 only: Sequence[str] | None = None) -> dict[str, Path]:
+    """Train every model of ``model_runs``, or those named in ``only`` (skipped when its
+    ``model/`` exists)."""
     runs, todo = {}, []
     for name, (scheme, head, augment) in model_runs(augment_ablation).items():
+        if only is not None and name not in only:
+            continue
         folder = scheme + ("" if head == "reason" else f"-{head}") + ("" if augment else "-noaug")
         run = out / "runs" / folder
         runs[name] = run
@@ -324,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-episodes", type=int, default=None,
                    help="training episodes (default: the size's; a new --out folder when "
                         "changed)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the models' input frames (default: the size's, 64)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="frames between two frames of a model's window (default 4)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated model names to train and score (default: all; e.g. "
+                        "'compact[procvlm],compact-direct[procvlm]' for the reasoning ablation)")
     p.add_argument("--train-seed", type=int, default=None,
                    help="seed of the models' training only (default: the data's seed, 0); "
                         "with --data, another seed's models on the same episodes")
@@ -349,6 +364,23 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, train_episodes=args.train_episodes)
     if args.train_seed is not None:
         cfg = dataclasses.replace(cfg, train_seed=args.train_seed)
+    for name in ("image_size", "stride"):
+        if getattr(args, name) is not None:
+            cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
+    from procvlm.errors import ProcvlmError
+    from procvlm.models.compact import CompactConfig
+
+    try:
+        CompactConfig(image_size=cfg.image_size, stride=cfg.stride)
+    except ProcvlmError as e:
+        p.error(f"--image-size {cfg.image_size} / --stride {cfg.stride}: {e}")
+    only = None
+    if args.models is not None:
+        only = [m.strip() for m in args.models.split(",") if m.strip()]
+        known = model_runs(args.augment_ablation)
+        unknown = [m for m in only if m not in known]
+        if unknown or not only:
+            p.error(f"--models {args.models!r}: choose among {', '.join(known)}")
     out, start = Path(args.out), time.monotonic()
     cache_texts(out, cfg)
     roots = make_data(Path(args.data) if args.data else out / "data", cfg, args.jobs,
@@ -357,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.until == "data":
         return 0
     runs = train_models(out, roots["train"], text_cache, cfg, args.jobs, args.threads,
-                        args.augment_ablation)
+                        args.augment_ablation, only)
     if args.until == "train":
         return 0
     rows = evaluate(runs, {s: roots[s] for s in (*SPLITS, VAL) if s in roots}, text_cache)

@@ -53,6 +53,27 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
     for folder, seed in ((out, 0), (again, 1)):
         record = json.loads((folder / "runs" / "procvlm" / "model" / "training.json").read_text())
         assert record["seed"] == seed
+    # --models trains only the named models, with the input --stride asks for
+    third = tmp_path / "q3"
+    assert quality.main(["--quick", "--out", str(third), "--data", str(out / "data"),
+                         "--models", "compact-direct[procvlm]", "--stride", "2",
+                         "--until", "train"]) == 0
+    assert [p.name for p in (third / "runs").iterdir()] == ["procvlm-direct"]
+    config = json.loads((third / "runs" / "procvlm-direct" / "model" / "config.json").read_text())
+    assert config["stride"] == 2 and config["head"] == "direct"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "compact[nope]"], "choose among compact[procvlm]"),
+    (["--image-size", "50"], "--image-size 50"),
+    (["--stride", "0"], "--stride 0"),
+])
+def test_bad_options_are_one_line_errors(load_benchmark, tmp_path, capsys, argv, message):
+    quality = load_benchmark("quality")
+    with pytest.raises(SystemExit):
+        quality.main(["--quick", "--out", str(tmp_path / "q"), *argv])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # refused before anything was written
 
 
 def test_outcome_line_counts_the_pairs_auroc_ranks(load_benchmark):
