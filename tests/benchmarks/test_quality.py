@@ -28,6 +28,9 @@ def test_quick_run_trains_every_model_the_same_steps_and_writes_json(load_benchm
     assert steps == {quality.QUICK.steps}
     assert {t["target"] for t in figures["targets"]} >= {"compact[procvlm] AUROC",
                                                          "reason - direct, AUROC"}
+    # the seeds script reads the JSON the run wrote
+    assert load_benchmark("seeds").main([str(tmp_path / "q.json")]) == 0
+    assert "compact[procvlm]" in capsys.readouterr().out
     # the reasoning model's errors grouped by its step error, on the same run
     errors = load_benchmark("reasoning_errors")
     assert errors.main(["--out", str(out), "--splits", "test_id,val",
