@@ -116,7 +116,7 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")  # the legend below the axes
     plt.close(fig)
     return out
 
