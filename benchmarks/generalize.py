@@ -24,6 +24,7 @@ Without ``--model`` the checkpoint shipped with procvlm (``metaworld``) is score
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated held-out tasks (default: every task not trained on)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     p.add_argument("--workers", type=int, default=1, help="processes generating episodes")
+    p.add_argument("--flip-average", choices=("model", "on", "off"), default="model",
+                   help="score each window in four orientations and take the median "
+                        "(CompactConfig.flip_average): as the model's config says, or on / off")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -117,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
+    if args.flip_average != "model":
+        if getattr(model, "model_type", None) != "compact":
+            raise SystemExit(f"--flip-average {args.flip_average}: only compact models have it")
+        model.config = dataclasses.replace(model.config, flip_average=args.flip_average == "on")
+    flips = bool(getattr(model.config, "flip_average", False))
     trained, held = model_tasks(model)
     if args.heldout_tasks:
         held = [t.strip() for t in args.heldout_tasks.split(",") if t.strip()]
@@ -132,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                            SEED + 2),
     }
     results = {name: score_split(model, root) for name, root in splits.items()}
-    print(f"model {args.model}: trained on {len(trained)} tasks, {len(held)} held out "
+    print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): "
+          f"trained on {len(trained)} tasks, {len(held)} held out "
           f"({', '.join(held)})")
     print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'ccc_labels':>10} {'ccc_truth':>9} "
           "episodes (success)")
@@ -149,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if ok else 'MISSED'}")
     print(f"({(time.monotonic() - start) / 60:.1f} min)")
     if args.json:
-        payload = {"model": args.model, "trained_tasks": trained, "heldout_tasks": held,
+        payload = {"model": args.model, "flip_average": flips,
+                   "trained_tasks": trained, "heldout_tasks": held,
                    "episodes_per_split": args.episodes, "seed": SEED, "splits": results,
                    "targets": checks}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")

@@ -29,10 +29,13 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
 
     ds = open_dataset(rendered[0])
     assert ds.episode(0).meta["render"]["spec"] == "heldout"
-    # a second run reuses the evaluation sets
+    assert figures["flip_average"] is False  # as the shipped model's config says
+    # a second run reuses the evaluation sets; --flip-average on overrides the model's config
     stamps = {p: p.stat().st_mtime_ns for p in held.iterdir()}
-    assert bench.main(argv) == 0
+    assert bench.main([*argv[:-1], str(tmp_path / "f.json"), "--flip-average", "on"]) == 0
     assert {p: p.stat().st_mtime_ns for p in held.iterdir()} == stamps
+    assert "flip averaging on" in capsys.readouterr().out
+    assert json.loads((tmp_path / "f.json").read_text())["flip_average"] is True
 
 
 def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path):

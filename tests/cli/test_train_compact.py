@@ -26,7 +26,8 @@ def test_train_then_score(dataset, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--model", "compact", str(dataset), "--out", str(run), "--steps", "2",
             "--image-size", "32", "--batch-size", "8", "--threads", "1", "--scheme", "sarm",
-            "--window", "2", "--stride", "3", "--val-fraction", "0.4"]
+            "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
+            "--vflip", "0.5", "--flip-average"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -36,6 +37,9 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert metrics["steps"] == 2 and metrics["scheme"] == "sarm" and "mae" in metrics["val"]
     cfg = json.loads((run / "model" / "config.json").read_text())
     assert cfg["type"] == "compact" and (cfg["window"], cfg["stride"]) == (2, 3)
+    assert cfg["flip_average"] is True  # travels with the model to score, eval and serve
+    recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
+    assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]
     assert main(["score", str(run), str(dataset), "--out", str(tmp_path / "s.parquet")]) == 0
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 100
@@ -50,6 +54,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--image-size", "30"]) == 2
     assert "image_size=30" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--vflip", "1.5"]) == 2
+    assert "vflip=1.5" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -34,6 +34,14 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--hflip", type=float, default=0.0,
                        help="probability of a horizontal flip per training window "
                             "(default: 0; for data with mirrored cameras)")
+    group.add_argument("--vflip", type=float, default=0.0,
+                       help="probability of an upside-down flip per training window "
+                            "(default: 0; with --hflip 0.5 for --flip-average)")
+    group.add_argument("--flip-average", action="store_true",
+                       help="score each window as given, mirrored, upside down and rotated "
+                            "180 degrees and report the median (recorded in the model's config: "
+                            "an answer that does not depend on the image's orientation; four "
+                            "times the scoring cost)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a labelled LeRobot "
                            "v3 folder (procvlm generate + procvlm label)")
     size = {} if args.image_size is None else {"image_size": args.image_size}
-    mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head, **size)
+    mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
+                         flip_average=args.flip_average, **size)
     extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()
              if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
                        seed=args.seed, threads=args.threads, augment=args.augment,
-                       augmentation=AugmentConfig(hflip=args.hflip), **extra)
+                       augmentation=AugmentConfig(hflip=args.hflip, vflip=args.vflip),
+                       **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)
     print(f"model: {result.model_dir} ({result.metrics['steps']} steps)")

@@ -262,7 +262,7 @@ def predict_episodes(model: CompactProgressModel, corpus: Corpus, episodes: list
         prog, stage = [], []
         for i in range(0, len(ids), batch_size):
             frames, inputs, _ = make_batch(model, corpus, ids[i:i + batch_size])
-            s, p = model._decode(model(frames, inputs), inputs.lengths)
+            s, p = model.score_windows(frames, inputs)
             stage.append(s)
             prog.append(p)
         out[e] = (np.concatenate(prog), np.concatenate(stage))

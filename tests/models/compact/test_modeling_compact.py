@@ -179,3 +179,35 @@ def test_predict_batch_shares_forward_passes_and_matches_predict():
         np.testing.assert_allclose(got.progress, want.progress, atol=1e-5)
         assert got.stage.tolist() == want.stage.tolist() and got.remaining == want.remaining
     assert model.predict_batch([]) == []
+
+
+@pytest.mark.parametrize("flip", [(2,), (1,), (1, 2)])
+def test_flip_average_gives_the_same_answer_for_any_flip_of_the_images(flip):
+    """Mirrored, upside-down and rotated footage gets exactly the as-given answer; without
+    flip averaging it does not."""
+    frames = fixed_frames(12)
+    turned = np.ascontiguousarray(np.flip(frames, axis=flip))
+    plain = tiny_model()
+    a, b = (plain.predict(f, "Push the puck") for f in (frames, turned))
+    assert np.abs(a.progress - b.progress).max() > 1e-3
+    model = tiny_model(flip_average=True)
+    a, b = (model.predict(f, "Push the puck") for f in (frames, turned))
+    np.testing.assert_allclose(a.progress, b.progress, atol=1e-4)  # float sums, reordered
+    assert a.stage.tolist() == b.stage.tolist() and a.remaining == b.remaining
+    last = model.predict_last([(ArrayFrames(turned), "Push the puck", None)])
+    np.testing.assert_allclose(last, a.progress[-1:], atol=1e-5)
+
+
+def test_flip_average_takes_the_median_progress_and_the_most_common_stage():
+    model = tiny_model(flip_average=True)
+    frames = torch.from_numpy(resize_frames(fixed_frames(6), 16))[window_indices(6, 4, 4)]
+    inputs = model.plan_inputs(["Push the puck"] * 6, [PLAN] * 6)
+    runs = [model._decode(model(frames.flip(d) if d else frames, inputs), inputs.lengths)
+            for d in ((), (3,), (2,), (2, 3))]
+    stage, progress = model.score_windows(frames, inputs)
+    np.testing.assert_allclose(progress, np.median([p for _, p in runs], axis=0), atol=1e-6)
+    for i, s in enumerate(stage):
+        votes = [int(r[0][i]) for r in runs]
+        assert votes.count(int(s)) == max(votes.count(v) for v in votes)
+        if votes.count(votes[0]) == max(votes.count(v) for v in votes):
+            assert s == votes[0]  # ties go to the window as given

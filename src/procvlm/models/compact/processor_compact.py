@@ -10,10 +10,12 @@ per frame, so the frame differences the network sees still show only the scene's
 
 - a shift of up to ``shift`` of the side (replicate padding, then a crop);
 - colour jitter: brightness, contrast and saturation gains drawn in ``1 +- amount``;
-- a horizontal flip with probability ``hflip``. Off by default: the procedures' atomic actions
-  never name a side, so a mirror image keeps the task's meaning, but the training cameras are
-  fixed and a mirrored scene is then a view the model never meets at test time. Turn it on for
-  data rendered with mirrored cameras (domain randomisation);
+- a horizontal flip with probability ``hflip`` and an upside-down flip with probability
+  ``vflip`` (together, the four orientations of ``FLIPS``). Off by default: the procedures'
+  atomic actions never name a side, so a flipped image keeps the task's meaning, but the
+  training cameras are fixed and a flipped scene is then a view the model never meets at test
+  time. Turn them on for data rendered with mirrored cameras (domain randomisation) and for
+  flip-averaging models (``CompactConfig.flip_average``), which score all four orientations;
 - "still" windows (probability ``still``): every frame becomes the newest one with the same
   label, so that stillness alone never moves progress (without it, the still windows at
   episode starts teach "still -> progress 0" and stalls drift down).
@@ -29,6 +31,17 @@ import torch.nn.functional as F
 
 from procvlm.data.episode import Frames
 from procvlm.errors import ProcvlmError
+
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+"""The image orientations a flip-averaging model scores, as the axes of (B, W, S, S, 3) windows
+to flip: as given, mirrored left-right, upside down, rotated 180 degrees. Flipping any of them
+again gives another of them (a group), so the set is the same for an image in any orientation."""
+
+
+def flip_windows(frames: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """(B, W, S, S, 3) windows flipped along ``dims`` (one of ``FLIPS``)."""
+    return frames.flip(dims) if dims else frames
 
 
 def window_offsets(window: int, stride: int) -> np.ndarray:
@@ -76,6 +89,7 @@ class AugmentConfig:
     contrast: float = field(default=0.2, metadata={"help": "contrast gain in 1 +- this"})
     saturation: float = field(default=0.2, metadata={"help": "saturation gain in 1 +- this"})
     hflip: float = field(default=0.0, metadata={"help": "probability of a horizontal flip"})
+    vflip: float = field(default=0.0, metadata={"help": "probability of an upside-down flip"})
     still: float = field(default=0.15, metadata={"help": "share of windows made still"})
 
     def __post_init__(self) -> None:
@@ -83,7 +97,7 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ProcvlmError(f"AugmentConfig.{name}={value}: need 0 <= value < 1")
-        for name in ("hflip", "still"):
+        for name in ("hflip", "vflip", "still"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ProcvlmError(f"AugmentConfig.{name}={value}: need a probability in [0, 1]")
@@ -151,6 +165,10 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
     flip = torch.rand(b, generator=gen) < cfg.hflip
     for i in flip.nonzero().flatten().tolist():
         x[i] = x[i].flip(2)
+    if cfg.vflip > 0.0:  # drawn only when asked, so runs without it keep their draws
+        vflip = torch.rand(b, generator=gen) < cfg.vflip
+        for i in vflip.nonzero().flatten().tolist():
+            x[i] = x[i].flip(1)
     x = _shift(x, cfg.shift, gen)
     if cfg.brightness == cfg.contrast == cfg.saturation == 0.0:
         return x.contiguous()
