@@ -37,6 +37,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--vflip", type=float, default=0.0,
                        help="probability of an upside-down flip per training window "
                             "(default: 0; with --hflip 0.5 for --flip-average)")
+    group.add_argument("--jitter", type=float, default=0.2,
+                       help="colour jitter: brightness, contrast and saturation gains drawn in "
+                            "1 +- this per training window (default: 0.2)")
     group.add_argument("--flip-average", action="store_true",
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.dataset).exists():
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a labelled LeRobot "
                            "v3 folder (procvlm generate + procvlm label)")
+    if not 0.0 <= args.jitter < 1.0:
+        raise ProcvlmError(f"--jitter {args.jitter}: need 0 <= jitter < 1 (gains in 1 +- jitter)")
     size = {} if args.image_size is None else {"image_size": args.image_size}
     mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
                          flip_average=args.flip_average, **size)
@@ -61,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
              if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
                        seed=args.seed, threads=args.threads, augment=args.augment,
-                       augmentation=AugmentConfig(hflip=args.hflip, vflip=args.vflip),
+                       augmentation=AugmentConfig(hflip=args.hflip, vflip=args.vflip,
+                                                  brightness=args.jitter,
+                                                  contrast=args.jitter,
+                                                  saturation=args.jitter),
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)
