@@ -12,8 +12,12 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
 
 For each it prints VOC (successful episodes), success/failure AUROC of final progress, CCC
 against the oracle's ``procvlm`` labels (``ccc_labels``) and, where the episodes carry
-simulator-truth progress, CCC against it (``ccc_truth``, frames pooled); then the targets: held-out-task VOC >= 0.8 and AUROC >= 0.9,
-held-out-rendering AUROC >= 0.95.
+simulator-truth progress, CCC against it (``ccc_truth``, frames pooled); then the targets:
+held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95.
+
+``--view vflip`` (or ``hflip``, ``rot180``, ``res0.35``, comma-separated) shows every frame to the
+model through that image operation: one factor of held-out rendering at a time, on the same
+sets. ``--flip-average on`` scores a compact model with flip averaging whatever its config says.
 
     python benchmarks/generalize.py [--model RUN_OR_MODEL] [--out bench_generalize]
         [--episodes 30] [--json results.json]
@@ -71,8 +75,66 @@ def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Nam
     return root
 
 
-def score_split(model, root: Path) -> dict:
-    """The model's metrics on one labelled dataset, overall and per task."""
+def parse_view(spec: str) -> list[str]:
+    """``--view`` as a list of image operations: orientations and ``resF`` resolutions."""
+    from procvlm.sim.randomize import ORIENTATIONS
+
+    ops = [part.strip() for part in spec.split(",") if part.strip()]
+    for op in ops:
+        ok = op in ORIENTATIONS
+        if op.startswith("res"):
+            try:
+                ok = 0.0 < float(op[3:]) <= 1.0
+            except ValueError:
+                ok = False
+        if not ok:
+            raise SystemExit(f"--view {spec}: unknown part {op!r}; give comma-separated "
+                             f"{', '.join(ORIENTATIONS[1:])} or resF with 0 < F <= 1 "
+                             "(e.g. vflip,res0.35)")
+    return ops
+
+
+class ViewFrames:
+    """A camera stream seen through ``--view``'s operations (``Frames``)."""
+
+    def __init__(self, frames, ops: list[str]) -> None:
+        self.frames, self.ops = frames, ops
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _one(self, img):
+        from procvlm.sim.randomize import lower_resolution, orient
+
+        for op in self.ops:
+            img = lower_resolution(img, float(op[3:])) if op.startswith("res") else orient(img, op)
+        return img
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        x = self.frames[index]
+        return self._one(x) if x.ndim == 3 else np.stack([self._one(f) for f in x])
+
+
+class ViewedDataset:
+    """A dataset whose episodes' frames are seen through ``--view``'s operations."""
+
+    def __init__(self, ds, ops: list[str]) -> None:
+        self.ds, self.ops = ds, ops
+
+    def __getattr__(self, name: str):
+        return getattr(self.ds, name)
+
+    def episode(self, index: int, **kwargs):
+        ep = self.ds.episode(index, **kwargs)
+        return dataclasses.replace(ep, frames={c: ViewFrames(f, self.ops)
+                                               for c, f in ep.frames.items()})
+
+
+def score_split(model, root: Path, view: list[str] | None = None) -> dict:
+    """The model's metrics on one labelled dataset, overall and per task; ``view``'s image
+    operations (``parse_view``) are applied to every frame the model sees."""
     from procvlm.data import open_dataset
     from procvlm.eval.compare import episode_truth, model_series, score_series
     from procvlm.labels import read_labels
@@ -80,7 +142,8 @@ def score_split(model, root: Path) -> dict:
     ds = open_dataset(root)
     table = read_labels(ds.root)
     truths = [episode_truth(ds, table, i) for i in ds.episode_indices]
-    series = model_series(model, ds, [t.episode for t in truths])
+    seen = ViewedDataset(ds, view) if view else ds
+    series = model_series(model, seen, [t.episode for t in truths])
     row = score_series(series, truths)
     per_task = {}
     for task in sorted({t.task for t in truths}):
@@ -112,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flip-average", choices=("model", "on", "off"), default="model",
                    help="score each window in four orientations and take the median "
                         "(CompactConfig.flip_average): as the model's config says, or on / off")
+    p.add_argument("--view", default="",
+                   help="image operations applied to every frame the model sees, "
+                        "comma-separated: hflip, vflip, rot180, resF (resolution F, e.g. "
+                        "vflip,res0.35); one factor of held-out rendering at a time")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    view = parse_view(args.view)
     logging.basicConfig(level=logging.WARNING)
     import torch
 
@@ -140,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         "heldout-tasks/plain": build_split(out / "heldout_tasks", held, "none", args,
                                            SEED + 2),
     }
-    results = {name: score_split(model, root) for name, root in splits.items()}
-    print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): "
-          f"trained on {len(trained)} tasks, {len(held)} held out "
-          f"({', '.join(held)})")
+    results = {name: score_split(model, root, view) for name, root in splits.items()}
+    seen_as = f"frames seen as {','.join(view)}; " if view else ""
+    print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): {seen_as}"
+          f"trained on {len(trained)} tasks, {len(held)} held out ({', '.join(held)})")
     print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'ccc_labels':>10} {'ccc_truth':>9} "
           "episodes (success)")
     for name, r in results.items():
@@ -159,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if ok else 'MISSED'}")
     print(f"({(time.monotonic() - start) / 60:.1f} min)")
     if args.json:
-        payload = {"model": args.model, "flip_average": flips,
+        payload = {"model": args.model, "flip_average": flips, "view": view,
                    "trained_tasks": trained, "heldout_tasks": held,
                    "episodes_per_split": args.episodes, "seed": SEED, "splits": results,
                    "targets": checks}

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.sim]
 
-
+@pytest.mark.slow
+@pytest.mark.sim
 def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_path, capsys):
     bench = load_benchmark("generalize")
     argv = ["--model", "metaworld", "--out", str(tmp_path / "sets"), "--episodes", "2",
@@ -36,8 +36,36 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     assert {p: p.stat().st_mtime_ns for p in held.iterdir()} == stamps
     assert "flip averaging on" in capsys.readouterr().out
     assert json.loads((tmp_path / "f.json").read_text())["flip_average"] is True
+    # --view: the same sets seen upside down and at a third of their resolution
+    assert bench.main([*argv[:-1], str(tmp_path / "v.json"), "--view", "vflip,res0.3"]) == 0
+    assert "frames seen as vflip,res0.3" in capsys.readouterr().out
+    viewed = json.loads((tmp_path / "v.json").read_text())
+    assert viewed["view"] == ["vflip", "res0.3"]
+    assert viewed["splits"]["train-tasks/plain"] != figures["splits"]["train-tasks/plain"]
 
 
+def test_view_frames_apply_the_operations_in_order(load_benchmark):
+    import numpy as np
+
+    from procvlm.data.episode import ArrayFrames
+    from procvlm.sim.randomize import lower_resolution
+
+    bench = load_benchmark("generalize")
+    video = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    seen = bench.ViewFrames(ArrayFrames(video), ["vflip", "res0.5"])
+    assert len(seen) == 3
+    np.testing.assert_array_equal(seen[1], lower_resolution(video[1, ::-1], 0.5))
+    np.testing.assert_array_equal(seen[np.arange(3)][2], seen[2])
+
+
+@pytest.mark.parametrize("spec", ["upside", "res0", "res1.5", "resx"])
+def test_bad_view_is_one_line(load_benchmark, spec):
+    with pytest.raises(SystemExit, match=f"--view {spec}: unknown part"):
+        load_benchmark("generalize").parse_view(spec)
+
+
+@pytest.mark.slow
+@pytest.mark.sim
 def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path):
     bench = load_benchmark("generalize")
     with pytest.raises(SystemExit, match="need both, disjoint"):

@@ -316,19 +316,31 @@ def add_backdrop(scene, cam, rgb: tuple[float, float, float]) -> None:
     scene.ngeom += 1
 
 
-def postprocess(img: np.ndarray, draw: RenderDraw) -> np.ndarray:
-    """Lower the effective resolution and turn the image as ``draw`` says."""
-    if draw.resolution < 1.0:
-        from PIL import Image
+def lower_resolution(img: np.ndarray, resolution: float) -> np.ndarray:
+    """(H, W, 3) ``img`` at ``resolution`` of its size (box filter), scaled back up (bilinear)."""
+    if resolution >= 1.0:
+        return img
+    from PIL import Image
 
-        h, w = img.shape[:2]
-        small = (max(4, round(w * draw.resolution)), max(4, round(h * draw.resolution)))
-        pil = Image.fromarray(img).resize(small, Image.Resampling.BOX)
-        img = np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
-    if draw.orientation == "hflip":
+    h, w = img.shape[:2]
+    small = (max(4, round(w * resolution)), max(4, round(h * resolution)))
+    pil = Image.fromarray(np.ascontiguousarray(img)).resize(small, Image.Resampling.BOX)
+    return np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
+
+
+def orient(img: np.ndarray, orientation: str) -> np.ndarray:
+    """(H, W, 3) ``img`` turned as one of ``ORIENTATIONS`` says."""
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation={orientation!r}: choose from {', '.join(ORIENTATIONS)}")
+    if orientation == "hflip":
         img = img[:, ::-1]
-    elif draw.orientation == "vflip":
+    elif orientation == "vflip":
         img = img[::-1]
-    elif draw.orientation == "rot180":
+    elif orientation == "rot180":
         img = img[::-1, ::-1]
     return np.ascontiguousarray(img)
+
+
+def postprocess(img: np.ndarray, draw: RenderDraw) -> np.ndarray:
+    """Lower the effective resolution and turn the image as ``draw`` says."""
+    return orient(lower_resolution(img, draw.resolution), draw.orientation)
