@@ -1,5 +1,6 @@
 """Model loading by path, run folder or shipped name."""
 
+import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
@@ -50,3 +51,11 @@ def test_shipped_randomized_model_knows_its_twenty_tasks_and_records_its_camera(
     known = {s.name for s in TASKS.values() if s.instruction in model.plans}
     assert len(known) == 20 and "drawer-open" in known and "drawer-close" not in known
     assert all(model.plans[TASKS[n].instruction] == TASKS[n].plan for n in known)
+    # a flip-averaging model: upside-down or mirrored footage gets the as-given answer
+    assert model.config.flip_average
+    frames = np.random.default_rng(3).integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    spec = TASKS["pick-place"]
+    want = model.predict(frames, spec.instruction).progress
+    for turned in (frames[:, ::-1], frames[:, :, ::-1], frames[:, ::-1, ::-1]):
+        got = model.predict(np.ascontiguousarray(turned), spec.instruction).progress
+        np.testing.assert_allclose(got, want, atol=1e-4)
