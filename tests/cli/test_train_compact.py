@@ -27,7 +27,8 @@ def test_train_then_score(dataset, tmp_path, capsys):
     args = ["train", "--model", "compact", str(dataset), "--out", str(run), "--steps", "2",
             "--image-size", "32", "--batch-size", "8", "--threads", "1", "--scheme", "sarm",
             "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
-            "--vflip", "0.5", "--flip-average", "--jitter", "0.4"]
+            "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
+            "--still", "0.3"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -41,6 +42,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
     recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
     assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
+    assert recorded["still"] == 0.3
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]
     assert main(["score", str(run), str(dataset), "--out", str(tmp_path / "s.parquet")]) == 0
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 100
@@ -61,6 +63,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--jitter", "1"]) == 2
     assert "--jitter 1.0: need 0 <= jitter < 1" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--still", "2"]) == 2
+    assert "still=2.0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -40,6 +40,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--jitter", type=float, default=0.2,
                        help="colour jitter: brightness, contrast and saturation gains drawn in "
                             "1 +- this per training window (default: 0.2)")
+    group.add_argument("--still", type=float, default=0.15,
+                       help="share of training windows made still (every frame the newest), "
+                            "so that stillness alone never moves progress (default: 0.15)")
     group.add_argument("--flip-average", action="store_true",
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                        augmentation=AugmentConfig(hflip=args.hflip, vflip=args.vflip,
                                                   brightness=args.jitter,
                                                   contrast=args.jitter,
-                                                  saturation=args.jitter),
+                                                  saturation=args.jitter,
+                                                  still=args.still),
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)
