@@ -47,7 +47,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
                             "an answer that does not depend on the image's orientation; four "
-                            "times the scoring cost)")
+                            "forward passes per window)")
 
 
 def run(args: argparse.Namespace) -> int:
