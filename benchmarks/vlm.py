@@ -72,12 +72,19 @@ class Settings:
     length: int = 143
     sft_samples: int = 512
     sft_steps: int = 64
-    sft_batch: int = 8
+    sft_batches: tuple[int, ...] = (8,)  # LoRA SFT runs once per batch size
     workers: tuple[int | None, ...] = (None,)  # encoding workers (None: the model's default)
+    score_runs: tuple[str, ...] = ()  # of SCORE_RUNS (empty: all in score, whole in static)
+    score_caches: tuple[str, ...] = ("dynamic", "static")  # the static section's score runs
+
+
+SCORE_RUNS = ("whole", "fixed", "reuse")
+"""``score_dataset`` runs: whole answers of the random weights; whole answers forced to one
+fixed answer (a model whose reasoning never changes); reasoning reuse with that answer."""
 
 
 QUICK = Settings(frames=6, batches=(3,), tokens=6, episodes=2, length=5, sft_samples=4,
-                 sft_steps=3, sft_batch=2)
+                 sft_steps=3, sft_batches=(2,))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -290,9 +297,10 @@ def bench_static(model, frames, s: Settings, tmp: Path, rows, out) -> None:
                       "batch": bs, **decode_step(model, prompts[:bs], images[:bs], s.tokens)},
                out)
     try:
-        for cache in ("dynamic", "static"):  # the static one last: its short batch may compile
-            model.config = replace(base, cache=cache)
-            bench_score(model, s, tmp, rows, out, variants=1, section="static")
+        for cache in s.score_caches:
+            model.config = replace(base, cache=cache, workers=s.workers[-1])
+            bench_score(model, s, tmp, rows, out, runs=s.score_runs or ("whole",),
+                        section="static")
     finally:
         model.config = base
 
@@ -341,8 +349,10 @@ def force_answer(model: VLMProgressModel, text: str):
     return lambda: setattr(model.model, "generate", original)
 
 
-def bench_score(model, s: Settings, tmp: Path, rows, out, variants: int = 3,
-                section: str = "score") -> None:
+def bench_score(model, s: Settings, tmp: Path, rows, out,
+                runs: tuple[str, ...] = SCORE_RUNS, section: str = "score") -> None:
+    """``score_dataset`` end to end for each of ``runs`` (see ``SCORE_RUNS``); with a static
+    cache a first, untimed call compiles the shapes the timed one uses (``first_call_s``)."""
     from procvlm.data import write_dataset
     from procvlm.reward.score import score_dataset
     from procvlm.training.data import synthetic_episodes
@@ -355,29 +365,34 @@ def bench_score(model, s: Settings, tmp: Path, rows, out, variants: int = 3,
     n = s.episodes * s.length
     base = replace(model.config, batch_size=max(s.batches), window=s.window,
                    max_new_tokens=s.tokens)
-    runs = [("whole answers, random weights", base, None),
-            ("whole answers, fixed answer", base, progress_answer(PLAN[1:], 0.5)),
-            ("reasoning reuse, fixed answer", replace(base, reasoning="reuse"),
-             progress_answer(PLAN[1:], 0.5))]
-    for name, cfg, forced in runs[:variants]:
+    fixed = progress_answer(PLAN[1:], 0.5)
+    variants = {"whole": ("whole answers, random weights", base, None),
+                "fixed": ("whole answers, fixed answer", base, fixed),
+                "reuse": ("reasoning reuse, fixed answer", replace(base, reasoning="reuse"),
+                          fixed)}
+    for key in runs:
+        name, cfg, forced = variants[key]
         model.config = cfg
         undo = force_answer(model, forced) if forced else (lambda: None)
+        first = None
         try:
+            if cfg.cache == "static":
+                with Sampler() as first:
+                    score_dataset(model, root, tmp / "scores.parquet", show_progress=False)
             with Sampler() as m:
                 score_dataset(model, root, tmp / "scores.parquet", show_progress=False)
         finally:
             undo()
         variant = name if section == "score" else f"score_dataset, {name}"
+        extra = {"first_call_s": round(first.seconds, 2)} if first else {}
         report(rows, m.row(section=section, variant=variant, frames=n,
-                           window=s.window, cache=cfg.cache,
-                           frames_per_s=round(n / m.seconds, 2)), out)
+                           window=s.window, cache=cfg.cache, workers=model._workers(),
+                           frames_per_s=round(n / m.seconds, 2), **extra), out)
 
 
 def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
-    from transformers import TrainerCallback
-
     from procvlm.models.vlm.tiny import write_tiny_vqa
-    from procvlm.training.vlm_sft import VLMTrainConfig, build_trainer
+    from procvlm.training.vlm_sft import VLMTrainConfig
 
     size = model.config.image_size
     base = tmp / "base"
@@ -387,9 +402,18 @@ def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
         model.model.save_pretrained(base)
         save_processor(model.processor, base)
     data = write_tiny_vqa(tmp / "vqa", s.sft_samples, frames=s.window, image_size=size)
-    cfg = VLMTrainConfig(data=str(data), out=str(tmp / "sft"), base=str(base), lora_r=16,
-                         max_steps=s.sft_steps, batch_size=s.sft_batch, image_size=size,
-                         max_frames=s.window, save_steps=10_000, logging_steps=10_000)
+    for batch in s.sft_batches:
+        _sft_run(VLMTrainConfig(data=str(data), out=str(tmp / f"sft{batch}"), base=str(base),
+                                lora_r=16, max_steps=s.sft_steps, batch_size=batch,
+                                image_size=size, max_frames=s.window, save_steps=10_000,
+                                logging_steps=10_000), s, rows, out)
+
+
+def _sft_run(cfg, s: Settings, rows, out) -> None:
+    from transformers import TrainerCallback
+
+    from procvlm.training.vlm_sft import build_trainer
+
     trainer = build_trainer(cfg)
     skip = min(8, s.sft_steps - 1)  # warm-up: first shapes, allocator, kernel choice
     marks: dict[str, float] = {}
@@ -406,11 +430,15 @@ def bench_sft(model, s: Settings, tmp: Path, rows, out) -> None:
         trainer.train()
     steps = s.sft_steps - skip
     secs = time.perf_counter() - marks["t"]
-    report(rows, m.row(section="sft", variant="lora r16", batch=s.sft_batch, window=s.window,
+    report(rows, m.row(section="sft", variant="lora r16", batch=cfg.batch_size, window=s.window,
                        timed_steps=steps,
-                       samples_per_s=round(steps * s.sft_batch / secs, 2),
-                       samples_per_s_all_steps=round(s.sft_steps * s.sft_batch / m.seconds, 2)),
+                       samples_per_s=round(steps * cfg.batch_size / secs, 2),
+                       samples_per_s_all_steps=round(s.sft_steps * cfg.batch_size / m.seconds,
+                                                     2)),
            out)
+    del trainer
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def bench_accuracy(tmp: Path, rows, out, quick: bool) -> None:
@@ -569,9 +597,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default=None, help="comma list of batch sizes")
     ap.add_argument("--tokens", type=int, default=40, help="generated tokens per answer")
     ap.add_argument("--sft-steps", type=int, default=None, help="LoRA SFT steps")
+    ap.add_argument("--sft-batch", default=None,
+                    help="comma list of LoRA SFT batch sizes, one run each (default 8)")
     ap.add_argument("--workers", default=None,
                     help="comma list of encoding worker counts; generate, readout and static "
                          "run with each (default: the model's, 2 on a GPU, 0 on the CPU)")
+    ap.add_argument("--score-runs", default=None,
+                    help=f"comma list of {','.join(SCORE_RUNS)}: the score_dataset runs "
+                         "(default: all in score, whole in static)")
+    ap.add_argument("--score-caches", default=None,
+                    help="comma list of dynamic,static: the static section's score_dataset "
+                         "runs (default both)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -584,6 +620,13 @@ def main(argv: list[str] | None = None) -> int:
         s = replace(s, batches=tuple(int(b) for b in args.batches.split(",")))
     if args.sft_steps:
         s = replace(s, sft_steps=args.sft_steps)
+    if args.sft_batch:
+        s = replace(s, sft_batches=tuple(int(b) for b in args.sft_batch.split(",")))
+    if args.score_runs:
+        s = replace(s, score_runs=_choices(args.score_runs, SCORE_RUNS, "--score-runs"))
+    if args.score_caches:
+        s = replace(s, score_caches=_choices(args.score_caches, ("dynamic", "static"),
+                                             "--score-caches"))
     if args.workers:
         s = replace(s, workers=tuple(int(w) for w in args.workers.split(",")))
     default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown")
@@ -602,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"preprocess": lambda: bench_preprocess(model, frames, s, rows, args.json),
                 "generate": lambda: bench_generate(model, frames, s, rows, args.json),
                 "readout": lambda: bench_readout(model, frames, s, rows, args.json),
-                "score": lambda: bench_score(model, s, tmp, rows, args.json),
+                "score": lambda: bench_score(model, s, tmp, rows, args.json,
+                                             runs=s.score_runs or SCORE_RUNS),
                 "sft": lambda: bench_sft(model, s, tmp, rows, args.json),
                 "static": lambda: bench_static(model, frames, s, tmp, rows, args.json),
                 "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick),
@@ -623,6 +667,14 @@ def main(argv: list[str] | None = None) -> int:
                 report(rows, {"section": name, "error": f"{type(e).__name__}: {e}"[:500]},
                        args.json)
     return 1 if failed else 0
+
+
+def _choices(text: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    picked = tuple(text.split(","))
+    for x in picked:
+        if x not in allowed:
+            raise SystemExit(f"{flag}: unknown {x!r}; choose from {','.join(allowed)}")
+    return picked
 
 
 def _version(name: str) -> str:

@@ -7,8 +7,10 @@
 # (the second line: the same runs on the CPU with the tiny model, in about a minute).
 # Run 1 (RUN1_S): whole answers and the digit readout with the dynamic and the bucketed static
 # cache, each with 2 and 4 encoding workers; one decoding step and score_dataset end to end with
-# either cache (the static score last: its short last batch is a new bucket, compiled again).
-# Run 2 (RUN2_S): the per-batch breakdown of a readout batch, then LoRA SFT.
+# either cache (whole answers forced to a fixed one, and reasoning reuse; a static score's
+# first, compiling call is timed apart).
+# Run 2 (RUN2_S): the per-batch breakdown of a readout batch, then LoRA SFT at each batch size
+# of SFT_BATCHES (8 is the setting; 16 shows what a larger batch buys).
 set -o pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/vlm-bench}; mkdir -p "$OUT"
@@ -30,7 +32,7 @@ bench() {  # name timeout args...
     | grep -v "Loading weights\|Writing model" | tee "$OUT/$name.log"
 }
 # TORCH_LOGS=recompiles: the log names every guard that recompiled the decoding step
-TORCH_LOGS=${TORCH_LOGS-recompiles} bench vlm_static "${RUN1_S:-280}" --batches "$BATCHES" --workers 2,4 \
-  --sections generate,readout,static
-bench vlm_sft "${RUN2_S:-80}" --batches "$BATCHES" --sections breakdown,sft \
-  ${SFT_STEPS:+--sft-steps $SFT_STEPS}
+TORCH_LOGS=${TORCH_LOGS-recompiles} bench vlm_static "${RUN1_S:-330}" --batches "$BATCHES" --workers 2,4 \
+  --sections generate,readout,static --score-runs fixed,reuse
+bench vlm_sft "${RUN2_S:-130}" --batches "$BATCHES" --sections breakdown,sft \
+  --sft-batch "${SFT_BATCHES:-8,16}" ${SFT_STEPS:+--sft-steps $SFT_STEPS}

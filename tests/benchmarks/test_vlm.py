@@ -47,3 +47,19 @@ def test_quick_run_compares_workers_and_the_static_cache(load_benchmark, tmp_pat
     scored = [r["cache"] for r in static if r["variant"].startswith("score_dataset")]
     assert scored == ["dynamic", "static"]
     assert all(r["frames_per_s"] > 0 for r in static if "frames_per_s" in r)
+
+
+def test_quick_run_picks_score_runs_caches_and_sft_batches(load_benchmark, tmp_path):
+    bench = load_benchmark("vlm")
+    out = tmp_path / "vlm.json"
+    assert bench.main(["--quick", "--sections", "static,sft", "--score-runs", "fixed,reuse",
+                       "--score-caches", "static", "--sft-batch", "1,2", "--json",
+                       str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    scored = [r for r in rows if str(r.get("variant", "")).startswith("score_dataset")]
+    assert [r["variant"] for r in scored] == ["score_dataset, whole answers, fixed answer",
+                                              "score_dataset, reasoning reuse, fixed answer"]
+    assert all(r["cache"] == "static" and r["first_call_s"] > 0 for r in scored)
+    assert [r["batch"] for r in rows if r["section"] == "sft"] == [1, 2]
+    with pytest.raises(SystemExit, match="--score-runs: unknown 'all'"):
+        bench.main(["--quick", "--score-runs", "all"])

@@ -96,3 +96,38 @@ def test_score_unseen_task_with_plan_option_or_dataset_sub_steps(setup, tmp_path
     assert all(r == ["Reach", "Grasp", "Place"][3 - len(r):] for r in remaining)
     assert main(["score", str(root / "run"), str(ds), "--plan", "[1]"]) == 2
     assert "--plan '[1]' must be a JSON list of strings" in capsys.readouterr().err
+
+
+def test_score_vlm_run_takes_engine_options(setup, tmp_path, monkeypatch):
+    """--batch-size, --cache, --workers and --reasoning reach a VLM run's config; the run is
+    scored with them (a tiny random-weight model, 4 new tokens per answer)."""
+    from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+    from procvlm.models.vlm.tiny import build_tiny_vlm
+
+    root, _ = setup
+    base = build_tiny_vlm(tmp_path / "tiny", "qwen3_vl")
+    VLMProgressModel.from_pretrained(base, max_new_tokens=4, window=1, image_size=32,
+                                     device="cpu").save_pretrained(tmp_path / "run")
+    seen = []
+    original = VLMProgressModel.from_config.__func__
+
+    def spy(cls, config):
+        seen.append(config)
+        return original(cls, config)
+
+    monkeypatch.setattr(VLMProgressModel, "from_config", classmethod(spy))
+    out = tmp_path / "scores.parquet"
+    assert main(["score", str(tmp_path / "run"), str(root / "ds"), "--out", str(out),
+                 "--batch-size", "7", "--cache", "static", "--workers", "1",
+                 "--reasoning", "reuse"]) == 0
+    cfg = seen[-1]
+    assert (cfg.batch_size, cfg.cache, cfg.workers, cfg.reasoning) == (7, "static", 1, "reuse")
+    assert pq.read_table(out).num_rows == 60
+
+
+def test_score_engine_options_rejected_for_a_compact_model(setup, capsys):
+    root, _ = setup
+    assert main(["score", str(root / "run"), str(root / "ds"), "--cache", "static"]) == 2
+    assert "--cache applies to a VLM run" in capsys.readouterr().err
+    assert main(["score", str(root / "run"), str(root / "ds"), "--workers", "-1"]) == 2
+    assert "--workers -1: need >= 0" in capsys.readouterr().err

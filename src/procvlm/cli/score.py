@@ -21,8 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "stage; lerobot-rabc: index, episode_index, frame_index, "
                         "progress_sparse, progress_dense (default: procvlm)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="windows per forward pass of the compact model (default: 256); a VLM "
-                        "batches prompts by its config's batch_size")
+                   help="windows per forward pass of the compact model (default: 256), or "
+                        "prompts per generation batch of a VLM (default: its config's)")
+    vlm = p.add_argument_group("VLM runs (defaults: the run's config.json)")
+    vlm.add_argument("--cache", choices=["dynamic", "static"], default=None,
+                     help="KV cache; static compiles the decoding step once per batch shape "
+                          "(about a minute for a 2B model on a GPU), then decodes faster")
+    vlm.add_argument("--workers", type=int, default=None,
+                     help="threads encoding the next batches (default: 2 on a GPU, 0 on CPU)")
+    vlm.add_argument("--reasoning", choices=["every", "reuse"], default=None,
+                     help="whole answers at every frame, or reuse the reasoning between "
+                          "regenerated frames and read the progress after it")
     p.add_argument("--camera", default=None,
                    help="camera to score (default: the one the model was trained on, else the "
                         "dataset's first)")
@@ -42,14 +51,34 @@ def run(args: argparse.Namespace) -> int:
     plan = parse_plan(args.plan) if args.plan is not None else None
     if args.batch_size is not None and args.batch_size < 1:
         raise ProcvlmError(f"--batch-size {args.batch_size}: need >= 1")
+    if args.workers is not None and args.workers < 0:
+        raise ProcvlmError(f"--workers {args.workers}: need >= 0")
     if not Path(args.dataset).exists():
         raise ProcvlmError(f"dataset {args.dataset} does not exist: pass a LeRobot v3 folder")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    model = load_model(args.run)
+    model = load_model(args.run, **_vlm_overrides(args))
     path = score_dataset(model, args.dataset, args.out, args.format, args.batch_size,
                          args.camera, plan=plan)
     print(f"scores: {path}")
     return 0
+
+
+def _vlm_overrides(args: argparse.Namespace) -> dict:
+    """``VLMConfig`` fields the command line sets; an error when they are given for a
+    compact model."""
+    from procvlm.models.base import model_type_of, resolve_model_dir
+
+    given = {k: getattr(args, k) for k in ("cache", "workers", "reasoning")
+             if getattr(args, k) is not None}
+    if model_type_of(resolve_model_dir(args.run)) != "vlm":
+        if given:
+            flag = "--" + next(iter(given))
+            raise ProcvlmError(f"{flag} applies to a VLM run; {args.run} is a compact model: "
+                               "drop it")
+        return {}
+    if args.batch_size is not None:
+        given["batch_size"] = args.batch_size
+    return given

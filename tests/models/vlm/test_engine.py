@@ -216,6 +216,19 @@ def test_static_cache_generates_what_the_dynamic_cache_does(tiny_dirs, arch):
             torch.testing.assert_close(ld, ls[:rows], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("frames, batch, rows", [(9, 4, [4, 4, 4]), (3, 8, [4])])
+def test_static_cache_pads_a_short_batch_to_one_shape_per_call(tiny_dirs, frames, batch, rows):
+    """A call with full batches pads its short batch to the full size (no second compiled
+    shape); a call of one short batch pads to its power-of-two bucket."""
+    images = np.random.default_rng(0).integers(0, 255, (frames, 32, 32, 3), np.uint8)
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=4,
+                                             batch_size=batch, cache="static", compile=False,
+                                             device="cpu")
+    calls = _captured_generate(model)
+    model.predict(images, task="push the puck", window=1)
+    assert [c.sequences.shape[0] for c in calls] == rows
+
+
 def test_static_cache_reads_the_same_progress(fixed_run):
     """A model trained to answer 0.5: whole answers with the digit readout and the readout
     after a known prefix read the same values with either cache."""
