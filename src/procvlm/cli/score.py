@@ -26,12 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vlm = p.add_argument_group("VLM runs (defaults: the run's config.json)")
     vlm.add_argument("--cache", choices=["dynamic", "static"], default=None,
                      help="KV cache; static compiles the decoding step once per batch shape "
-                          "(about a minute for a 2B model on a GPU), then decodes faster")
+                          "(about a minute for a 2B model on a GPU), then decodes faster "
+                          "(default: the run's, dynamic unless set)")
     vlm.add_argument("--workers", type=int, default=None,
-                     help="threads encoding the next batches (default: 2 on a GPU, 0 on CPU)")
+                     help="threads encoding the next batches (default: the run's, else 2 on a "
+                          "GPU and 0 on the CPU)")
     vlm.add_argument("--reasoning", choices=["every", "reuse"], default=None,
                      help="whole answers at every frame, or reuse the reasoning between "
-                          "regenerated frames and read the progress after it")
+                          "regenerated frames and read the progress after it (default: the "
+                          "run's, every unless set)")
     p.add_argument("--camera", default=None,
                    help="camera to score (default: the one the model was trained on, else the "
                         "dataset's first)")
