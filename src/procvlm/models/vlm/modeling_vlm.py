@@ -330,11 +330,10 @@ class VLMProgressModel(ProgressModel):
         lengths = [len(p) + 1000 * len(ims) for p, ims in zip(prompts, images)]
         batches = length_sorted_batches(lengths, self.config.batch_size)
         sizes = [len(b) for b in batches]
-        if self.config.cache == "static":
-            full = len(batches) > 1
-            batches = [b + b[:1] * ((self.config.batch_size if full else
-                                     batch_bucket(len(b), self.config.batch_size)) - len(b))
-                       for b in batches]
+        if self.config.cache == "static" and batches:
+            size = self.config.batch_size
+            rows = size if len(batches) > 1 else batch_bucket(len(batches[0]), size)
+            batches = [b + b[:1] * (rows - len(b)) for b in batches]
         cuda = self.device.type == "cuda"
         share = shares_image_features(self.model)
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
