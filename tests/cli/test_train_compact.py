@@ -28,7 +28,8 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--image-size", "32", "--batch-size", "8", "--threads", "1", "--scheme", "sarm",
             "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
             "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
-            "--still", "0.3"]
+            "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
+            "--channel-shuffle", "0.5"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -39,10 +40,12 @@ def test_train_then_score(dataset, tmp_path, capsys):
     cfg = json.loads((run / "model" / "config.json").read_text())
     assert cfg["type"] == "compact" and (cfg["window"], cfg["stride"]) == (2, 3)
     assert cfg["flip_average"] is True  # travels with the model to score, eval and serve
+    assert cfg["anchor"] is True
     recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
     assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
     assert recorded["still"] == 0.3
+    assert (recorded["zoom"], recorded["rotate"], recorded["channel_shuffle"]) == (0.1, 5, 0.5)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]
     assert main(["score", str(run), str(dataset), "--out", str(tmp_path / "s.parquet")]) == 0
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 100
@@ -66,6 +69,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--still", "2"]) == 2
     assert "still=2.0" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--rotate", "-3"]) == 2
+    assert "rotate=-3.0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

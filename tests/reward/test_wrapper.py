@@ -106,6 +106,34 @@ def test_vector_env_is_scored_in_one_batch_per_step_and_autoresets():
     env.close()
 
 
+class StartModel(RedModel):
+    """An anchored model: progress = red level of the newest frame minus the clip's first."""
+
+    @property
+    def anchored(self):
+        return True
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        red = np.asarray(episode[np.arange(len(episode))], np.float64)[..., 0].mean((1, 2))
+        p = (red - red[0]) / 255.0
+        return ProgressPrediction(p, np.zeros(len(p)), [[task]] * len(p))
+
+
+def test_anchored_scorer_gets_the_episode_start_in_front_of_every_clip():
+    model = StartModel(span=3)
+    env = ProgressReward(LineEnv(), model, "push", render=draw)
+    obs, info = env.reset(seed=0)
+    start = quantized(obs[0])
+    assert info["progress"] == 0.0
+    for _ in range(6):  # the start has long left the last 3 frames
+        obs, r, term, trunc, info = env.step(np.array([0.1], np.float32))
+        assert info["progress"] == pytest.approx(quantized(obs[0]) - start, abs=1e-6)
+    tracker = env.tracker
+    assert [len(c) for c in tracker.clips()] == [4]  # the start, then the last 3 frames
+    assert ModelScorer(model).anchored and not ModelScorer(RedModel()).anchored
+    env.close()
+
+
 def test_potential_mode_and_success_bonus():
     cfg = RewardConfig(mode="potential", gamma=0.9, success_bonus=10.0, env_weight=0.5)
     env = VectorProgressReward(vector_env(2), RedModel(), "push", config=cfg)

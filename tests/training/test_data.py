@@ -35,6 +35,9 @@ def test_corpus_windows_stay_inside_their_episode(episodes):
     assert w.tolist()[2] == [30, 30, 30] and w.tolist()[3] == [30, 30, 31]
     assert (c.episode_of(w.ravel()) == np.repeat(c.episode_of(ids), 3)).all()
     assert c.frame_ids([1]).tolist() == list(range(30, 60))
+    anchored = c.windows(ids, 3, 4, anchor=True)
+    assert anchored[:, 1:].tolist() == w.tolist()
+    assert anchored[:, 0].tolist() == [0, 0, 30, 30, 90]  # each window's episode start
 
 
 def test_split_is_episode_level_stratified_and_seeded(episodes):

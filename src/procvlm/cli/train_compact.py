@@ -43,6 +43,17 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--still", type=float, default=0.15,
                        help="share of training windows made still (every frame the newest), "
                             "so that stillness alone never moves progress (default: 0.15)")
+    group.add_argument("--anchor", action="store_true",
+                       help="also show the model the episode's first frame in front of every "
+                            "window (recorded in its config: the change since the start is in "
+                            "view; a live stream then keeps the episode's first frame)")
+    group.add_argument("--zoom", type=float, default=0.0,
+                       help="zoom each training window by a gain in 1 +- this (default: 0)")
+    group.add_argument("--rotate", type=float, default=0.0,
+                       help="turn each training window by up to this many degrees (default: 0)")
+    group.add_argument("--channel-shuffle", type=float, default=0.0,
+                       help="probability of a random order of the colour channels per training "
+                            "window (default: 0)")
     group.add_argument("--flip-average", action="store_true",
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
@@ -64,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise ProcvlmError(f"--jitter {args.jitter}: need 0 <= jitter < 1 (gains in 1 +- jitter)")
     size = {} if args.image_size is None else {"image_size": args.image_size}
     mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
-                         flip_average=args.flip_average, **size)
+                         flip_average=args.flip_average, anchor=args.anchor, **size)
     extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()
              if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
@@ -73,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
                                                   brightness=args.jitter,
                                                   contrast=args.jitter,
                                                   saturation=args.jitter,
-                                                  still=args.still),
+                                                  still=args.still, zoom=args.zoom,
+                                                  rotate=args.rotate,
+                                                  channel_shuffle=args.channel_shuffle),
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)

@@ -123,6 +123,12 @@ class ProgressModel(abc.ABC):
         window, stride = getattr(cfg, "window", 1), getattr(cfg, "stride", 1)
         return (int(window) - 1) * int(stride) + 1
 
+    @property
+    def anchored(self) -> bool:
+        """Whether the estimate also depends on the episode's first frame; a live stream then
+        keeps it and puts it in front of each clip (False unless the model says so)."""
+        return False
+
     def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
                      ) -> np.ndarray:
         """Progress at the newest frame of each clip, shape (B,).
@@ -132,7 +138,8 @@ class ProgressModel(abc.ABC):
 
         Args:
             clips: (frames, task, plan) triples; a clip holds at least the last ``history``
-                frames of a stream (fewer at its start).
+                frames of a stream (fewer at its start), and for an ``anchored`` model starts
+                with the stream's first frame.
         """
         return np.asarray([self.predict(frames, task, plan).progress[-1]
                            for frames, task, plan in clips], np.float32)

@@ -82,6 +82,9 @@ class ProgressScorer(abc.ABC):
 
     history: int = 1
     """Frames (newest included) each clip must hold once the stream is that long."""
+    anchored: bool = False
+    """Each clip must start with its episode's first frame (an anchored model: the tracker
+    puts it in front of the recent frames once they no longer hold it)."""
 
     @abc.abstractmethod
     def score(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
@@ -98,6 +101,7 @@ class ModelScorer(ProgressScorer):
     def __init__(self, model: ProgressModel) -> None:
         self.model = model
         self.history = int(model.history)
+        self.anchored = bool(model.anchored)
 
     def score(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
               plans: Sequence[list[str] | None]) -> np.ndarray:
@@ -122,18 +126,21 @@ class RemoteScorer(ProgressScorer):
         url: server root, e.g. ``http://127.0.0.1:8000``.
         history: frames sent per request (the served model's window span; 13 for the shipped
             compact model).
+        anchored: the served model is anchored (``ProgressModel.anchored``): every request
+            also starts with the episode's first frame.
         timeout: seconds per request.
         max_parallel: most requests in flight.
     """
 
     def __init__(self, url: str, history: int = 13, timeout: float = 60.0,
-                 max_parallel: int = 16) -> None:
+                 max_parallel: int = 16, anchored: bool = False) -> None:
         import httpx
 
         if history < 1:
             raise ProcvlmError(f"RemoteScorer history={history}: need >= 1 frame")
         self.url = url.rstrip("/") + "/v1/progress"
         self.history = int(history)
+        self.anchored = bool(anchored)
         self._client = httpx.Client(timeout=timeout)
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="procvlm-remote")
 
@@ -237,6 +244,7 @@ class ProgressTracker:
         self.scorer, self.config = scorer, config
         self.tasks, self.plans = list(tasks), list(plans)
         self.frames: list[deque] = [deque(maxlen=max(1, scorer.history)) for _ in range(n)]
+        self.first: list[np.ndarray | None] = [None] * n  # each episode's first frame
         self.episode = np.zeros(n, np.int64)
         self.step_no = np.zeros(n, np.int64)
         self.used = np.full(n, -1, np.int64)
@@ -252,6 +260,7 @@ class ProgressTracker:
     def _start(self, i: int, frame: np.ndarray) -> None:
         self.frames[i].clear()
         self.frames[i].append(np.asarray(frame, np.uint8))
+        self.first[i] = self.frames[i][0]
         self.episode[i] += 1
         self.step_no[i], self.used[i] = 0, -1
 
@@ -263,9 +272,20 @@ class ProgressTracker:
                 self.step_no[i] += 1
                 self.frames[i].append(np.asarray(frames[i], np.uint8))
 
+    def clips(self) -> list[np.ndarray]:
+        """Every env's recent frames, oldest first; for an anchored scorer, with the episode's
+        first frame in front once the recent frames no longer start with it."""
+        out = []
+        for i, frames in enumerate(self.frames):
+            clip = list(frames)
+            if self.scorer.anchored and self.step_no[i] >= len(frames):
+                clip.insert(0, self.first[i])
+            out.append(np.stack(clip))
+        return out
+
     def _submit(self, wait: bool) -> tuple[Future, np.ndarray, np.ndarray]:
         """Score every env's newest frame, in the worker thread unless ``wait``."""
-        args = ([np.stack(f) for f in self.frames], list(self.tasks), list(self.plans))
+        args = (self.clips(), list(self.tasks), list(self.plans))
         if wait or self._pool is None:
             fut: Future = Future()
             fut.set_result(self.scorer.score(*args))

@@ -197,11 +197,12 @@ def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
     (``stage_class_weights``) give each frame its stage CE weight (1 when None)."""
     cfg = model.config
     eps = corpus.episode_of(ids)
-    frames = torch.from_numpy(corpus.frames[corpus.windows(ids, cfg.window, cfg.stride)])
+    idx = corpus.windows(ids, cfg.window, cfg.stride, cfg.anchor)
+    frames = torch.from_numpy(corpus.frames[idx])
     if augment is not None:
         if gen is None:
             raise ProcvlmError("make_batch(augment=...) needs gen=torch.Generator()")
-        frames = augment_windows(frames, gen, augment)
+        frames = augment_windows(frames, gen, augment, anchor=cfg.anchor)
     inputs = model.plan_inputs([corpus.tasks[e] for e in eps], [corpus.plans[e] for e in eps])
     stage = torch.from_numpy(corpus.stage[ids])
     progress = torch.from_numpy(corpus.progress[ids])

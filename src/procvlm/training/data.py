@@ -82,11 +82,14 @@ class Corpus:
         parts = [np.arange(self.offsets[e], self.offsets[e + 1]) for e in episodes]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    def windows(self, frame_ids: np.ndarray, window: int, stride: int) -> np.ndarray:
-        """(B, window) global frame ids of each frame's window, clamped to its episode start."""
+    def windows(self, frame_ids: np.ndarray, window: int, stride: int,
+                anchor: bool = False) -> np.ndarray:
+        """(B, window) global frame ids of each frame's window, clamped to its episode start;
+        with ``anchor``, (B, window + 1): the episode's first frame, then the window."""
         starts = self.offsets[self.episode_of(frame_ids)]
         offsets = window_offsets(window, stride)
-        return np.maximum(frame_ids[:, None] + offsets[None, :], starts[:, None])
+        idx = np.maximum(frame_ids[:, None] + offsets[None, :], starts[:, None])
+        return np.concatenate([starts[:, None], idx], axis=1) if anchor else idx
 
 
 def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: list[dict],

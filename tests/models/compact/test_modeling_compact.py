@@ -162,6 +162,26 @@ def test_predict_last_batches_clips_and_matches_predict():
                                                      PLAN[:2]).progress[-1], atol=1e-5)
 
 
+def test_anchored_model_sees_the_episode_start_and_streams_with_it():
+    model = tiny_model(anchor=True)
+    assert model.anchored and not tiny_model().anchored
+    assert model.net.encoder[0].in_channels == 3 * 5 + 3 * 4  # the anchor and a 4-frame window
+    frames = fixed_frames(n=30)
+    whole = model.predict(frames, "Push the puck").progress
+    # the episode's first frame changes every later estimate; a plain model ignores it
+    other = frames.copy()
+    other[0] = 255 - other[0]
+    assert np.abs(model.predict(other, "Push the puck").progress[20:] - whole[20:]).min() > 0
+    plain = tiny_model()
+    np.testing.assert_allclose(plain.predict(other, "Push the puck").progress[20:],
+                               plain.predict(frames, "Push the puck").progress[20:], atol=1e-6)
+    # a live clip: the first frame in front of the last `history` frames gives the same answer
+    clip = np.concatenate([frames[:1], frames[30 - model.history:]])
+    got = model.predict_last([(ArrayFrames(clip), "Push the puck", None),
+                              (ArrayFrames(frames[:5]), "Push the puck", None)])
+    np.testing.assert_allclose(got, [whole[-1], whole[4]], atol=1e-5)
+
+
 def test_predict_batch_shares_forward_passes_and_matches_predict():
     """Items of different lengths and plan lengths, batched across items, give what predict
     gives item by item, in fewer forward passes."""

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from procvlm.errors import ProcvlmError
 from procvlm.models.compact.processor_compact import (AugmentConfig, augment_windows,
-                                                      window_indices, window_offsets)
+                                                      turn_windows, window_indices,
+                                                      window_offsets)
 
 NONE = AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hflip=0.0,
                      still=0.0)
@@ -21,6 +22,60 @@ def windows(b=6, w=3, s=16, seed=0):
 def test_offsets_and_indices_agree():
     assert window_offsets(4, 4).tolist() == [-12, -8, -4, 0]
     assert window_indices(5, 2, 3).tolist() == [[0, 0], [0, 1], [0, 2], [0, 3], [1, 4]]
+
+
+def test_anchored_indices_put_the_first_frame_in_front():
+    idx = window_indices(5, 2, 3, anchor=True)
+    assert idx.tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 1, 4]]
+
+
+def test_anchored_still_windows_keep_the_episode_start():
+    x = windows(b=4, w=4)
+    out = augment_windows(x, torch.Generator().manual_seed(0),
+                          AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0,
+                                        saturation=0.0, still=1.0), anchor=True)
+    assert torch.equal(out[:, 0], x[:, 0])
+    assert (out[:, 1:] == x[:, -1:]).all()
+    plain = augment_windows(x, torch.Generator().manual_seed(0),
+                            AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0,
+                                          saturation=0.0, still=1.0))
+    assert (plain == x[:, -1:]).all()
+
+
+def test_channel_shuffle_reorders_red_green_and_blue_per_window():
+    x = windows(b=64, w=3, s=8)
+    out = augment_windows(x, torch.Generator().manual_seed(0),
+                          AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0,
+                                        saturation=0.0, still=0.0, channel_shuffle=1.0))
+    perms = set()
+    for i in range(len(x)):
+        perm = next(p for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1),
+                                (2, 1, 0)) if torch.equal(out[i], x[i][..., list(p)]))
+        perms.add(perm)  # one order for every frame of the window
+    assert len(perms) == 6
+
+
+def test_zoom_and_rotation_move_the_scene_alike_in_every_frame():
+    none = dict(shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, still=0.0)
+    x = windows(b=8)[:, :1].expand(-1, 3, -1, -1, -1).contiguous()
+    out = augment_windows(x, torch.Generator().manual_seed(0),
+                          AugmentConfig(zoom=0.3, rotate=20.0, **none))
+    assert (out == out[:, :1]).all()  # a still window stays still
+    assert not torch.equal(out, x)
+    # a zoom gain of 1 and no turn: the identity
+    y = windows(b=4, w=2, s=8)
+    assert torch.equal(turn_windows(y, torch.ones(4), torch.zeros(4)), y)
+
+
+def test_turn_windows_turns_and_zooms_about_the_centre():
+    y = windows(b=2, w=2, s=8)
+    quarter = turn_windows(y, torch.ones(2), torch.full((2,), 90.0))
+    assert torch.equal(quarter, y.rot90(1, (2, 3)))  # counter-clockwise on screen
+    # zooming in by 2 shows the centre half of the image, each pixel twice as large
+    ramp = torch.arange(8, dtype=torch.uint8).mul(30)[None, None, None, :, None]
+    ramp = ramp.expand(1, 1, 8, 8, 3).contiguous()  # brightness grows left to right
+    zoomed = turn_windows(ramp, torch.full((1,), 2.0), torch.zeros(1))[0, 0, 0, :, 0]
+    np.testing.assert_allclose(zoomed.numpy(), 52.5 + 15.0 * np.arange(8), atol=1)
 
 
 def test_no_augmentation_is_the_identity():
@@ -67,7 +122,10 @@ def test_augmentation_is_seeded():
 @pytest.mark.parametrize("kwargs, match", [({"shift": 1.0}, "shift=1.0"),
                                            ({"hflip": 1.5}, "hflip=1.5"),
                                            ({"vflip": -1.0}, "vflip=-1.0"),
-                                           ({"still": -0.1}, "still=-0.1")])
+                                           ({"still": -0.1}, "still=-0.1"),
+                                           ({"zoom": 1.0}, "zoom=1.0"),
+                                           ({"rotate": 200.0}, "rotate=200.0"),
+                                           ({"channel_shuffle": 2.0}, "channel_shuffle=2.0")])
 def test_bad_augmentation_names_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):
         AugmentConfig(**kwargs)

@@ -24,6 +24,9 @@ class CompactConfig:
 
     window: int = field(default=4, metadata={"help": "frames the model sees at each step"})
     stride: int = field(default=4, metadata={"help": "frames between two window frames"})
+    anchor: bool = field(default=False, metadata={
+        "help": "also show the episode's first frame in front of every window, so that what "
+                "has changed since the start is in view (a live stream must then keep it)"})
     image_size: int = field(default=64, metadata={"help": "frames are resized to this square"})
     channels: tuple[int, ...] = field(default=(24, 48, 96, 128),
                                       metadata={"help": "conv widths, one stride-2 conv each"})
@@ -79,6 +82,11 @@ class CompactConfig:
         if self.type != "compact":
             raise ProcvlmError(f"CompactConfig.type={self.type!r}: must be 'compact'")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    @property
+    def frames_in(self) -> int:
+        """Frames the network sees per window: ``window``, plus the anchor frame if any."""
+        return self.window + int(self.anchor)
 
     @property
     def window_span(self) -> int:

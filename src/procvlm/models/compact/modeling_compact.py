@@ -89,7 +89,7 @@ class CompactNet(nn.Module):
         self.config = config
         c = config
         layers: list[nn.Module] = []
-        prev = 3 * c.window + 3 * (c.window - 1)  # frames + frame differences, stacked
+        prev = 3 * c.frames_in + 3 * (c.frames_in - 1)  # frames + differences, stacked
         for width in c.channels:
             layers += [nn.Conv2d(prev, width, 3, stride=2, padding=1),
                        nn.GroupNorm(min(8, width), width), nn.ReLU(inplace=True)]
@@ -112,7 +112,8 @@ class CompactNet(nn.Module):
                                          nn.Linear(c.hidden, 1))
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible."""
+        """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible
+        (an anchored window's first difference is the change since the episode's start)."""
         x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, W, 3, S, S)
         diffs = x[:, 1:] - x[:, :-1]  # (B, W-1, 3, S, S)
         x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
@@ -258,7 +259,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
                           torch.from_numpy(bounds), torch.tensor([len(p) for p in plans]))
 
     def forward(self, frames: torch.Tensor, inputs: PlanInputs) -> CompactOutput:
-        """(B, W, S, S, 3) uint8 windows + their plans -> ``CompactOutput``."""
+        """(B, W, S, S, 3) uint8 windows (W = ``config.frames_in``) + plans -> output."""
         return self.net(frames, inputs.task_emb, inputs.step_emb, inputs.step_mask,
                         inputs.bounds)
 
@@ -340,7 +341,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
         sizes = [len(v) for v in videos]
         offsets = np.cumsum([0, *sizes[:-1]])
         idx = torch.from_numpy(np.concatenate([
-            o + window_indices(n, self.config.window, self.config.stride)
+            o + window_indices(n, self.config.window, self.config.stride, self.config.anchor)
             for o, n in zip(offsets, sizes)]))  # (N, W) rows into the stacked frames
         owner = torch.from_numpy(np.repeat(np.arange(len(items)), sizes))  # (N,) item of a row
         frames = torch.cat(videos)
@@ -368,16 +369,23 @@ class CompactProgressModel(nn.Module, ProgressModel):
         """Frames a window spans (``config.window_span``)."""
         return self.config.window_span
 
+    @property
+    def anchored(self) -> bool:
+        """Whether the estimate also depends on the episode's first frame (``config.anchor``)."""
+        return self.config.anchor
+
     @torch.inference_mode()
     def predict_last(self, clips: list[tuple[Frames, str, list[str] | None]]) -> np.ndarray:
-        """Progress at the newest frame of each clip, all clips in one forward pass, (B,)."""
+        """Progress at the newest frame of each clip, all clips in one forward pass, (B,).
+        An anchored model takes each clip's first frame as the episode's start."""
         if not clips:
             return np.zeros(0, np.float32)
         windows, tasks, plans = [], [], []
         for frames, task, plan in clips:
             if len(frames) == 0:
                 raise ProcvlmError("predict_last got an empty clip: pass at least one frame")
-            idx = window_indices(len(frames), self.config.window, self.config.stride)[-1]
+            c = self.config
+            idx = window_indices(len(frames), c.window, c.stride, c.anchor)[-1]
             windows.append(resize_frames(frames[idx], self.config.image_size))
             tasks.append(task)
             plans.append(self._model_plan(task, plan))

@@ -3,13 +3,18 @@
 Training and inference share these functions, so a frame reaches the network the same way in
 both: decoded, resized to ``CompactConfig.image_size`` squares (antialiased bilinear), and
 stacked into a window of ``window`` frames spaced ``stride`` apart, oldest first, clamped at the
-episode's first frame.
+episode's first frame. An anchored model (``CompactConfig.anchor``) also sees the episode's first
+frame, put in front of every window: what has changed since the start is then in view.
 
 Training also augments windows (``augment_windows``). Every random draw is made per window, not
 per frame, so the frame differences the network sees still show only the scene's motion:
 
 - a shift of up to ``shift`` of the side (replicate padding, then a crop);
+- a zoom in ``1 +- zoom`` and a rotation in ``+- rotate`` degrees about the centre (replicated
+  borders): the camera's distance and roll, a little like another camera pose. Off by default;
 - colour jitter: brightness, contrast and saturation gains drawn in ``1 +- amount``;
+- a random order of the colour channels (probability ``channel_shuffle``): red, green and blue
+  swapped, so that no hue of a table, wall or object can carry progress. Off by default;
 - a horizontal flip with probability ``hflip`` and an upside-down flip with probability
   ``vflip`` (together, the four orientations of ``FLIPS``). Off by default: the procedures'
   atomic actions never name a side, so a flipped image keeps the task's meaning, but the
@@ -18,7 +23,8 @@ per frame, so the frame differences the network sees still show only the scene's
   flip-averaging models (``CompactConfig.flip_average``), which score all four orientations;
 - "still" windows (probability ``still``): every frame becomes the newest one with the same
   label, so that stillness alone never moves progress (without it, the still windows at
-  episode starts teach "still -> progress 0" and stalls drift down).
+  episode starts teach "still -> progress 0" and stalls drift down). An anchored window keeps
+  its first frame, the episode's start.
 """
 
 from __future__ import annotations
@@ -49,10 +55,15 @@ def window_offsets(window: int, stride: int) -> np.ndarray:
     return (np.arange(window) - (window - 1)) * stride
 
 
-def window_indices(num_frames: int, window: int, stride: int) -> np.ndarray:
-    """(T, window) frame indices of each frame's window, oldest first, clamped at frame 0."""
-    return np.clip(np.arange(num_frames)[:, None] + window_offsets(window, stride)[None, :],
-                   0, None)
+def window_indices(num_frames: int, window: int, stride: int,
+                   anchor: bool = False) -> np.ndarray:
+    """(T, window) frame indices of each frame's window, oldest first, clamped at frame 0;
+    with ``anchor``, (T, window + 1): frame 0 first, then the window."""
+    idx = np.clip(np.arange(num_frames)[:, None] + window_offsets(window, stride)[None, :],
+                  0, None)
+    if anchor:
+        idx = np.concatenate([np.zeros((num_frames, 1), idx.dtype), idx], axis=1)
+    return idx
 
 
 def resize_frames(frames: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
@@ -91,13 +102,19 @@ class AugmentConfig:
     hflip: float = field(default=0.0, metadata={"help": "probability of a horizontal flip"})
     vflip: float = field(default=0.0, metadata={"help": "probability of an upside-down flip"})
     still: float = field(default=0.15, metadata={"help": "share of windows made still"})
+    zoom: float = field(default=0.0, metadata={"help": "zoom gain in 1 +- this"})
+    rotate: float = field(default=0.0, metadata={"help": "largest rotation, degrees"})
+    channel_shuffle: float = field(default=0.0, metadata={
+        "help": "probability of a random order of the colour channels"})
 
     def __post_init__(self) -> None:
-        for name in ("shift", "brightness", "contrast", "saturation"):
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ProcvlmError(f"AugmentConfig.rotate={self.rotate}: need 0 <= degrees <= 180")
+        for name in ("shift", "brightness", "contrast", "saturation", "zoom"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ProcvlmError(f"AugmentConfig.{name}={value}: need 0 <= value < 1")
-        for name in ("hflip", "vflip", "still"):
+        for name in ("hflip", "vflip", "still", "channel_shuffle"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ProcvlmError(f"AugmentConfig.{name}={value}: need a probability in [0, 1]")
@@ -128,6 +145,29 @@ def _shift(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def turn_windows(x: torch.Tensor, gain: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Zoom each window of (B, W, S, S, C) uint8 by ``gain`` (B,) and turn it by ``angle`` (B,)
+    degrees counter-clockwise about the centre, the same for all its frames (bilinear,
+    replicated borders)."""
+    b, w, s = x.shape[:3]
+    rad = torch.deg2rad(angle.float())
+    cos, sin = torch.cos(rad) / gain, torch.sin(rad) / gain  # output -> input coordinates
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, [b, 1, s, s], align_corners=False)  # (B, S, S, 2)
+    imgs = x.permute(0, 1, 4, 2, 3).float().flatten(1, 2)  # (B, W * C, S, S)
+    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.unflatten(1, (w, -1)).permute(0, 1, 3, 4, 2).round_().clamp_(0, 255).to(x.dtype)
+
+
+def _affine(x: torch.Tensor, zoom: float, rotate: float, gen: torch.Generator) -> torch.Tensor:
+    """``turn_windows`` with a gain in ``1 +- zoom`` and an angle in ``+- rotate`` per window."""
+    b = x.shape[0]
+    gain = 1.0 + zoom * (2.0 * torch.rand(b, generator=gen) - 1.0)
+    angle = rotate * (2.0 * torch.rand(b, generator=gen) - 1.0)
+    return turn_windows(x, gain, angle)
+
+
 def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Brightness, contrast and saturation gains per window of (B, W, S, S, 3) in [0, 255].
 
@@ -145,13 +185,15 @@ def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
 
 
 def augment_windows(frames: torch.Tensor, gen: torch.Generator,
-                    config: AugmentConfig | None = None) -> torch.Tensor:
+                    config: AugmentConfig | None = None, anchor: bool = False) -> torch.Tensor:
     """Augment a batch of windows (see the module docstring).
 
     Args:
         frames: (B, W, S, S, 3) uint8 windows, oldest frame first.
         gen: the generator of every random draw (checkpointed with the run).
         config: amounts and probabilities (``AugmentConfig()`` by default).
+        anchor: the first frame of each window is the episode's start (an anchored model):
+            still windows keep it.
 
     Returns:
         (B, W, S, S, 3) uint8 windows.
@@ -160,8 +202,9 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
     b = frames.shape[0]
     x = frames.clone()  # (B, W, S, S, 3) uint8; still, flip and shift move whole pixels
     still = torch.rand(b, generator=gen) < cfg.still
+    first = 1 if anchor else 0
     for i in still.nonzero().flatten().tolist():
-        x[i, :-1] = x[i, -1:]
+        x[i, first:-1] = x[i, -1:]
     flip = torch.rand(b, generator=gen) < cfg.hflip
     for i in flip.nonzero().flatten().tolist():
         x[i] = x[i].flip(2)
@@ -169,7 +212,13 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
         vflip = torch.rand(b, generator=gen) < cfg.vflip
         for i in vflip.nonzero().flatten().tolist():
             x[i] = x[i].flip(1)
+    if cfg.channel_shuffle > 0.0:  # drawn only when asked, as the options below
+        shuffle = torch.rand(b, generator=gen) < cfg.channel_shuffle
+        for i in shuffle.nonzero().flatten().tolist():
+            x[i] = x[i][..., torch.randperm(3, generator=gen)]
     x = _shift(x, cfg.shift, gen)
+    if cfg.zoom > 0.0 or cfg.rotate > 0.0:
+        x = _affine(x, cfg.zoom, cfg.rotate, gen)
     if cfg.brightness == cfg.contrast == cfg.saturation == 0.0:
         return x.contiguous()
     return _jitter(x.float(), cfg, gen).round_().clamp_(0, 255).to(torch.uint8)
