@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="pacing of the experts in the evaluation sets")
     p.add_argument("--heldout-tasks", default=None,
                    help="comma-separated held-out tasks (default: every task not trained on)")
+    p.add_argument("--train-tasks", default=None,
+                   help="comma-separated training tasks to score on (default: every task the "
+                        "model was trained on); lets models trained on more tasks be scored "
+                        "on the same sets")
     p.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     p.add_argument("--workers", type=int, default=1, help="processes generating episodes")
     p.add_argument("--flip-average", choices=("model", "on", "off"), default="model",
@@ -197,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     trained, held = model_tasks(model)
     if args.heldout_tasks:
         held = [t.strip() for t in args.heldout_tasks.split(",") if t.strip()]
+    if args.train_tasks:
+        asked = {t.strip() for t in args.train_tasks.split(",") if t.strip()}
+        if not asked <= set(trained):
+            raise SystemExit(f"--train-tasks: {sorted(asked - set(trained))} were not trained "
+                             f"on; choose from {', '.join(trained)}")
+        trained = [t for t in trained if t in asked]  # in TASKS order: the same set folders
     overlap = sorted(set(held) & set(trained))
     if not trained or not held or overlap:
         raise SystemExit(f"trained tasks {trained}, held-out tasks {held}: need both, disjoint")

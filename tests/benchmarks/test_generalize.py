@@ -42,6 +42,12 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     viewed = json.loads((tmp_path / "v.json").read_text())
     assert viewed["view"] == ["vflip", "res0.3"]
     assert viewed["splits"]["train-tasks/plain"] != figures["splits"]["train-tasks/plain"]
+    # --train-tasks: a subset of the training tasks, in their own sets
+    assert bench.main([*argv[:-1], str(tmp_path / "t.json"), "--train-tasks", "pick-place"]) == 0
+    subset = json.loads((tmp_path / "t.json").read_text())
+    assert subset["trained_tasks"] == ["pick-place"]
+    assert {t for t in subset["splits"]["train-tasks/plain"]["per_task"]} == {
+        "Pick up the puck and place it onto the goal"}
 
 
 def test_view_frames_apply_the_operations_in_order(load_benchmark):
@@ -70,3 +76,5 @@ def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path)
     bench = load_benchmark("generalize")
     with pytest.raises(SystemExit, match="need both, disjoint"):
         bench.main(["--out", str(tmp_path), "--heldout-tasks", "pick-place"])
+    with pytest.raises(SystemExit, match=r"--train-tasks: \['drawer-open'\] were not trained"):
+        bench.main(["--out", str(tmp_path), "--train-tasks", "pick-place,drawer-open"])
