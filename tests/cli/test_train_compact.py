@@ -29,7 +29,8 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
             "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
             "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
-            "--channel-shuffle", "0.5"]
+            "--channel-shuffle", "0.5", "--lowres", "0.5", "--end-weight", "2",
+            "--end-frames", "4"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -46,6 +47,9 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
     assert recorded["still"] == 0.3
     assert (recorded["zoom"], recorded["rotate"], recorded["channel_shuffle"]) == (0.1, 5, 0.5)
+    assert recorded["lowres"] == 0.5
+    train = json.loads((run / "train_config.json").read_text())["train"]
+    assert (train["end_weight"], train["end_frames"]) == (2.0, 4)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]
     assert main(["score", str(run), str(dataset), "--out", str(tmp_path / "s.parquet")]) == 0
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 100
@@ -72,6 +76,12 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--rotate", "-3"]) == 2
     assert "rotate=-3.0" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--lowres", "1"]) == 2
+    assert "lowres=1.0: need 0 (off) or a share" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--end-weight", "-1"]) == 2
+    assert "end_weight=-1.0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

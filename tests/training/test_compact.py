@@ -11,7 +11,8 @@ from procvlm.errors import ProcvlmError
 from procvlm.models import load_model
 from procvlm.models.compact import CompactConfig, TextEncoder
 from procvlm.training.compact import (TrainConfig, build_model, compute_budgets,
-                                      compute_loss, evaluate, latest_checkpoint, lr_at,
+                                      compute_loss, end_weights, evaluate,
+                                      latest_checkpoint, lr_at,
                                       make_batch, stage_class_weights, stage_classes,
                                       train_compact, train_step)
 from procvlm.training.data import corpus_from_episodes, synthetic_episodes
@@ -52,6 +53,41 @@ def test_targets_and_loss(corpus):
     assert ((tg["within"] >= 0) & (tg["within"] <= 1)).all()
     loss, parts = compute_loss(model(frames, inputs), tg, TrainConfig())
     assert loss.item() > 0 and set(parts) == {"loss", "stage_ce", "within_l1", "progress_l1"}
+
+
+def test_end_weights_weigh_each_episodes_last_frames(corpus):
+    ids = np.arange(len(corpus.frames))
+    w = end_weights(corpus, ids, 2.0, 3)
+    for e in range(corpus.num_episodes):
+        lo, hi = corpus.offsets[e], corpus.offsets[e + 1]
+        assert w[lo:hi - 3].tolist() == [1.0] * (hi - 3 - lo)
+        assert w[hi - 3:hi].tolist() == [3.0] * 3
+    with pytest.raises(ProcvlmError, match="end_frames=0"):
+        TrainConfig(end_weight=1.0, end_frames=0)
+
+
+def test_frame_weights_make_every_loss_term_a_weighted_mean(corpus):
+    torch.manual_seed(0)
+    model = build_model(corpus, [0, 1, 2], MCFG, encoder()).eval()
+    ids = np.arange(len(corpus.frames))
+    cw = stage_class_weights(corpus, [0, 1, 2], MCFG.max_plan_len, 0.5)
+
+    def loss(batch_ids, weights=None):
+        frames, inputs, tg = make_batch(model, corpus, batch_ids, class_weights=cw,
+                                        frame_weights=weights)
+        with torch.no_grad():
+            return compute_loss(model(frames, inputs), tg, TrainConfig())[1]
+
+    plain, ones = loss(ids), loss(ids, np.ones(len(ids), np.float32))
+    for k in plain:
+        assert ones[k] == pytest.approx(plain[k], rel=1e-5)
+    # weight 0 outside a subset: the loss of the subset alone
+    subset = ids[corpus.offsets[1]:corpus.offsets[3]]
+    only = loss(ids, np.isin(ids, subset).astype(np.float32))
+    alone = loss(subset)
+    for k in alone:
+        assert only[k] == pytest.approx(alone[k], rel=1e-4)
+    assert only["progress_l1"] != pytest.approx(plain["progress_l1"], rel=1e-3)
 
 
 def test_stage_weights_lift_the_rare_done_class(corpus):

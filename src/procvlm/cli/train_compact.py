@@ -54,6 +54,16 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--channel-shuffle", type=float, default=0.0,
                        help="probability of a random order of the colour channels per training "
                             "window (default: 0)")
+    group.add_argument("--lowres", type=float, default=0.0,
+                       help="lower each training window's effective resolution to a share of "
+                            "its side drawn in [this, 1], e.g. 0.5 (default: 0, off)")
+    group.add_argument("--end-weight", type=float, default=0.0,
+                       help="extra loss weight of the last --end-frames frames of every "
+                            "episode, where success and failure are told apart, e.g. 2 "
+                            "(they then weigh 1 + this; default: 0)")
+    group.add_argument("--end-frames", type=int, default=10,
+                       help="frames at each episode's end that --end-weight weighs "
+                            "(default: 10)")
     group.add_argument("--flip-average", action="store_true",
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
@@ -86,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
                                                   saturation=args.jitter,
                                                   still=args.still, zoom=args.zoom,
                                                   rotate=args.rotate,
-                                                  channel_shuffle=args.channel_shuffle),
+                                                  channel_shuffle=args.channel_shuffle,
+                                                  lowres=args.lowres),
+                       end_weight=args.end_weight, end_frames=args.end_frames,
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)

@@ -18,6 +18,9 @@ cross-entropy is class-balanced (``TrainConfig.stage_balance``): each class (pla
 "done") weighs ``frequency ** -stage_balance`` over the training frames, scaled so an average frame
 weighs 1. Without it the "done" class, the ~10 frames after a success (2% of the frames), is never
 predicted, and a successful episode ends no higher than one stuck in its last step.
+``TrainConfig.end_weight`` weighs the last ``end_frames`` frames of every episode (a success's
+final state, a failure's last state) ``1 + end_weight`` in every term: the final progress is what
+tells a success from a failure.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ class TrainConfig:
     progress_weight: float = field(default=2.0, metadata={"help": "weight of progress L1"})
     stage_balance: float = field(default=0.5, metadata={
         "help": "stage CE class weights: frequency ** -this over the training frames (0: none)"})
+    end_weight: float = field(default=0.0, metadata={
+        "help": "extra loss weight of each episode's last end_frames frames (they weigh 1 + "
+                "this): where a success is told from a failure"})
+    end_frames: int = field(default=10, metadata={"help": "frames at an episode's end that "
+                                                          "end_weight weighs"})
     augment: bool = field(default=True, metadata={"help": "augment training windows"})
     augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={
         "help": "amounts of the augmentation (processor_compact.AugmentConfig)"})
@@ -86,6 +94,9 @@ class TrainConfig:
         if not 0.0 <= self.stage_balance <= 1.0:
             raise ProcvlmError(f"stage_balance={self.stage_balance}: need 0 (plain CE) to 1 "
                                "(inverse class frequency)")
+        if self.end_weight < 0 or self.end_frames < 1:
+            raise ProcvlmError(f"end_weight={self.end_weight}, end_frames={self.end_frames}: "
+                               "need end_weight >= 0 and end_frames >= 1")
         if self.keep_checkpoints < 1:
             raise ProcvlmError(f"keep_checkpoints={self.keep_checkpoints}: need >= 1")
 
@@ -189,12 +200,22 @@ def stage_class_weights(corpus: Corpus, episodes: list[int], max_plan_len: int,
     return (w / float((freq * w).sum())).astype(np.float32)
 
 
+def end_weights(corpus: Corpus, ids: np.ndarray, weight: float, frames: int) -> np.ndarray:
+    """(B,) loss weight of each frame: ``1 + weight`` for the last ``frames`` frames of its
+    episode (a success's final state, a failure's last state), 1 elsewhere."""
+    ends = corpus.offsets[corpus.episode_of(ids) + 1]
+    return np.where(ends - ids <= frames, 1.0 + weight, 1.0).astype(np.float32)
+
+
 def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
                augment: AugmentConfig | None = None, gen: torch.Generator | None = None,
-               class_weights: np.ndarray | None = None) -> tuple[torch.Tensor, Any, dict]:
+               class_weights: np.ndarray | None = None,
+               frame_weights: np.ndarray | None = None) -> tuple[torch.Tensor, Any, dict]:
     """Windows, text inputs and targets of the given global frame ids; windows are augmented
     with ``augment`` (drawing from ``gen``) when it is given; ``class_weights``
-    (``stage_class_weights``) give each frame its stage CE weight (1 when None)."""
+    (``stage_class_weights``) give each frame its stage CE weight (1 when None);
+    ``frame_weights`` (B,) weigh every loss term of each frame (``end_weights``; none when
+    None)."""
     cfg = model.config
     eps = corpus.episode_of(ids)
     idx = corpus.windows(ids, cfg.window, cfg.stride, cfg.anchor)
@@ -219,6 +240,9 @@ def make_batch(model: CompactProgressModel, corpus: Corpus, ids: np.ndarray,
     targets = {"stage": stage, "column": torch.where(stage >= k, torch.full_like(stage, kmax), s),
                "in_step": in_step, "within": within, "progress": progress,
                "stage_weight": torch.from_numpy(weight)}
+    if frame_weights is not None:
+        targets["frame_weight"] = torch.from_numpy(np.asarray(frame_weights, np.float32))
+        targets["stage_weight"] = targets["stage_weight"] * targets["frame_weight"]
     return frames, inputs, targets
 
 
@@ -226,8 +250,13 @@ def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Stage cross-entropy (each frame weighted by ``targets["stage_weight"]``, a weighted
     mean) + within-step L1 (at the labelled step) + overall progress L1; the progress L1 alone
-    for a direct head (``out.stage_logits is None``)."""
-    prog = F.l1_loss(out.progress, targets["progress"])
+    for a direct head (``out.stage_logits is None``). With ``targets["frame_weight"]`` the L1
+    terms are weighted means too (the stage weights already hold it)."""
+    fw = targets.get("frame_weight")
+    if fw is None:
+        prog = F.l1_loss(out.progress, targets["progress"])
+    else:
+        prog = ((out.progress - targets["progress"]).abs() * fw).sum() / fw.sum()
     if out.stage_logits is None:
         loss = tcfg.progress_weight * prog
         return loss, {"loss": float(loss.detach()), "progress_l1": float(prog.detach())}
@@ -241,7 +270,7 @@ def compute_loss(out: CompactOutput, targets: dict, tcfg: TrainConfig
         ce = out.progress.sum() * 0
     col = targets["column"].clamp(max=out.within.shape[1] - 1)
     q = out.within.gather(1, col[:, None]).squeeze(1)
-    mask = targets["in_step"].float()
+    mask = targets["in_step"].float() * (1.0 if fw is None else fw)
     within = ((q - targets["within"]).abs() * mask).sum() / mask.sum().clamp(min=1)
     loss = tcfg.stage_weight * ce + tcfg.within_weight * within + tcfg.progress_weight * prog
     parts = {"loss": loss, "stage_ce": ce, "within_l1": within, "progress_l1": prog}
@@ -371,7 +400,9 @@ def train_step(model: CompactProgressModel, opt: torch.optim.Optimizer, corpus: 
     ``class_weights``, see ``stage_class_weights``)."""
     model.train()
     augment = tcfg.augmentation if tcfg.augment else None
-    frames, inputs, targets = make_batch(model, corpus, ids, augment, gen, class_weights)
+    ends = (end_weights(corpus, ids, tcfg.end_weight, tcfg.end_frames)
+            if tcfg.end_weight > 0 else None)
+    frames, inputs, targets = make_batch(model, corpus, ids, augment, gen, class_weights, ends)
     loss, parts = compute_loss(model(frames, inputs), targets, tcfg)
     for g in opt.param_groups:
         g["lr"] = lr

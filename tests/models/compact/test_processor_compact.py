@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from procvlm.errors import ProcvlmError
 from procvlm.models.compact.processor_compact import (AugmentConfig, augment_windows,
-                                                      turn_windows, window_indices,
-                                                      window_offsets)
+                                                      blur_windows, turn_windows,
+                                                      window_indices, window_offsets)
 
 NONE = AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hflip=0.0,
                      still=0.0)
@@ -76,6 +76,27 @@ def test_turn_windows_turns_and_zooms_about_the_centre():
     ramp = ramp.expand(1, 1, 8, 8, 3).contiguous()  # brightness grows left to right
     zoomed = turn_windows(ramp, torch.full((1,), 2.0), torch.zeros(1))[0, 0, 0, :, 0]
     np.testing.assert_allclose(zoomed.numpy(), 52.5 + 15.0 * np.arange(8), atol=1)
+
+
+def test_blur_lowers_the_resolution_of_each_window_alike():
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 200  # 1-pixel squares
+    x = checker.to(torch.uint8)[None, None, :, :, None].expand(3, 2, 8, 8, 3).contiguous()
+    out = blur_windows(x, torch.tensor([1.0, 0.5, 0.95]))
+    assert torch.equal(out[0], x[0]) and torch.equal(out[2], x[2])  # full side: untouched
+    assert (out[1] == 100).all()  # half the side: every 2x2 box of the checker averages out
+    ramp = torch.arange(8, dtype=torch.uint8).mul(30)[None, None, None, :, None]
+    ramp = ramp.expand(1, 2, 8, 8, 3).contiguous()  # a smooth gradient keeps its mean level
+    assert abs(blur_windows(ramp, torch.tensor([0.5])).float().mean() - ramp.float().mean()) < 1
+    # drawn per window: every frame of a window gets the same scale, windows differ
+    still = windows(b=16, w=1, s=16).expand(-1, 3, -1, -1, -1).contiguous()
+    aug = augment_windows(still, torch.Generator().manual_seed(0),
+                          AugmentConfig(lowres=0.25, **{k: 0.0 for k in (
+                              "shift", "brightness", "contrast", "saturation", "still")}))
+    assert (aug == aug[:, :1]).all()
+    changed = [(aug[i] != still[i]).any().item() for i in range(16)]
+    assert 0 < sum(changed) <= 16
+    with pytest.raises(ProcvlmError, match="lowres=1.5"):
+        AugmentConfig(lowres=1.5)
 
 
 def test_no_augmentation_is_the_identity():

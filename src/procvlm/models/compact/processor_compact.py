@@ -12,6 +12,9 @@ per frame, so the frame differences the network sees still show only the scene's
 - a shift of up to ``shift`` of the side (replicate padding, then a crop);
 - a zoom in ``1 +- zoom`` and a rotation in ``+- rotate`` degrees about the centre (replicated
   borders): the camera's distance and roll, a little like another camera pose. Off by default;
+- a lower effective resolution (``lowres``): the window is shrunk to a scale drawn in
+  ``[lowres, 1]`` of its side (box filter) and scaled back up (bilinear), the blur of a camera
+  with fewer pixels or further away. Off by default;
 - colour jitter: brightness, contrast and saturation gains drawn in ``1 +- amount``;
 - a random order of the colour channels (probability ``channel_shuffle``): red, green and blue
   swapped, so that no hue of a table, wall or object can carry progress. Off by default;
@@ -106,8 +109,13 @@ class AugmentConfig:
     rotate: float = field(default=0.0, metadata={"help": "largest rotation, degrees"})
     channel_shuffle: float = field(default=0.0, metadata={
         "help": "probability of a random order of the colour channels"})
+    lowres: float = field(default=0.0, metadata={
+        "help": "lowest effective resolution, a share of the side (0: off)"})
 
     def __post_init__(self) -> None:
+        if self.lowres != 0.0 and not 0.0 < self.lowres < 1.0:
+            raise ProcvlmError(f"AugmentConfig.lowres={self.lowres}: need 0 (off) or a share "
+                               "of the side in (0, 1), e.g. 0.5")
         if not 0.0 <= self.rotate <= 180.0:
             raise ProcvlmError(f"AugmentConfig.rotate={self.rotate}: need 0 <= degrees <= 180")
         for name in ("shift", "brightness", "contrast", "saturation", "zoom"):
@@ -168,6 +176,23 @@ def _affine(x: torch.Tensor, zoom: float, rotate: float, gen: torch.Generator) -
     return turn_windows(x, gain, angle)
 
 
+def blur_windows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Lower the effective resolution of each window of (B, W, S, S, C) uint8 to ``scale`` (B,)
+    of its side, the same for all its frames: shrunk with a box filter (area), scaled back up
+    bilinearly. A scale of 1 (or one that rounds to the full side) leaves the window as is."""
+    s = x.shape[2]
+    out = x.clone()
+    for i, f in enumerate(scale.tolist()):
+        small = max(2, round(s * float(f)))
+        if small >= s:
+            continue
+        img = x[i].permute(0, 3, 1, 2).float()  # (W, C, S, S)
+        img = F.interpolate(F.interpolate(img, size=(small, small), mode="area"), size=(s, s),
+                            mode="bilinear", align_corners=False)
+        out[i] = img.round_().clamp_(0, 255).to(x.dtype).permute(0, 2, 3, 1)
+    return out
+
+
 def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Brightness, contrast and saturation gains per window of (B, W, S, S, 3) in [0, 255].
 
@@ -219,6 +244,8 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
     x = _shift(x, cfg.shift, gen)
     if cfg.zoom > 0.0 or cfg.rotate > 0.0:
         x = _affine(x, cfg.zoom, cfg.rotate, gen)
+    if cfg.lowres > 0.0:
+        x = blur_windows(x, cfg.lowres + (1.0 - cfg.lowres) * torch.rand(b, generator=gen))
     if cfg.brightness == cfg.contrast == cfg.saturation == 0.0:
         return x.contiguous()
     return _jitter(x.float(), cfg, gen).round_().clamp_(0, 255).to(torch.uint8)
