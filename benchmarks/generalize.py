@@ -13,7 +13,9 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
 For each it prints VOC (successful episodes), success/failure AUROC of final progress, CCC
 against the oracle's ``procvlm`` labels (``ccc_labels``) and, where the episodes carry
 simulator-truth progress, CCC against it (``ccc_truth``, frames pooled); then the targets:
-held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95.
+held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95, each with a 95%
+bootstrap interval of VOC and AUROC (episodes resampled with replacement within each outcome:
+how much the figure would move on another draw of episodes of the same split).
 
 ``--view vflip`` (or ``hflip``, ``rot180``, ``res0.35``, comma-separated) shows every frame to the
 model through that image operation: one factor of held-out rendering at a time, on the same
@@ -41,6 +43,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SEED = 90_000
+REPS = 2000
 TARGETS = [("heldout-tasks/plain", "voc", 0.8), ("heldout-tasks/plain", "auroc", 0.9),
            ("train-tasks/heldout-render", "auroc", 0.95)]
 
@@ -132,11 +135,39 @@ class ViewedDataset:
                                                for c, f in ep.frames.items()})
 
 
+def intervals(finals, success, vocs, reps: int = REPS, seed: int = 0) -> dict:
+    """95% percentile bootstrap intervals of AUROC (``finals``: final progress per episode,
+    ``success`` its outcome) and VOC (``vocs``: one per successful episode): the episodes of each
+    outcome are resampled with replacement, so both outcomes stay in every replicate. None
+    where a metric has no episode to use."""
+    import numpy as np
+
+    from procvlm.eval.metrics import auroc
+
+    finals, success = np.asarray(finals, float), np.asarray(success, bool)
+    vocs = np.asarray([v for v in vocs if not math.isnan(v)], float)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(success), np.flatnonzero(~success)
+    out = {"voc_ci": None, "auroc_ci": None}
+    if vocs.size:
+        means = vocs[rng.integers(0, vocs.size, (reps, vocs.size))].mean(1)
+        out["voc_ci"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    if pos.size and neg.size:
+        labels = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+        reps_auc = [auroc(np.r_[finals[rng.choice(pos, pos.size)],
+                                finals[rng.choice(neg, neg.size)]], labels)
+                    for _ in range(reps)]
+        out["auroc_ci"] = [float(np.percentile(reps_auc, 2.5)),
+                           float(np.percentile(reps_auc, 97.5))]
+    return out
+
+
 def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     """The model's metrics on one labelled dataset, overall and per task; ``view``'s image
     operations (``parse_view``) are applied to every frame the model sees."""
     from procvlm.data import open_dataset
     from procvlm.eval.compare import episode_truth, model_series, score_series
+    from procvlm.eval.metrics import value_order_correlation
     from procvlm.labels import read_labels
 
     ds = open_dataset(root)
@@ -151,11 +182,19 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
         m = score_series(series, sub)
         per_task[task] = {k: m[k] for k in ("voc", "auroc", "ccc_labels", "ccc_truth",
                                             "n_episodes", "n_success")}
-    return {**row, "per_task": per_task}
+    finals = [float(series.progress[t.episode][-1]) for t in truths]
+    vocs = [value_order_correlation(series.progress[t.episode]) for t in truths
+            if t.success and len(series.progress[t.episode]) > 1]
+    ci = intervals(finals, [t.success for t in truths], vocs)
+    return {**row, **ci, "per_task": per_task}
 
 
 def _fmt(v: float) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _ci(pair: list[float] | None) -> str:
+    return "[  n/a      ]" if pair is None else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,13 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         print(f"{name:<28} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['ccc_labels']):>10} "
               f"{_fmt(r['ccc_truth']):>9} {r['n_episodes']} ({r['n_success']})")
+    print("95% bootstrap intervals (episodes resampled within each outcome):")
+    for name, r in results.items():
+        print(f"{name:<28} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])}")
     checks = []
     for split, metric, target in TARGETS:
         value = results[split][metric]
         ok = bool(value >= target) if not math.isnan(value) else False
+        interval = results[split][f"{metric}_ci"]
         checks.append({"split": split, "metric": metric, "target": target, "value": value,
-                       "ok": ok})
-        print(f"target {split} {metric} >= {target}: measured {_fmt(value)} "
+                       "interval": interval, "ok": ok})
+        print(f"target {split} {metric} >= {target}: measured {_fmt(value)} {_ci(interval)} "
               f"{'ok' if ok else 'MISSED'}")
     print(f"({(time.monotonic() - start) / 60:.1f} min)")
     if args.json:

@@ -22,6 +22,8 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
                                       "heldout-tasks/plain"}
     for split in figures["splits"].values():
         assert split["n_episodes"] == 2 and "ccc_truth" in split and "per_task" in split
+        assert "voc_ci" in split and "auroc_ci" in split
+    assert "95% bootstrap intervals" in printed
     assert [t["metric"] for t in figures["targets"]] == ["voc", "auroc", "auroc"]
     held = tmp_path / "sets"
     rendered = [p for p in held.iterdir() if p.name.startswith("train_heldout_render")]
@@ -78,3 +80,27 @@ def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path)
         bench.main(["--out", str(tmp_path), "--heldout-tasks", "pick-place"])
     with pytest.raises(SystemExit, match=r"--train-tasks: \['drawer-open'\] were not trained"):
         bench.main(["--out", str(tmp_path), "--train-tasks", "pick-place,drawer-open"])
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_episodes(load_benchmark):
+    import numpy as np
+
+    from procvlm.eval.metrics import auroc
+
+    bench = load_benchmark("generalize")
+    rng = np.random.default_rng(0)
+    success = np.r_[np.ones(20, bool), np.zeros(16, bool)]
+    finals = np.where(success, 0.8, 0.6) + rng.normal(0, 0.15, success.size)
+    vocs = rng.uniform(0.5, 1.0, 20)
+    ci = bench.intervals(finals, success, vocs)
+    lo, hi = ci["auroc_ci"]
+    assert lo < auroc(finals, success) < hi and hi - lo > 0.05
+    assert ci["voc_ci"][0] < vocs.mean() < ci["voc_ci"][1]
+    assert bench.intervals(finals, success, vocs) == ci  # seeded
+    big = bench.intervals(np.tile(finals, 9), np.tile(success, 9), np.tile(vocs, 9))
+    assert big["auroc_ci"][1] - big["auroc_ci"][0] < (hi - lo) / 2
+    # perfectly separated outcomes: every replicate is 1; one outcome only: no interval
+    sep = bench.intervals(np.where(success, 1.0, 0.0), success, vocs)
+    assert sep["auroc_ci"] == [1.0, 1.0]
+    assert bench.intervals(finals[:20], success[:20], [])["auroc_ci"] is None
+    assert bench.intervals(finals[:20], success[:20], [])["voc_ci"] is None
