@@ -34,3 +34,12 @@ def test_dependency_floors_match_the_code():
             assert have.get(package, (0,)) >= version, (
                 f"the code calls {call} (needs {package}>={'.'.join(map(str, version))}) but "
                 f"pyproject.toml allows {package}>={'.'.join(map(str, have.get(package, (0,))))}")
+
+
+def test_license_is_an_spdx_expression_for_the_build_backend():
+    # a TOML table is deprecated by setuptools (a warning at every install, later an error);
+    # the plain SPDX string needs setuptools >= 77
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"
+    floors = [r for r in data["build-system"]["requires"] if r.startswith("setuptools")]
+    assert floors == ["setuptools>=77"]
