@@ -10,12 +10,15 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
 - ``heldout-tasks/plain``: every procvlm MetaWorld task the model was not trained on (read from
   the plans stored with the model), MetaWorld's own camera.
 
-For each it prints VOC (successful episodes), success/failure AUROC of final progress, CCC
+For each it prints VOC (successful episodes), success/failure AUROC of final progress
+(``auroc``) and, for models that decide a done step, of their own success score
+(``auroc_done``: P(done) over the last frames, ``procvlm.eval.metrics.success_score``), CCC
 against the oracle's ``procvlm`` labels (``ccc_labels``) and, where the episodes carry
 simulator-truth progress, CCC against it (``ccc_truth``, frames pooled); then the targets:
-held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95, each with a 95%
-bootstrap interval of VOC and AUROC (episodes resampled with replacement within each outcome:
-how much the figure would move on another draw of episodes of the same split).
+held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95 (the AUROC targets
+by both scores), each with a 95% bootstrap interval (episodes resampled with replacement
+within each outcome: how much the figure would move on another draw of episodes of the same
+split). ``--seed`` draws other sets, e.g. a validation draw on which to choose a setting.
 
 ``--view vflip`` (or ``hflip``, ``rot180``, ``res0.35``, comma-separated) shows every frame to the
 model through that image operation: one factor of held-out rendering at a time, on the same
@@ -63,6 +66,8 @@ def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Nam
     from procvlm.cli.main import main
 
     key = f"{','.join(tasks)};{args.pacing};{args.max_steps};{args.size};{args.episodes}"
+    if args.seed != SEED:  # sets of the default seed keep the names they always had
+        key += f";{args.seed}"
     root = root.with_name(f"{root.name}-{zlib.crc32(key.encode()):08x}")
     if not (root / "meta" / "procvlm" / "labels.parquet").is_file():
         code = main(["generate", "--env", "metaworld", "--tasks", ",".join(tasks),
@@ -135,30 +140,42 @@ class ViewedDataset:
                                                for c, f in ep.frames.items()})
 
 
-def intervals(finals, success, vocs, reps: int = REPS, seed: int = 0) -> dict:
-    """95% percentile bootstrap intervals of AUROC (``finals``: final progress per episode,
-    ``success`` its outcome) and VOC (``vocs``: one per successful episode): the episodes of each
-    outcome are resampled with replacement, so both outcomes stay in every replicate. None
-    where a metric has no episode to use."""
+def _auroc_ci(scores, success: "np.ndarray", rng, reps: int) -> list[float] | None:
+    """95% percentile bootstrap interval of AUROC, each outcome's episodes resampled."""
     import numpy as np
 
     from procvlm.eval.metrics import auroc
 
-    finals, success = np.asarray(finals, float), np.asarray(success, bool)
+    scores = np.asarray(scores, float)
+    pos, neg = np.flatnonzero(success), np.flatnonzero(~success)
+    if not (pos.size and neg.size):
+        return None
+    labels = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+    reps_auc = [auroc(np.r_[scores[rng.choice(pos, pos.size)],
+                            scores[rng.choice(neg, neg.size)]], labels)
+                for _ in range(reps)]
+    return [float(np.percentile(reps_auc, 2.5)), float(np.percentile(reps_auc, 97.5))]
+
+
+def intervals(finals, success, vocs, done_scores=None, reps: int = REPS, seed: int = 0) -> dict:
+    """95% percentile bootstrap intervals of AUROC (``finals``: final progress per episode,
+    ``success`` its outcome), of AUROC by ``done_scores`` (the model's success score per
+    episode, ``procvlm.eval.metrics.success_score``; ``auroc_done_ci``, None without them) and
+    of VOC (``vocs``: one per successful episode): the episodes of each outcome are resampled
+    with replacement, so both outcomes stay in every replicate. None where a metric has no
+    episode to use."""
+    import numpy as np
+
+    success = np.asarray(success, bool)
     vocs = np.asarray([v for v in vocs if not math.isnan(v)], float)
     rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(success), np.flatnonzero(~success)
-    out = {"voc_ci": None, "auroc_ci": None}
+    out = {"voc_ci": None, "auroc_ci": None, "auroc_done_ci": None}
     if vocs.size:
         means = vocs[rng.integers(0, vocs.size, (reps, vocs.size))].mean(1)
         out["voc_ci"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-    if pos.size and neg.size:
-        labels = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
-        reps_auc = [auroc(np.r_[finals[rng.choice(pos, pos.size)],
-                                finals[rng.choice(neg, neg.size)]], labels)
-                    for _ in range(reps)]
-        out["auroc_ci"] = [float(np.percentile(reps_auc, 2.5)),
-                           float(np.percentile(reps_auc, 97.5))]
+    out["auroc_ci"] = _auroc_ci(finals, success, rng, reps)
+    if done_scores is not None:
+        out["auroc_done_ci"] = _auroc_ci(done_scores, success, rng, reps)
     return out
 
 
@@ -167,7 +184,7 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     operations (``parse_view``) are applied to every frame the model sees."""
     from procvlm.data import open_dataset
     from procvlm.eval.compare import episode_truth, model_series, score_series
-    from procvlm.eval.metrics import value_order_correlation
+    from procvlm.eval.metrics import success_score, value_order_correlation
     from procvlm.labels import read_labels
 
     ds = open_dataset(root)
@@ -180,12 +197,15 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     for task in sorted({t.task for t in truths}):
         sub = [t for t in truths if t.task == task]
         m = score_series(series, sub)
-        per_task[task] = {k: m[k] for k in ("voc", "auroc", "ccc_labels", "ccc_truth",
-                                            "n_episodes", "n_success")}
+        per_task[task] = {k: m[k] for k in ("voc", "auroc", "auroc_done", "ccc_labels",
+                                            "ccc_truth", "n_episodes", "n_success")}
     finals = [float(series.progress[t.episode][-1]) for t in truths]
     vocs = [value_order_correlation(series.progress[t.episode]) for t in truths
             if t.success and len(series.progress[t.episode]) > 1]
-    ci = intervals(finals, [t.success for t in truths], vocs)
+    done = None
+    if series.done is not None and all(t.episode in series.done for t in truths):
+        done = [success_score(series.done[t.episode]) for t in truths]
+    ci = intervals(finals, [t.success for t in truths], vocs, done)
     return {**row, **ci, "per_task": per_task}
 
 
@@ -222,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="image operations applied to every frame the model sees, "
                         "comma-separated: hflip, vflip, rot180, resF (resolution F, e.g. "
                         "vflip,res0.35); one factor of held-out rendering at a time")
+    p.add_argument("--seed", type=int, default=SEED,
+                   help="first seed of the evaluation sets (the three splits use it, +1, +2); "
+                        "another seed draws other episodes, e.g. a validation draw for "
+                        "choosing a setting that the default sets then measure")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     view = parse_view(args.view)
@@ -251,26 +275,31 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"trained tasks {trained}, held-out tasks {held}: need both, disjoint")
     out, start = Path(args.out), time.monotonic()
     splits = {
-        "train-tasks/plain": build_split(out / "train_plain", trained, "none", args, SEED),
+        "train-tasks/plain": build_split(out / "train_plain", trained, "none", args, args.seed),
         "train-tasks/heldout-render": build_split(out / "train_heldout_render", trained,
-                                                  "heldout", args, SEED + 1),
+                                                  "heldout", args, args.seed + 1),
         "heldout-tasks/plain": build_split(out / "heldout_tasks", held, "none", args,
-                                           SEED + 2),
+                                           args.seed + 2),
     }
     results = {name: score_split(model, root, view) for name, root in splits.items()}
     seen_as = f"frames seen as {','.join(view)}; " if view else ""
     print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): {seen_as}"
           f"trained on {len(trained)} tasks, {len(held)} held out ({', '.join(held)})")
-    print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'ccc_labels':>10} {'ccc_truth':>9} "
-          "episodes (success)")
+    print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'auroc_done':>10} {'ccc_labels':>10} "
+          f"{'ccc_truth':>9} episodes (success)")
     for name, r in results.items():
-        print(f"{name:<28} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['ccc_labels']):>10} "
-              f"{_fmt(r['ccc_truth']):>9} {r['n_episodes']} ({r['n_success']})")
+        print(f"{name:<28} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['auroc_done']):>10} "
+              f"{_fmt(r['ccc_labels']):>10} {_fmt(r['ccc_truth']):>9} {r['n_episodes']} "
+              f"({r['n_success']})")
     print("95% bootstrap intervals (episodes resampled within each outcome):")
     for name, r in results.items():
-        print(f"{name:<28} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])}")
+        print(f"{name:<28} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])} "
+              f"auroc_done {_ci(r['auroc_done_ci'])}")
     checks = []
-    for split, metric, target in TARGETS:
+    targets = list(TARGETS)  # the same AUROC targets, also by the model's own P(done)
+    if not all(math.isnan(r["auroc_done"]) for r in results.values()):
+        targets += [(split, "auroc_done", t) for split, m, t in TARGETS if m == "auroc"]
+    for split, metric, target in targets:
         value = results[split][metric]
         ok = bool(value >= target) if not math.isnan(value) else False
         interval = results[split][f"{metric}_ci"]
@@ -282,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"model": args.model, "flip_average": flips, "view": view,
                    "trained_tasks": trained, "heldout_tasks": held,
-                   "episodes_per_split": args.episodes, "seed": SEED, "splits": results,
+                   "episodes_per_split": args.episodes, "seed": args.seed, "splits": results,
                    "targets": checks}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
         print(f"wrote {args.json}")

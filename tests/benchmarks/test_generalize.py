@@ -104,3 +104,19 @@ def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_episodes(loa
     assert sep["auroc_ci"] == [1.0, 1.0]
     assert bench.intervals(finals[:20], success[:20], [])["auroc_ci"] is None
     assert bench.intervals(finals[:20], success[:20], [])["voc_ci"] is None
+
+
+def test_intervals_of_the_done_score_use_the_same_resampling(load_benchmark):
+    import numpy as np
+
+    bench = load_benchmark("generalize")
+    success = np.r_[np.ones(12, bool), np.zeros(10, bool)]
+    finals = np.tile([0.2, 0.8], 11)  # half of each outcome ends high: AUROC 0.5
+    done = np.where(success, 0.9, 0.2)  # separates the outcomes perfectly
+    ci = bench.intervals(finals, success, [0.5] * 12, done)
+    assert ci["auroc_done_ci"] == [1.0, 1.0] and ci["auroc_ci"][0] < 0.5 < ci["auroc_ci"][1]
+    # the done score does not move the other intervals
+    assert {k: v for k, v in ci.items() if k != "auroc_done_ci"} == \
+        {k: v for k, v in bench.intervals(finals, success, [0.5] * 12).items()
+         if k != "auroc_done_ci"}
+    assert bench.intervals(finals, success, [0.5] * 12)["auroc_done_ci"] is None

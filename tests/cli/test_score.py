@@ -37,12 +37,13 @@ def test_score_writes_procvlm_keys(setup, capsys):
     assert str(out) in capsys.readouterr().out
     t = pq.read_table(out)
     assert t.column_names == ["index", "episode_index", "frame_index", "progress", "remaining",
-                              "stage"]
+                              "stage", "done"]
     assert t.num_rows == 60 and t.column("index").to_pylist() == list(range(60))
     rows = t.to_pylist()
     for r in rows:
         plan = eps[r["episode_index"]].plan
         assert 0 <= r["progress"] <= 1 and r["remaining"] == plan[r["stage"]:]
+        assert 0 <= r["done"] <= 1
 
 
 def test_score_lerobot_rabc_format_defaults_to_the_dataset_root(setup):

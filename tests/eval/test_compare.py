@@ -53,6 +53,18 @@ class TimeModel(ProgressModel):
         raise AssertionError("not used")
 
 
+class SureModel(TimeModel):
+    """Linear time, but sure the task is done at the end of every episode that succeeded
+    (it reads the outcome: the test is of the plumbing, not of a model)."""
+
+    model_type = "test-sure"
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        pred = super().predict(episode, task, plan, window=window)
+        pred.done = np.full(len(episode), 0.9 if episode.success else 0.1, np.float32)
+        return pred
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp") / "ds"
@@ -112,6 +124,15 @@ def test_time_model_cannot_separate_failures_but_procvlm_labels_can(labelled):
     assert stall["events"] == [{"type": "stall", "start": 6, "end": 12}]
     assert set(stall["series"]) == {"time-model"} and set(stall["labels"]) == {"procvlm", "time"}
     assert "failure mode: stall | stall 6-12" in stall["title"] and stall["truth"] is not None
+
+
+def test_done_probability_reaches_auroc_done(labelled):
+    result = compare_split("test", labelled, {"time": TimeModel(), "sure": SureModel()},
+                           ["procvlm"])
+    rows = {r["name"]: r for r in result.rows}
+    assert rows["sure"]["auroc"] == pytest.approx(0.5)  # both end at progress 1
+    assert rows["sure"]["auroc_done"] == pytest.approx(1.0)
+    assert np.isnan(rows["time"]["auroc_done"]) and np.isnan(rows["labels:procvlm"]["auroc_done"])
 
 
 def test_eval_cli_writes_report_of_label_schemes(labelled, tmp_path):

@@ -231,3 +231,27 @@ def test_summarize_undefined_is_nan():
         m.summarize([])
     with pytest.raises(ProcvlmError, match="reference values"):
         m.EpisodeResult(0, [0.1, 0.2], True, reference=[0.1])
+
+
+def test_success_score_averages_the_last_frames():
+    done = [0.0, 0.1, 0.9, 0.8, 0.4]
+    assert m.success_score(done, last=2) == pytest.approx(0.6)  # (0.8 + 0.4) / 2
+    assert m.success_score(done, last=100) == pytest.approx(np.mean(done))  # shorter episode
+    assert m.success_score(done, last=1) == pytest.approx(0.4)
+    with pytest.raises(ProcvlmError, match="at least 1"):
+        m.success_score(done, last=0)
+    with pytest.raises(ProcvlmError, match=r"outside \[0, 1\]"):
+        m.success_score([0.5, 1.5])
+
+
+def test_auroc_done_ranks_by_the_done_probability_not_the_final_progress():
+    # the success looks away at its last frame (progress falls to .2) but stays sure it is done;
+    # the failure ends at .9 progress, never sure it is done
+    ok = m.EpisodeResult(0, [0, .9, .2], True, done=[0, .9, .8])
+    bad = m.EpisodeResult(1, [0, .5, .9], False, done=[0, .1, .3])
+    s = m.summarize([ok, bad], done_frames=2)
+    assert s["auroc"] == 0.0 and s["auroc_done"] == 1.0
+    # any episode without P(done) (a model that gives none): n/a
+    assert math.isnan(m.summarize([ok, m.EpisodeResult(1, [0, .9], False)])["auroc_done"])
+    with pytest.raises(ProcvlmError, match="2 predictions but 1 done"):
+        m.EpisodeResult(2, [0, .5], True, done=[0.1])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import load_model, pretrained_names, resolve_model_dir
+from procvlm.models.base import (ProgressPrediction, load_model, pretrained_names,
+                                 resolve_model_dir)
 
 
 def test_shipped_metaworld_model_loads_by_name_and_is_small():
@@ -62,3 +63,11 @@ def test_shipped_randomized_model_knows_its_35_tasks_and_records_its_camera():
     for turned in (frames[:, ::-1], frames[:, :, ::-1], frames[:, ::-1, ::-1]):
         got = model.predict(np.ascontiguousarray(turned), spec.instruction).progress
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_prediction_lengths_must_agree_done_included():
+    pred = ProgressPrediction([0.1, 0.5], [0, 1], [["a", "b"], ["b"]], done=[0.0, 0.25])
+    assert pred.done.dtype == np.float32 and pred.done.tolist() == [0.0, 0.25]
+    assert ProgressPrediction([0.1], [0], [["a"]]).done is None
+    with pytest.raises(ValueError, match="done 1"):
+        ProgressPrediction([0.1, 0.5], [0, 1], [["a", "b"], ["b"]], done=[0.0])

@@ -68,6 +68,7 @@ def test_vlm_scores_many_episodes_in_shared_batches(tmp_path):
     one = model.predict(ds.episode(1, cameras=[ds.cameras[0]]))
     rows = table.filter(pa.compute.equal(table["episode_index"], 1))
     np.testing.assert_allclose(rows["progress"].to_numpy(), one.progress)
+    assert table["done"].null_count == 15  # the VLM gives no P(done)
 
 
 def test_parse_plan_forms(tmp_path):
@@ -168,6 +169,10 @@ def test_scores_a_dataset_whose_task_the_model_never_saw(tmp_path):
         [], ["Pick up the puck and place it at the goal"])
     p = np.asarray(table.column("progress"))
     assert np.all((p >= 0) & (p <= 1))
+    # the compact model's P(done) per frame, as predict gives it
+    ep0 = open_dataset(tmp_path / "ds").episode(0)
+    want = model.predict(ep0, plan=["Pick up the puck and place it at the goal"]).done
+    np.testing.assert_allclose(table.column("done").to_numpy()[:10], want, atol=1e-6)
     with pytest.raises(ProcvlmError, match="pass --camera"):
         score_episodes(model, open_dataset(tmp_path / "ds"), camera="corner",
                        show_progress=False)

@@ -179,3 +179,13 @@ def test_paths_leaving_the_data_root_answer_403(data_root, name, match, caplog):
     r = _dataset_reply(app, path)
     assert r.status_code == 403 and match in r.json()["error"]["message"]
     assert "refused dataset" in caplog.text
+
+
+def test_prediction_json_carries_done_only_from_models_that_give_it():
+    from procvlm.serve.app import prediction_json
+
+    pred = ProgressPrediction([0.25, 1.0], [0, 1], [["a"], []])
+    assert "done" not in prediction_json(pred)
+    pred.done = np.array([0.1234567, 0.9], np.float32)
+    body = prediction_json(pred)
+    assert body["done"] == [0.123457, 0.9] and body["stage"] == [0, 1]

@@ -6,8 +6,8 @@ from procvlm.eval.metrics import (METRICS, EpisodeResult, Metric, auroc, boundar
                                   boundary_mae, ccc, epr, kendall_tau_a, mae, match_regressions,
                                   mcc_at, plan_exact, rankdata, regression_detections,
                                   regression_hits, regression_recall, spearman, stall_drift,
-                                  step_accuracy, subtask_boundaries, summarize,
-                                  value_order_correlation, voc)
+                                  step_accuracy, subtask_boundaries, success_score,
+                                  summarize, value_order_correlation, voc)
 from procvlm.eval.report import markdown_table, plot_curve, render_html, write_report
 
 __all__ = [
@@ -15,6 +15,6 @@ __all__ = [
     "ccc", "epr", "findings", "kendall_tau_a", "mae", "markdown_table", "match_regressions",
     "mcc_at", "plan_exact", "plot_curve", "rankdata", "regression_detections",
     "regression_hits", "regression_recall", "render_html", "spearman", "stall_drift",
-    "step_accuracy", "subtask_boundaries", "summarize", "value_order_correlation", "voc",
+    "step_accuracy", "subtask_boundaries", "success_score", "summarize", "value_order_correlation", "voc",
     "write_report",
 ]

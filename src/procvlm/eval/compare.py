@@ -132,6 +132,8 @@ class Series:
     progress: dict[int, np.ndarray]
     stage: dict[int, np.ndarray]
     remaining: dict[int, list[list[str]]] | None = None
+    done: dict[int, np.ndarray] | None = None
+    """Per-frame P(done) of models that give it (``ProgressPrediction.done``)."""
 
 
 def _result(truth: EpisodeTruth, series: Series) -> EpisodeResult:
@@ -145,7 +147,8 @@ def _result(truth: EpisodeTruth, series: Series) -> EpisodeResult:
         stalls=truth.stalls, regressions=truth.regressions, pred_boundaries=pred_b,
         true_boundaries=truth.boundaries if pred_b is not None else None,
         pred_stage=stage if remaining is not None else None, true_stage=truth.stage,
-        pred_remaining=remaining, true_remaining=truth.remaining)
+        pred_remaining=remaining, true_remaining=truth.remaining,
+        done=series.done.get(i) if series.done is not None else None)
 
 
 def model_series(model: Any, ds: Any, episodes: Sequence[int], window: int | None = None,
@@ -160,12 +163,14 @@ def model_series(model: Any, ds: Any, episodes: Sequence[int], window: int | Non
 
     camera = choose_camera(ds.cameras, camera, model.trained_on.camera)
     plans = PlanSource(model, ds.root)
-    prog, stage, remaining = {}, {}, {}
+    prog, stage, remaining, done = {}, {}, {}, {}
     for i in tqdm(episodes, desc="predict", disable=not show_progress, leave=False):
         ep = ds.episode(i, cameras=[camera])
         pred = model.predict_batch([(ep, ep.task, plans(ep))], window=window)[0]
         prog[i], stage[i], remaining[i] = pred.progress, pred.stage, pred.remaining
-    return Series(prog, stage, remaining)
+        if pred.done is not None:
+            done[i] = pred.done
+    return Series(prog, stage, remaining, done or None)
 
 
 def reference_scheme(models: Mapping[str, Any], scheme: str | None = None) -> str:

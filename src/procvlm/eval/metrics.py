@@ -7,6 +7,8 @@ Against simulator truth (the referee no label scheme sees; ``Episode.true_progre
 - ``stall_drift``: progress gained over still stretches (stall and hesitation events: nothing
   in the scene changes), should be 0;
 - ``auroc``: success vs. failure ranking of final progress (rank-based, ties count one half);
+  ``auroc_done`` the same ranking by ``success_score``, the model's own probability that the
+  task is done (``ProgressPrediction.done``) over the episode's last frames;
 - ``regression_detections``: sustained drops (below the running max of the median-smoothed
   curve by a margin, for several frames), so jitter does not count; ``regression_recall`` (true
   regressions with a drop nearby) and ``regression_precision`` (drops near a true regression);
@@ -39,7 +41,7 @@ __all__ = [
     "METRICS", "EpisodeResult", "Metric", "auroc", "boundary_f1", "boundary_mae", "ccc", "epr",
     "kendall_tau_a", "mae", "match_regressions", "mcc_at", "plan_exact", "rankdata",
     "regression_detections", "regression_hits", "regression_recall", "spearman",
-    "stall_drift", "step_accuracy", "subtask_boundaries", "summarize",
+    "stall_drift", "step_accuracy", "subtask_boundaries", "success_score", "summarize",
     "value_order_correlation", "voc",
 ]
 
@@ -60,6 +62,9 @@ class Metric:
         return "↑" if self.higher_is_better else "↓"
 
 
+DONE_FRAMES = 3
+"""Frames at the end of an episode whose P(done) ``success_score`` averages."""
+
 METRICS: dict[str, Metric] = {
     "ccc_truth": Metric("CCC vs truth", "simulator truth", True,
                         "Lin's concordance correlation of predicted and true progress, all "
@@ -74,6 +79,10 @@ METRICS: dict[str, Metric] = {
     "auroc": Metric("success AUROC", "episode outcome", True,
                     "probability that a successful episode ends with more progress than a "
                     "failed one"),
+    "auroc_done": Metric("success AUROC (P(done))", "episode outcome", True,
+                         f"the same ranking by the model's probability that the task is done, "
+                         f"mean over the last {DONE_FRAMES} frames (models that decide a done "
+                         f"step)"),
     "regression_recall": Metric("regression recall", "regression events", True,
                                 "true regressions (a finished step undone) with a sustained "
                                 "drop within 10 frames: below the running max of the "
@@ -257,6 +266,18 @@ def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndar
     return float(u / (n_pos * n_neg))
 
 
+def success_score(done: Sequence[float] | np.ndarray, last: int = DONE_FRAMES) -> float:
+    """An episode's success score from a model's per-frame probability that the task is done
+    (``ProgressPrediction.done``): its mean over the last ``last`` frames (all frames of a
+    shorter episode), so one glance away from the finished scene does not decide it."""
+    if last < 1:
+        raise ProcvlmError(f"success_score(last={last}): average over at least 1 frame")
+    p = _vector(done, "done probabilities")
+    if p.min() < 0 or p.max() > 1:
+        raise ProcvlmError("done probabilities outside [0, 1]: pass ProgressPrediction.done")
+    return float(p[-last:].mean())
+
+
 def _ranges(ranges: Sequence[Sequence[int]], n: int) -> list[tuple[int, int]]:
     out = []
     for r in ranges:
@@ -422,6 +443,8 @@ class EpisodeResult:
         true_stage: (T,) the annotation's current step.
         pred_remaining: T predicted lists of remaining actions.
         true_remaining: T true lists of remaining actions (from the annotation).
+        done: (T,) the model's probability that the task is done (``ProgressPrediction.
+            done``), for ``auroc_done``; None for models that give none.
     """
 
     episode: int | str
@@ -437,11 +460,12 @@ class EpisodeResult:
     true_stage: np.ndarray | None = None
     pred_remaining: Sequence[Sequence[str]] | None = None
     true_remaining: Sequence[Sequence[str]] | None = None
+    done: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", _vector(self.progress, f"episode {self.episode} "
                                                      "progress"))
-        for name in ("reference", "truth"):
+        for name in ("reference", "truth", "done"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -501,15 +525,15 @@ def _plans(eps: Sequence[EpisodeResult]) -> tuple[float, float]:
 
 def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int = 50,
               success_threshold: float = 0.95, boundary_tolerance: float = 0.05,
-              regression_margin: float = 0.1, regression_tolerance: int = 10
-              ) -> dict[str, float]:
+              regression_margin: float = 0.1, regression_tolerance: int = 10,
+              done_frames: int = DONE_FRAMES) -> dict[str, float]:
     """Aggregate the metrics over episodes (``nan`` where a metric has no episode to use).
 
     Against simulator truth first (see ``METRICS`` for each one's definition and direction):
     ``ccc_truth``, ``ccc_truth_success``, ``mae_truth`` (all frames pooled), ``stall_drift``
     (mean over episodes with still stretches), ``auroc``, ``regression_recall`` and
     ``regression_precision`` (pooled), ``plan_exact`` and ``step_acc`` (frames of models that
-    reason); then, for comparison with the literature: ``voc``, ``kendall_tau_a`` (successes,
+    reason), ``auroc_done`` (episodes that all carry ``done``); then, for comparison with the literature: ``voc``, ``kendall_tau_a`` (successes,
     against frame order), ``ccc_labels`` (against reference labels), ``epr@{bins}``,
     ``mcc@{100 * success_threshold}``, ``bf1@{100 * boundary_tolerance}``, ``mmae``.
 
@@ -517,6 +541,7 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
         results: ``EpisodeResult`` objects or mappings with its fields.
         bins: EPR bins.
         success_threshold: final progress that counts as predicted success.
+        done_frames: last frames whose P(done) ``success_score`` averages for ``auroc_done``.
         boundary_tolerance: BF1 window as a fraction of the episode.
         regression_margin: fall below the running max that counts as a regression.
         regression_tolerance: frames between a true regression and its detected drop.
@@ -534,11 +559,15 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
     recall, precision = _regressions(eps, regression_margin, regression_tolerance)
     exact, step = _plans(eps)
     seg = [e for e in eps if e.true_boundaries is not None]
+    both = 0 < len(ok) < len(eps)
+    with_done = both and all(e.done is not None for e in eps)
     out = {
         "ccc_truth": _pooled(eps, ccc), "ccc_truth_success": _pooled(ok, ccc),
         "mae_truth": _pooled(eps, mae),
         "stall_drift": _mean([stall_drift(e.progress, e.stalls) for e in eps if len(e.stalls)]),
-        "auroc": auroc(final, flags) if 0 < len(ok) < len(eps) else float("nan"),
+        "auroc": auroc(final, flags) if both else float("nan"),
+        "auroc_done": (auroc([success_score(e.done, done_frames) for e in eps], flags)
+                       if with_done else float("nan")),
         "regression_recall": recall, "regression_precision": precision,
         "plan_exact": exact, "step_acc": step,
         "voc": _mean([value_order_correlation(e.progress) for e in ok if e.progress.size > 1]),

@@ -25,6 +25,9 @@ class ProgressPrediction:
         remaining: T lists of the atomic actions still to do (decided before ``progress``).
         text: the VLM's raw answers, one per frame, when the model writes text.
         flags: per-frame parser flags for text models ("ok", "missing_tag", "fraction", ...).
+        done: (T,) probability that the task is finished at each frame, from the model's step
+            decision (the "done" stage): its own success detector. None for models that decide
+            no step or give no probability.
     """
 
     progress: np.ndarray
@@ -33,6 +36,7 @@ class ProgressPrediction:
     text: list[str] | None = None
     flags: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    done: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.progress = np.asarray(self.progress, dtype=np.float32)
@@ -41,6 +45,11 @@ class ProgressPrediction:
         if len(self.stage) != n or len(self.remaining) != n:
             raise ValueError(f"ProgressPrediction lengths disagree: progress {n}, "
                              f"stage {len(self.stage)}, remaining {len(self.remaining)}")
+        if self.done is not None:
+            self.done = np.asarray(self.done, dtype=np.float32)
+            if len(self.done) != n:
+                raise ValueError(f"ProgressPrediction lengths disagree: progress {n}, "
+                                 f"done {len(self.done)}")
 
     def __len__(self) -> int:
         return len(self.progress)

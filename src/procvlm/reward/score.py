@@ -179,14 +179,16 @@ def score_episodes(model: Any, ds: Any, batch_size: int | None = None,
         plan: one plan for every episode (default: see ``PlanSource``).
 
     Returns:
-        The ``procvlm`` score table, sorted by ``index``.
+        The ``procvlm`` score table, sorted by ``index``: progress, stage and remaining
+        actions per frame, and ``done``, the model's probability that the task is finished
+        (``ProgressPrediction.done``; null for a model that gives none).
     """
     from procvlm.data import choose_camera
 
     camera = choose_camera(ds.cameras, camera, model.trained_on.camera)
     plans = PlanSource(model, ds.root, plan)
     cols: dict[str, list] = {k: [] for k in ("index", "episode_index", "frame_index",
-                                             "progress", "remaining", "stage")}
+                                             "progress", "remaining", "stage", "done")}
     bar = tqdm(total=len(ds.episode_indices), desc="scoring", disable=not show_progress)
     for i, pred in _predictions(model, ds, camera, batch_size, plans):
         bar.update(1)
@@ -197,12 +199,15 @@ def score_episodes(model: Any, ds: Any, batch_size: int | None = None,
         cols["progress"].append(pred.progress.astype(np.float32))
         cols["stage"].append(pred.stage.astype(np.int64))
         cols["remaining"].extend(pred.remaining)
+        cols["done"].extend([None] * n if pred.done is None else pred.done.tolist())
     bar.close()
-    arrays = {k: (np.concatenate(v) if k != "remaining" else v) for k, v in cols.items()}
+    arrays = {k: (np.concatenate(v) if k not in ("remaining", "done") else v)
+              for k, v in cols.items()}
     table = pa.table({"index": arrays["index"], "episode_index": arrays["episode_index"],
                       "frame_index": arrays["frame_index"], "progress": arrays["progress"],
                       "remaining": pa.array(arrays["remaining"], pa.list_(pa.string())),
-                      "stage": arrays["stage"]})
+                      "stage": arrays["stage"],
+                      "done": pa.array(arrays["done"], pa.float32())})
     return table.sort_by("index")
 
 

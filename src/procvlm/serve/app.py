@@ -3,7 +3,9 @@
 Endpoints:
     POST /v1/progress          ``{"task", "frames": [base64 PNG/JPEG], "plan"?, "window"?}`` or
                                ``{"dataset": path, "episode": i}`` ->
-                               ``{"progress": [...], "remaining": [...], "stage": [...], ...}``
+                               ``{"progress": [...], "remaining": [...], "stage": [...],
+                               "done"?: [...], ...}`` (``done``: P(task finished) per frame,
+                               from models that give it)
     POST /v1/chat/completions  OpenAI chat (text + ``image_url`` data URLs) -> generated text
     GET  /v1/models            the served model
     GET  /health               liveness and queue depth
@@ -215,6 +217,8 @@ def prediction_json(pred: ProgressPrediction) -> dict[str, Any]:
     out: dict[str, Any] = {"progress": [round(float(p), 6) for p in pred.progress],
                            "remaining": pred.remaining,
                            "stage": [int(s) for s in pred.stage]}
+    if pred.done is not None:
+        out["done"] = [round(float(p), 6) for p in pred.done]
     if pred.flags is not None:
         out["flags"] = pred.flags
     if pred.text is not None:

@@ -292,9 +292,9 @@ def predict_episodes(model: CompactProgressModel, corpus: Corpus, episodes: list
         prog, stage = [], []
         for i in range(0, len(ids), batch_size):
             frames, inputs, _ = make_batch(model, corpus, ids[i:i + batch_size])
-            s, p = model.score_windows(frames, inputs)
-            stage.append(s)
-            prog.append(p)
+            scores = model.score_windows(frames, inputs)
+            stage.append(scores.stage)
+            prog.append(scores.progress)
         out[e] = (np.concatenate(prog), np.concatenate(stage))
     model.train(was_training)
     return out

@@ -81,12 +81,28 @@ def test_argmax_mode_composes_from_the_chosen_stage():
     inputs = model.plan_inputs(["Push the puck"] * 4, [PLAN] * 4)
     with torch.no_grad():
         out = model(frames, inputs)
-    stage, progress = model._decode(out, inputs.lengths)
+    stage, progress, _ = model._decode(out, inputs.lengths)
     for i, s in enumerate(stage):
         col = 3 if s == 3 else s
         assert progress[i] == pytest.approx(float(out.composed[i, col].clamp(0, 1)))
     lo, hi = inputs.bounds[:, :-1], inputs.bounds[:, 1:]
     assert ((out.composed[:, :3] >= lo - 1e-6) & (out.composed[:, :3] <= hi + 1e-6)).all()
+
+
+def test_done_is_the_probability_of_the_done_stage():
+    model = tiny_model()
+    frames = fixed_frames(8)
+    pred = model.predict(frames, "Push the puck")
+    windows = torch.from_numpy(resize_frames(frames, 16))[window_indices(8, 4, 4)]
+    inputs = model.plan_inputs(["Push the puck"] * 8, [PLAN] * 8)
+    with torch.no_grad():
+        logits = model(windows, inputs).stage_logits
+    want = torch.softmax(logits, 1)[:, len(PLAN)].numpy()
+    np.testing.assert_allclose(pred.done, want, atol=1e-6)
+    assert pred.done.shape == (8,) and ((pred.done >= 0) & (pred.done <= 1)).all()
+    # the stage is "done" exactly where the done column wins the argmax
+    assert ((pred.stage == len(PLAN)) == (logits.argmax(1) == len(PLAN)).numpy()).all()
+    assert tiny_model(head="direct").predict(frames, "Push the puck").done is None
 
 
 def test_bad_inputs_name_the_fix():
@@ -224,8 +240,9 @@ def test_flip_average_takes_the_median_progress_and_the_most_common_stage():
     inputs = model.plan_inputs(["Push the puck"] * 6, [PLAN] * 6)
     runs = [model._decode(model(frames.flip(d) if d else frames, inputs), inputs.lengths)
             for d in ((), (3,), (2,), (2, 3))]
-    stage, progress = model.score_windows(frames, inputs)
-    np.testing.assert_allclose(progress, np.median([p for _, p in runs], axis=0), atol=1e-6)
+    stage, progress, done = model.score_windows(frames, inputs)
+    np.testing.assert_allclose(progress, np.median([r.progress for r in runs], axis=0), atol=1e-6)
+    np.testing.assert_allclose(done, np.median([r.done for r in runs], axis=0), atol=1e-6)
     for i, s in enumerate(stage):
         votes = [int(r[0][i]) for r in runs]
         assert votes.count(int(s)) == max(votes.count(v) for v in votes)

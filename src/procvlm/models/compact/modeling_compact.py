@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,8 +53,13 @@ BUDGETS_NAME = "budgets.json"
 TEXT_CACHE_NAME = "text_cache.safetensors"
 TRAINING_NAME = "training.json"
 
-__all__ = ["CompactNet", "CompactOutput", "CompactProgressModel", "PlanInputs", "read_frames",
-           "resize_frames", "uniform_bounds", "window_indices"]
+__all__ = ["CompactNet", "CompactOutput", "CompactProgressModel", "PlanInputs", "WindowScores",
+           "read_frames", "resize_frames", "uniform_bounds", "window_indices"]
+
+
+def _median(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise median of equal-length arrays, float32."""
+    return np.median(np.stack(arrays), axis=0).astype(np.float32)
 
 
 def uniform_bounds(num_steps: int) -> np.ndarray:
@@ -163,6 +169,17 @@ class CompactNet(nn.Module):
         return CompactOutput(progress, logits, within, composed)
 
 
+class WindowScores(NamedTuple):
+    """What ``CompactProgressModel.score_windows`` reports per window (arrays of length B)."""
+
+    stage: np.ndarray
+    """Plan index of the current step, ``len(plan)`` = done, -1 for the direct head."""
+    progress: np.ndarray
+    """Overall progress in [0, 1]."""
+    done: np.ndarray | None
+    """Probability of the "done" stage (None for the direct head, which decides no stage)."""
+
+
 @dataclass
 class PlanInputs:
     """Batched text side of a forward pass (see ``CompactNet.forward``)."""
@@ -263,12 +280,12 @@ class CompactProgressModel(nn.Module, ProgressModel):
         return self.net(frames, inputs.task_emb, inputs.step_emb, inputs.step_mask,
                         inputs.bounds)
 
-    def _decode(self, out: CompactOutput, lengths: torch.Tensor) -> tuple[np.ndarray, ...]:
+    def _decode(self, out: CompactOutput, lengths: torch.Tensor) -> WindowScores:
         """Stage per window (plan index, len(plan) = done; -1 for the direct head, which
-        decides no stage) and the reported progress."""
+        decides no stage), the reported progress and the probability of "done"."""
         if out.stage_logits is None:
-            return (np.full(len(out.progress), -1, np.int64),
-                    out.progress.detach().clamp(0, 1).numpy())
+            return WindowScores(np.full(len(out.progress), -1, np.int64),
+                                out.progress.detach().clamp(0, 1).numpy(), None)
         col = out.stage_logits.argmax(1)  # done is the last column
         kmax = out.stage_logits.shape[1] - 1
         stage = torch.where(col == kmax, lengths, col)
@@ -276,25 +293,28 @@ class CompactProgressModel(nn.Module, ProgressModel):
             progress = out.composed.gather(1, col[:, None]).squeeze(1)
         else:
             progress = out.progress
-        return stage.detach().numpy(), progress.detach().clamp(0, 1).numpy()
+        done = torch.softmax(out.stage_logits, dim=1)[:, kmax]
+        return WindowScores(stage.detach().numpy(), progress.detach().clamp(0, 1).numpy(),
+                            done.detach().numpy())
 
-    def score_windows(self, frames: torch.Tensor,
-                      inputs: PlanInputs) -> tuple[np.ndarray, np.ndarray]:
-        """(stage, progress) of a batch of (B, W, S, S, 3) windows, as ``_decode`` gives them.
+    def score_windows(self, frames: torch.Tensor, inputs: PlanInputs) -> WindowScores:
+        """Stage, progress and P(done) of a batch of (B, W, S, S, 3) windows, as ``_decode``
+        gives them.
 
         With ``config.flip_average`` each window is scored in the four orientations of
-        ``FLIPS``: the progress is their median, the stage the most common of the four (ties go
-        to the earliest orientation, the window as given). A window and any flip of it then
-        get the same answer.
+        ``FLIPS``: the progress and P(done) are their medians, the stage the most common of the
+        four (ties go to the earliest orientation, the window as given). A window and any flip
+        of it then get the same answer.
         """
         if not self.config.flip_average:
             return self._decode(self(frames, inputs), inputs.lengths)
         runs = [self._decode(self(flip_windows(frames, dims), inputs), inputs.lengths)
                 for dims in FLIPS]
-        stages = np.stack([s for s, _ in runs])  # (4, B)
+        stages = np.stack([r.stage for r in runs])  # (4, B)
         votes = (stages[:, None, :] == stages[None, :, :]).sum(1)  # (4, B) agreeing runs
         stage = stages[votes.argmax(0), np.arange(stages.shape[1])]
-        return stage, np.median(np.stack([p for _, p in runs]), axis=0).astype(np.float32)
+        done = None if runs[0].done is None else _median([r.done for r in runs])
+        return WindowScores(stage, _median([r.progress for r in runs]), done)
 
     @torch.inference_mode()
     def predict(self, episode: Episode | Frames, task: str | None = None,
@@ -346,22 +366,26 @@ class CompactProgressModel(nn.Module, ProgressModel):
         owner = torch.from_numpy(np.repeat(np.arange(len(items)), sizes))  # (N,) item of a row
         frames = torch.cat(videos)
         inputs = self.plan_inputs([t for _, t, _ in resolved], [p for _, _, p in resolved])
-        stages, progress = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        stages, progress, done = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)], []
         for i in range(0, len(idx), bs):
             rows = owner[i:i + bs]
             batch = PlanInputs(*(t[rows] for t in (inputs.task_emb, inputs.step_emb,
                                                    inputs.step_mask, inputs.bounds,
                                                    inputs.lengths)))
-            s, p = self.score_windows(frames[idx[i:i + bs]], batch)
-            stages.append(s)
-            progress.append(p)
+            scores = self.score_windows(frames[idx[i:i + bs]], batch)
+            stages.append(scores.stage)
+            progress.append(scores.progress)
+            if scores.done is not None:
+                done.append(scores.done)
         stage, prog = np.concatenate(stages), np.concatenate(progress)
+        p_done = np.concatenate(done) if done else None
         out = []
         for (_, _, plan), o, n in zip(resolved, offsets, sizes):
             st = stage[o:o + n]
             remaining = ([[] for _ in st] if self.config.head == "direct"
                          else [list(plan[int(k):]) for k in st])
-            out.append(ProgressPrediction(progress=prog[o:o + n], stage=st, remaining=remaining))
+            out.append(ProgressPrediction(progress=prog[o:o + n], stage=st, remaining=remaining,
+                                          done=None if p_done is None else p_done[o:o + n]))
         return out
 
     @property
@@ -391,7 +415,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
             plans.append(self._model_plan(task, plan))
         inputs = self.plan_inputs(tasks, plans)
         windows = torch.from_numpy(np.stack(windows))  # (B, W, S, S, 3)
-        return self.score_windows(windows, inputs)[1].astype(np.float32)
+        return self.score_windows(windows, inputs).progress.astype(np.float32)
 
     def texts(self) -> list[str]:
         """Every task and step text the model knows a plan or budget for."""
