@@ -179,6 +179,42 @@ def intervals(finals, success, vocs, done_scores=None, reps: int = REPS, seed: i
     return out
 
 
+FACTORS = {  # how far a rendering draw (Episode.meta["render"]) is from MetaWorld's own camera
+    "|azimuth|": lambda d: abs(d["azimuth"]),
+    "|elevation|": lambda d: abs(d["elevation"]),
+    "|distance - 1|": lambda d: abs(d["distance"] - 1.0),
+    "|lookat|": lambda d: max(abs(x) for x in d["lookat"]),
+    "|log light|": lambda d: abs(math.log(d["light"])),
+    "ambient": lambda d: d["ambient"],
+    "resolution": lambda d: d["resolution"],
+}
+
+
+def render_factors(draws: list[dict | None], success, finals, done=None) -> list[dict]:
+    """AUROC (by final progress and, given ``done``, by the success score) of the episodes
+    below and at or above the median of each rendering factor (``FACTORS``): which factor of
+    held-out rendering the misses come with. Empty when the episodes carry no draws."""
+    import numpy as np
+
+    from procvlm.eval.metrics import auroc
+
+    if not draws or any(d is None for d in draws):
+        return []
+    success, finals = np.asarray(success, bool), np.asarray(finals, float)
+    rows = []
+    for name, fn in FACTORS.items():
+        values = np.array([fn(d) for d in draws], float)
+        median = float(np.median(values))
+        for half, mask in (("below", values < median), ("above", values >= median)):
+            both = 0 < success[mask].sum() < mask.sum()
+            rows.append({
+                "factor": name, "half": half, "median": median, "n": int(mask.sum()),
+                "auroc": auroc(finals[mask], success[mask]) if both else float("nan"),
+                "auroc_done": (auroc(np.asarray(done)[mask], success[mask])
+                               if both and done is not None else float("nan"))})
+    return rows
+
+
 def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     """The model's metrics on one labelled dataset, overall and per task; ``view``'s image
     operations (``parse_view``) are applied to every frame the model sees."""
@@ -206,7 +242,9 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     if series.done is not None and all(t.episode in series.done for t in truths):
         done = [success_score(series.done[t.episode]) for t in truths]
     ci = intervals(finals, [t.success for t in truths], vocs, done)
-    return {**row, **ci, "per_task": per_task}
+    draws = [ds.episode(t.episode, cameras=ds.cameras[:1]).meta.get("render") for t in truths]
+    factors = render_factors(draws, [t.success for t in truths], finals, done)
+    return {**row, **ci, "per_task": per_task, "render_factors": factors}
 
 
 def _fmt(v: float) -> str:
@@ -295,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         print(f"{name:<28} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])} "
               f"auroc_done {_ci(r['auroc_done_ci'])}")
+    for name, r in results.items():
+        if r["render_factors"]:
+            print(f"{name}: AUROC / AUROC by P(done) below | at or above each rendering "
+                  "factor's median")
+            for below, above in zip(r["render_factors"][::2], r["render_factors"][1::2]):
+                print(f"  {below['factor']:<15} median {below['median']:7.3f}  "
+                      f"{_fmt(below['auroc'])} / {_fmt(below['auroc_done'])} ({below['n']})  |  "
+                      f"{_fmt(above['auroc'])} / {_fmt(above['auroc_done'])} ({above['n']})")
     checks = []
     targets = list(TARGETS)  # the same AUROC targets, also by the model's own P(done)
     if not all(math.isnan(r["auroc_done"]) for r in results.values()):

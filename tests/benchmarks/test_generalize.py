@@ -17,14 +17,21 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     assert "heldout-tasks/plain" in printed and "target heldout-tasks/plain voc" in printed
     figures = json.loads((tmp_path / "g.json").read_text())
     assert figures["heldout_tasks"] == ["drawer-open"]
-    assert "pick-place" in figures["trained_tasks"] and "drawer-open" not in figures["trained_tasks"]
+    trained = figures["trained_tasks"]
+    assert "pick-place" in trained and "drawer-open" not in trained
     assert set(figures["splits"]) == {"train-tasks/plain", "train-tasks/heldout-render",
                                       "heldout-tasks/plain"}
     for split in figures["splits"].values():
         assert split["n_episodes"] == 2 and "ccc_truth" in split and "per_task" in split
         assert "voc_ci" in split and "auroc_ci" in split
     assert "95% bootstrap intervals" in printed
-    assert [t["metric"] for t in figures["targets"]] == ["voc", "auroc", "auroc"]
+    metrics = [t["metric"] for t in figures["targets"]]
+    assert metrics[:3] == ["voc", "auroc", "auroc"] and set(metrics[3:]) <= {"auroc_done"}
+    for split in figures["splits"].values():
+        assert "auroc_done" in split and "auroc_done_ci" in split
+    rows = figures["splits"]["train-tasks/heldout-render"]["render_factors"]
+    assert {r["factor"] for r in rows} == set(bench.FACTORS) and len(rows) == 14
+    assert figures["splits"]["train-tasks/plain"]["render_factors"] == []  # no draws
     held = tmp_path / "sets"
     rendered = [p for p in held.iterdir() if p.name.startswith("train_heldout_render")]
     from procvlm.data import open_dataset
@@ -120,3 +127,25 @@ def test_intervals_of_the_done_score_use_the_same_resampling(load_benchmark):
         {k: v for k, v in bench.intervals(finals, success, [0.5] * 12).items()
          if k != "auroc_done_ci"}
     assert bench.intervals(finals, success, [0.5] * 12)["auroc_done_ci"] is None
+
+
+def test_render_factors_split_each_factor_at_its_median(load_benchmark):
+    import numpy as np
+
+    bench = load_benchmark("generalize")
+    # 8 episodes: the far half of the azimuths holds all the mistakes of final progress
+    az = [5, -8, 10, 12, 25, -28, 30, 31]
+    draws = [{"azimuth": a, "elevation": 0.0, "distance": 1.0, "lookat": [0, 0, 0],
+              "light": 1.0, "ambient": 0.3, "resolution": 0.5} for a in az]
+    success = np.array([1, 0, 1, 0, 1, 0, 1, 0], bool)
+    finals = np.array([.9, .1, .9, .1, .1, .9, .1, .9])  # right when near, reversed when far
+    rows = bench.render_factors(draws, success, finals, done=np.where(success, .8, .2))
+    by = {(r["factor"], r["half"]): r for r in rows}
+    near, far = by[("|azimuth|", "below")], by[("|azimuth|", "above")]
+    assert near["median"] == 18.5 and (near["n"], far["n"]) == (4, 4)
+    assert (near["auroc"], far["auroc"]) == (1.0, 0.0)
+    assert near["auroc_done"] == far["auroc_done"] == 1.0
+    # every episode at the median of a constant factor: one half is empty (n/a)
+    flat = by[("|elevation|", "below")]
+    assert flat["n"] == 0 and np.isnan(flat["auroc"])
+    assert bench.render_factors([None] * 8, success, finals) == []

@@ -533,8 +533,8 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
     ``ccc_truth``, ``ccc_truth_success``, ``mae_truth`` (all frames pooled), ``stall_drift``
     (mean over episodes with still stretches), ``auroc``, ``regression_recall`` and
     ``regression_precision`` (pooled), ``plan_exact`` and ``step_acc`` (frames of models that
-    reason), ``auroc_done`` (episodes that all carry ``done``); then, for comparison with the literature: ``voc``, ``kendall_tau_a`` (successes,
-    against frame order), ``ccc_labels`` (against reference labels), ``epr@{bins}``,
+    reason), ``auroc_done`` (episodes that all carry ``done``); then, for comparison with the
+    literature: ``voc``, ``kendall_tau_a`` (successes, against frame order), ``ccc_labels`` (against reference labels), ``epr@{bins}``,
     ``mcc@{100 * success_threshold}``, ``bf1@{100 * boundary_tolerance}``, ``mmae``.
 
     Args:
