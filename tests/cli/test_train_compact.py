@@ -29,7 +29,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
             "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
             "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
-            "--channel-shuffle", "0.5", "--lowres", "0.5", "--end-weight", "2",
+            "--channel-shuffle", "0.5", "--lowres", "0.5", "--tilt", "8", "--end-weight", "2",
             "--end-frames", "4"]
     assert main(args) == 0
     captured = capsys.readouterr()
@@ -47,7 +47,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
     assert recorded["still"] == 0.3
     assert (recorded["zoom"], recorded["rotate"], recorded["channel_shuffle"]) == (0.1, 5, 0.5)
-    assert recorded["lowres"] == 0.5
+    assert recorded["lowres"] == 0.5 and recorded["tilt"] == 8.0
     train = json.loads((run / "train_config.json").read_text())["train"]
     assert (train["end_weight"], train["end_frames"]) == (2.0, 4)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]

@@ -57,6 +57,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--lowres", type=float, default=0.0,
                        help="lower each training window's effective resolution to a share of "
                             "its side drawn in [this, 1], e.g. 0.5 (default: 0, off)")
+    group.add_argument("--tilt", type=float, default=0.0,
+                       help="turn each training window's camera about its own centre by a yaw "
+                            "and a pitch of up to this many degrees, e.g. 10 (default: 0, off)")
     group.add_argument("--end-weight", type=float, default=0.0,
                        help="extra loss weight of the last --end-frames frames of every "
                             "episode, where success and failure are told apart, e.g. 2 "
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                                                   still=args.still, zoom=args.zoom,
                                                   rotate=args.rotate,
                                                   channel_shuffle=args.channel_shuffle,
-                                                  lowres=args.lowres),
+                                                  lowres=args.lowres, tilt=args.tilt),
                        end_weight=args.end_weight, end_frames=args.end_frames,
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from procvlm.errors import ProcvlmError
-from procvlm.models.compact.processor_compact import (AugmentConfig, augment_windows,
-                                                      blur_windows, turn_windows,
+from procvlm.models.compact.processor_compact import (TILT_FOV, AugmentConfig,
+                                                      augment_windows, blur_windows,
+                                                      tilt_windows, turn_windows,
                                                       window_indices, window_offsets)
 
 NONE = AugmentConfig(shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hflip=0.0,
@@ -97,6 +98,47 @@ def test_blur_lowers_the_resolution_of_each_window_alike():
     assert 0 < sum(changed) <= 16
     with pytest.raises(ProcvlmError, match="lowres=1.5"):
         AugmentConfig(lowres=1.5)
+
+
+def test_tilt_turns_the_camera_about_its_centre():
+    s = 32
+    x = windows(b=2, w=2, s=s)
+    zero = torch.zeros(2)
+    assert torch.equal(tilt_windows(x, zero, zero), x)  # no turn: the window back
+    # one bright column at the centre: a yaw of a degrees moves it sideways by
+    # focal * tan(a) in normalised units, i.e. that times s / 2 pixels, against the turn
+    stripe = torch.zeros(1, 1, s, s, 3, dtype=torch.uint8)
+    stripe[..., :, 16, :] = 255
+    focal = 1 / np.tan(np.radians(TILT_FOV) / 2)
+    for yaw in (5.0, -8.0):
+        out = tilt_windows(stripe, torch.tensor([yaw]), torch.zeros(1))
+        row = out[0, 0, s // 2, :, 0].float()
+        centre = float((row * torch.arange(s)).sum() / row.sum())
+        want = 16.5 - focal * np.tan(np.radians(yaw)) * s / 2 - 0.5  # column index
+        assert centre == pytest.approx(want, abs=0.3)
+    # pitch moves the content vertically, not sideways
+    band = stripe.transpose(2, 3).contiguous()  # one bright row
+    out = tilt_windows(band, torch.zeros(1), torch.tensor([6.0]))
+    col = out[0, 0, :, s // 2, 0].float()
+    assert abs(float((col * torch.arange(s)).sum() / col.sum()) - 16) > 2
+    pitched = tilt_windows(stripe, torch.zeros(1), torch.tensor([6.0]))
+    assert pitched[..., :, 16, :].amin() >= 240  # the centre column stays (nearly) in place
+
+
+def test_tilt_is_drawn_per_window_and_checked():
+    still = windows(b=12, w=1, s=16).expand(-1, 3, -1, -1, -1).contiguous()
+    aug = augment_windows(still, torch.Generator().manual_seed(0),
+                          AugmentConfig(tilt=10.0, **{k: 0.0 for k in (
+                              "shift", "brightness", "contrast", "saturation", "still")}))
+    assert (aug == aug[:, :1]).all()  # every frame of a window turned the same way
+    assert sum((aug[i] != still[i]).any().item() for i in range(12)) >= 10
+    # runs without the option keep their random draws
+    base = AugmentConfig()
+    a = augment_windows(still, torch.Generator().manual_seed(1), base)
+    b = augment_windows(still, torch.Generator().manual_seed(1), AugmentConfig(tilt=0.0))
+    assert torch.equal(a, b)
+    with pytest.raises(ProcvlmError, match="tilt=25"):
+        AugmentConfig(tilt=25.0)
 
 
 def test_no_augmentation_is_the_identity():

@@ -12,6 +12,10 @@ per frame, so the frame differences the network sees still show only the scene's
 - a shift of up to ``shift`` of the side (replicate padding, then a crop);
 - a zoom in ``1 +- zoom`` and a rotation in ``+- rotate`` degrees about the centre (replicated
   borders): the camera's distance and roll, a little like another camera pose. Off by default;
+- a camera turn (``tilt``): the window as a camera turned about its own centre by a yaw and a
+  pitch drawn in ``+- tilt`` degrees would see it (the homography ``K R K^-1`` of a 45 degree
+  field of view, replicated borders). Turning in place is the part of a camera-pose change
+  that needs no depth; off by default;
 - a lower effective resolution (``lowres``): the window is shrunk to a scale drawn in
   ``[lowres, 1]`` of its side (box filter) and scaled back up (bilinear), the blur of a camera
   with fewer pixels or further away. Off by default;
@@ -32,6 +36,7 @@ per frame, so the frame differences the network sees still show only the scene's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +99,12 @@ def read_frames(frames: Frames, size: int, chunk: int = 256) -> np.ndarray:
     return out
 
 
+TILT_FOV = 45.0
+"""Field of view (degrees) that ``tilt_windows`` assumes: MetaWorld's cameras'."""
+MAX_TILT = 20.0
+"""Largest ``AugmentConfig.tilt``: beyond it much of the view leaves the image."""
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation of frame windows (see the module docstring)."""
@@ -111,11 +122,16 @@ class AugmentConfig:
         "help": "probability of a random order of the colour channels"})
     lowres: float = field(default=0.0, metadata={
         "help": "lowest effective resolution, a share of the side (0: off)"})
+    tilt: float = field(default=0.0, metadata={
+        "help": "largest camera yaw and pitch, degrees (0: off)"})
 
     def __post_init__(self) -> None:
         if self.lowres != 0.0 and not 0.0 < self.lowres < 1.0:
             raise ProcvlmError(f"AugmentConfig.lowres={self.lowres}: need 0 (off) or a share "
                                "of the side in (0, 1), e.g. 0.5")
+        if not 0.0 <= self.tilt <= MAX_TILT:
+            raise ProcvlmError(f"AugmentConfig.tilt={self.tilt}: need 0 <= degrees <= "
+                               f"{MAX_TILT:g} (a {TILT_FOV:g} degree field of view)")
         if not 0.0 <= self.rotate <= 180.0:
             raise ProcvlmError(f"AugmentConfig.rotate={self.rotate}: need 0 <= degrees <= 180")
         for name in ("shift", "brightness", "contrast", "saturation", "zoom"):
@@ -174,6 +190,31 @@ def _affine(x: torch.Tensor, zoom: float, rotate: float, gen: torch.Generator) -
     gain = 1.0 + zoom * (2.0 * torch.rand(b, generator=gen) - 1.0)
     angle = rotate * (2.0 * torch.rand(b, generator=gen) - 1.0)
     return turn_windows(x, gain, angle)
+
+
+def tilt_windows(x: torch.Tensor, yaw: torch.Tensor, pitch: torch.Tensor,
+                 fov: float = TILT_FOV) -> torch.Tensor:
+    """Each window of (B, W, S, S, C) uint8 as seen by its camera turned by ``yaw`` (B,)
+    degrees about the image's vertical axis and ``pitch`` (B,) degrees about its horizontal
+    axis, the same for all its frames: an output pixel's ray through a pinhole of field of view
+    ``fov`` is turned back into the original camera and sampled there (bilinear, replicated
+    borders). Zero angles give the window back."""
+    b, w, s = x.shape[:3]
+    focal = 1.0 / math.tan(math.radians(fov) / 2.0)  # in normalised image units
+    centres = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2.0 - 1.0
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    rays = torch.stack([u, v, torch.full_like(u, focal)], dim=-1)  # (S, S, 3)
+    a, e = torch.deg2rad(yaw.float()), torch.deg2rad(pitch.float())
+    one, zero = torch.ones_like(a), torch.zeros_like(a)
+    turn_y = torch.stack([torch.cos(a), zero, torch.sin(a), zero, one, zero,
+                          -torch.sin(a), zero, torch.cos(a)], -1).view(b, 3, 3)
+    turn_x = torch.stack([one, zero, zero, zero, torch.cos(e), -torch.sin(e),
+                          zero, torch.sin(e), torch.cos(e)], -1).view(b, 3, 3)
+    seen = torch.einsum("bij,hwj->bhwi", turn_y @ turn_x, rays)  # (B, S, S, 3)
+    grid = focal * seen[..., :2] / seen[..., 2:].clamp(min=1e-3)
+    imgs = x.permute(0, 1, 4, 2, 3).float().flatten(1, 2)  # (B, W * C, S, S)
+    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.unflatten(1, (w, -1)).permute(0, 1, 3, 4, 2).round_().clamp_(0, 255).to(x.dtype)
 
 
 def blur_windows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -244,6 +285,9 @@ def augment_windows(frames: torch.Tensor, gen: torch.Generator,
     x = _shift(x, cfg.shift, gen)
     if cfg.zoom > 0.0 or cfg.rotate > 0.0:
         x = _affine(x, cfg.zoom, cfg.rotate, gen)
+    if cfg.tilt > 0.0:
+        turn = cfg.tilt * (2.0 * torch.rand(2, b, generator=gen) - 1.0)
+        x = tilt_windows(x, turn[0], turn[1])
     if cfg.lowres > 0.0:
         x = blur_windows(x, cfg.lowres + (1.0 - cfg.lowres) * torch.rand(b, generator=gen))
     if cfg.brightness == cfg.contrast == cfg.saturation == 0.0:
