@@ -18,7 +18,8 @@ simulator-truth progress, CCC against it (``ccc_truth``, frames pooled); then th
 held-out-task VOC >= 0.8 and AUROC >= 0.9, held-out-rendering AUROC >= 0.95 (the AUROC targets
 by both scores), each with a 95% bootstrap interval (episodes resampled with replacement
 within each outcome: how much the figure would move on another draw of episodes of the same
-split). ``--seed`` draws other sets, e.g. a validation draw on which to choose a setting.
+split). ``--seed`` draws other sets, e.g. a validation draw on which to choose a setting such as
+``--done-frames`` (the last frames the success score averages).
 
 ``--view vflip`` (or ``hflip``, ``rot180``, ``res0.35``, comma-separated) shows every frame to the
 model through that image operation: one factor of held-out rendering at a time, on the same
@@ -215,12 +216,14 @@ def render_factors(draws: list[dict | None], success, finals, done=None) -> list
     return rows
 
 
-def score_split(model, root: Path, view: list[str] | None = None) -> dict:
+def score_split(model, root: Path, view: list[str] | None = None,
+                done_frames: int | None = None) -> dict:
     """The model's metrics on one labelled dataset, overall and per task; ``view``'s image
-    operations (``parse_view``) are applied to every frame the model sees."""
+    operations (``parse_view``) are applied to every frame the model sees; ``done_frames``:
+    the last frames whose P(done) the success score averages (default ``DONE_FRAMES``)."""
     from procvlm.data import open_dataset
     from procvlm.eval.compare import episode_truth, model_series, score_series
-    from procvlm.eval.metrics import success_score, value_order_correlation
+    from procvlm.eval.metrics import DONE_FRAMES, success_score, value_order_correlation
     from procvlm.labels import read_labels
 
     ds = open_dataset(root)
@@ -228,11 +231,12 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
     truths = [episode_truth(ds, table, i) for i in ds.episode_indices]
     seen = ViewedDataset(ds, view) if view else ds
     series = model_series(model, seen, [t.episode for t in truths])
-    row = score_series(series, truths)
+    last = done_frames or DONE_FRAMES
+    row = score_series(series, truths, done_frames=last)
     per_task = {}
     for task in sorted({t.task for t in truths}):
         sub = [t for t in truths if t.task == task]
-        m = score_series(series, sub)
+        m = score_series(series, sub, done_frames=last)
         per_task[task] = {k: m[k] for k in ("voc", "auroc", "auroc_done", "ccc_labels",
                                             "ccc_truth", "n_episodes", "n_success")}
     finals = [float(series.progress[t.episode][-1]) for t in truths]
@@ -240,7 +244,7 @@ def score_split(model, root: Path, view: list[str] | None = None) -> dict:
             if t.success and len(series.progress[t.episode]) > 1]
     done = None
     if series.done is not None and all(t.episode in series.done for t in truths):
-        done = [success_score(series.done[t.episode]) for t in truths]
+        done = [success_score(series.done[t.episode], last) for t in truths]
     ci = intervals(finals, [t.success for t in truths], vocs, done)
     draws = [ds.episode(t.episode, cameras=ds.cameras[:1]).meta.get("render") for t in truths]
     factors = render_factors(draws, [t.success for t in truths], finals, done)
@@ -284,12 +288,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="first seed of the evaluation sets (the three splits use it, +1, +2); "
                         "another seed draws other episodes, e.g. a validation draw for "
                         "choosing a setting that the default sets then measure")
+    p.add_argument("--done-frames", type=int, default=None,
+                   help="last frames whose P(done) the success score (auroc_done) averages "
+                        "(default: procvlm.eval.metrics.DONE_FRAMES)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     view = parse_view(args.view)
+    if args.done_frames is not None and args.done_frames < 1:
+        raise SystemExit(f"--done-frames {args.done_frames}: average over at least 1 frame")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
+    from procvlm.eval.metrics import DONE_FRAMES
     from procvlm.models import load_model
 
     torch.set_num_threads(args.threads)
@@ -319,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         "heldout-tasks/plain": build_split(out / "heldout_tasks", held, "none", args,
                                            args.seed + 2),
     }
-    results = {name: score_split(model, root, view) for name, root in splits.items()}
+    results = {name: score_split(model, root, view, args.done_frames)
+               for name, root in splits.items()}
     seen_as = f"frames seen as {','.join(view)}; " if view else ""
     print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): {seen_as}"
           f"trained on {len(trained)} tasks, {len(held)} held out ({', '.join(held)})")
@@ -357,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"model": args.model, "flip_average": flips, "view": view,
                    "trained_tasks": trained, "heldout_tasks": held,
-                   "episodes_per_split": args.episodes, "seed": args.seed, "splits": results,
+                   "episodes_per_split": args.episodes, "seed": args.seed,
+                   "done_frames": args.done_frames or DONE_FRAMES, "splits": results,
                    "targets": checks}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=float) + "\n")
         print(f"wrote {args.json}")

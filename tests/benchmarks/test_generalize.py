@@ -24,7 +24,7 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     for split in figures["splits"].values():
         assert split["n_episodes"] == 2 and "ccc_truth" in split and "per_task" in split
         assert "voc_ci" in split and "auroc_ci" in split
-    assert "95% bootstrap intervals" in printed
+    assert "95% bootstrap intervals" in printed and figures["done_frames"] == 3
     metrics = [t["metric"] for t in figures["targets"]]
     assert metrics[:3] == ["voc", "auroc", "auroc"] and set(metrics[3:]) <= {"auroc_done"}
     for split in figures["splits"].values():
@@ -71,6 +71,11 @@ def test_view_frames_apply_the_operations_in_order(load_benchmark):
     assert len(seen) == 3
     np.testing.assert_array_equal(seen[1], lower_resolution(video[1, ::-1], 0.5))
     np.testing.assert_array_equal(seen[np.arange(3)][2], seen[2])
+
+
+def test_bad_done_frames_is_one_line(load_benchmark, tmp_path):
+    with pytest.raises(SystemExit, match="--done-frames 0: average over at least 1 frame"):
+        load_benchmark("generalize").main(["--out", str(tmp_path), "--done-frames", "0"])
 
 
 @pytest.mark.parametrize("spec", ["upside", "res0", "res1.5", "resx"])

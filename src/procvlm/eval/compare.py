@@ -196,9 +196,11 @@ def label_series(table: Any, episodes: Sequence[int], scheme: str) -> Series:
     return Series(prog, stage)
 
 
-def score_series(series: Series, truths: Sequence[EpisodeTruth]) -> dict[str, float]:
-    """The metric summary of one predictor over the episodes in ``truths``."""
-    return summarize([_result(t, series) for t in truths])
+def score_series(series: Series, truths: Sequence[EpisodeTruth], **options: Any
+                 ) -> dict[str, float]:
+    """The metric summary of one predictor over the episodes in ``truths``; ``options`` go to
+    ``summarize`` (e.g. ``done_frames``)."""
+    return summarize([_result(t, series) for t in truths], **options)
 
 
 def pick_curves(truths: Sequence[EpisodeTruth], per_kind: int = 1
