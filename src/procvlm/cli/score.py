@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "DATASET/sarm_progress.parquet with --format lerobot-rabc)")
     p.add_argument("--format", choices=["procvlm", "lerobot-rabc"], default="procvlm",
                    help="procvlm: index, episode_index, frame_index, progress, remaining, "
-                        "stage; lerobot-rabc: index, episode_index, frame_index, "
+                        "stage, done (P(task finished), null for models without it); "
+                        "lerobot-rabc: index, episode_index, frame_index, "
                         "progress_sparse, progress_dense (default: procvlm)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per forward pass of the compact model (default: 256), or "
