@@ -4,7 +4,8 @@ embeddings of the task and the plan's steps, and two heads in reasoning-before-e
 1. Stage head: the current step is the plan step whose (text + position) key best matches a
    query from the visual/task state vector, or a learned "done" key. Because steps are scored by
    similarity, plans of any length and unseen tasks with given plans work. The remaining actions
-   are ``plan[stage:]``.
+   are ``plan[stage:]``; the probability of "done" is reported per frame
+   (``ProgressPrediction.done``), the model's own success detector.
 2. Within-step head: q in [0, 1], conditioned on the step's key. Overall progress is composed
    from the plan's cumulative step budgets: ``p = lo_k + q * (hi_k - lo_k)``; done -> 1.
 
