@@ -15,6 +15,6 @@ __all__ = [
     "ccc", "epr", "findings", "kendall_tau_a", "mae", "markdown_table", "match_regressions",
     "mcc_at", "plan_exact", "plot_curve", "rankdata", "regression_detections",
     "regression_hits", "regression_recall", "render_html", "spearman", "stall_drift",
-    "step_accuracy", "subtask_boundaries", "success_score", "summarize", "value_order_correlation", "voc",
-    "write_report",
+    "step_accuracy", "subtask_boundaries", "success_score", "summarize",
+    "value_order_correlation", "voc", "write_report",
 ]

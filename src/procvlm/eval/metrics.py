@@ -80,9 +80,9 @@ METRICS: dict[str, Metric] = {
                     "probability that a successful episode ends with more progress than a "
                     "failed one"),
     "auroc_done": Metric("success AUROC (P(done))", "episode outcome", True,
-                         f"the same ranking by the model's probability that the task is done, "
+                         "the same ranking by the model's probability that the task is done, "
                          f"mean over the last {DONE_FRAMES} frames (models that decide a done "
-                         f"step)"),
+                         "step)"),
     "regression_recall": Metric("regression recall", "regression events", True,
                                 "true regressions (a finished step undone) with a sustained "
                                 "drop within 10 frames: below the running max of the "
@@ -534,8 +534,9 @@ def summarize(results: Sequence[EpisodeResult | Mapping[str, Any]], *, bins: int
     (mean over episodes with still stretches), ``auroc``, ``regression_recall`` and
     ``regression_precision`` (pooled), ``plan_exact`` and ``step_acc`` (frames of models that
     reason), ``auroc_done`` (episodes that all carry ``done``); then, for comparison with the
-    literature: ``voc``, ``kendall_tau_a`` (successes, against frame order), ``ccc_labels`` (against reference labels), ``epr@{bins}``,
-    ``mcc@{100 * success_threshold}``, ``bf1@{100 * boundary_tolerance}``, ``mmae``.
+    literature: ``voc``, ``kendall_tau_a`` (successes, against frame order), ``ccc_labels``
+    (against reference labels), ``epr@{bins}``, ``mcc@{100 * success_threshold}``,
+    ``bf1@{100 * boundary_tolerance}``, ``mmae``.
 
     Args:
         results: ``EpisodeResult`` objects or mappings with its fields.
