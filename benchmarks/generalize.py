@@ -141,7 +141,7 @@ class ViewedDataset:
                                                for c, f in ep.frames.items()})
 
 
-def _auroc_ci(scores, success: "np.ndarray", rng, reps: int) -> list[float] | None:
+def _auroc_ci(scores, success: np.ndarray, rng, reps: int) -> list[float] | None:
     """95% percentile bootstrap interval of AUROC, each outcome's episodes resampled."""
     import numpy as np
 
