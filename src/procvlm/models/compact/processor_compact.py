@@ -169,19 +169,26 @@ def _shift(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def _sample_windows(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sample every frame of each window of (B, W, S, S, C) uint8 at ``grid`` (B, S, S, 2),
+    normalised input coordinates per output pixel (bilinear, replicated borders)."""
+    w = x.shape[1]
+    imgs = x.permute(0, 1, 4, 2, 3).float().flatten(1, 2)  # (B, W * C, S, S)
+    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.unflatten(1, (w, -1)).permute(0, 1, 3, 4, 2).round_().clamp_(0, 255).to(x.dtype)
+
+
 def turn_windows(x: torch.Tensor, gain: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Zoom each window of (B, W, S, S, C) uint8 by ``gain`` (B,) and turn it by ``angle`` (B,)
     degrees counter-clockwise about the centre, the same for all its frames (bilinear,
     replicated borders)."""
-    b, w, s = x.shape[:3]
+    b, s = x.shape[0], x.shape[2]
     rad = torch.deg2rad(angle.float())
     cos, sin = torch.cos(rad) / gain, torch.sin(rad) / gain  # output -> input coordinates
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     grid = F.affine_grid(theta, [b, 1, s, s], align_corners=False)  # (B, S, S, 2)
-    imgs = x.permute(0, 1, 4, 2, 3).float().flatten(1, 2)  # (B, W * C, S, S)
-    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.unflatten(1, (w, -1)).permute(0, 1, 3, 4, 2).round_().clamp_(0, 255).to(x.dtype)
+    return _sample_windows(x, grid)
 
 
 def _affine(x: torch.Tensor, zoom: float, rotate: float, gen: torch.Generator) -> torch.Tensor:
@@ -199,7 +206,7 @@ def tilt_windows(x: torch.Tensor, yaw: torch.Tensor, pitch: torch.Tensor,
     axis, the same for all its frames: an output pixel's ray through a pinhole of field of view
     ``fov`` is turned back into the original camera and sampled there (bilinear, replicated
     borders). Zero angles give the window back."""
-    b, w, s = x.shape[:3]
+    b, s = x.shape[0], x.shape[2]
     focal = 1.0 / math.tan(math.radians(fov) / 2.0)  # in normalised image units
     centres = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2.0 - 1.0
     v, u = torch.meshgrid(centres, centres, indexing="ij")
@@ -212,9 +219,7 @@ def tilt_windows(x: torch.Tensor, yaw: torch.Tensor, pitch: torch.Tensor,
                           zero, torch.sin(e), torch.cos(e)], -1).view(b, 3, 3)
     seen = torch.einsum("bij,hwj->bhwi", turn_y @ turn_x, rays)  # (B, S, S, 3)
     grid = focal * seen[..., :2] / seen[..., 2:].clamp(min=1e-3)
-    imgs = x.permute(0, 1, 4, 2, 3).float().flatten(1, 2)  # (B, W * C, S, S)
-    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.unflatten(1, (w, -1)).permute(0, 1, 3, 4, 2).round_().clamp_(0, 255).to(x.dtype)
+    return _sample_windows(x, grid)
 
 
 def blur_windows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
