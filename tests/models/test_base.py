@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import (ProgressPrediction, load_model, pretrained_names,
+from procvlm.models.base import (ProgressModel, ProgressPrediction, load_model, pretrained_names,
                                  resolve_model_dir)
 
 
@@ -71,3 +71,30 @@ def test_prediction_lengths_must_agree_done_included():
     assert ProgressPrediction([0.1], [0], [["a"]]).done is None
     with pytest.raises(ValueError, match="done 1"):
         ProgressPrediction([0.1, 0.5], [0, 1], [["a", "b"], ["b"]], done=[0.0])
+
+
+class Ramp(ProgressModel):
+    """Progress = frame index / 10; P(done) only when ``with_done``."""
+
+    model_type = "test"
+
+    def __init__(self, with_done):
+        self.with_done = with_done
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        p = np.arange(len(episode)) / 10
+        return ProgressPrediction(p, np.zeros(len(p)), [[]] * len(p),
+                                  done=p / 2 if self.with_done else None)
+
+    def save_pretrained(self, directory):
+        raise NotImplementedError
+
+
+def test_default_score_last_keeps_each_clips_last_progress_and_p_done():
+    clips = [(np.zeros((n, 4, 4, 3), np.uint8), "t", None) for n in (3, 7)]
+    scores = Ramp(True).score_last(clips)
+    np.testing.assert_allclose(scores.progress, [0.2, 0.6])
+    np.testing.assert_allclose(scores.done, [0.1, 0.3])
+    np.testing.assert_allclose(Ramp(True).predict_last(clips), [0.2, 0.6])
+    assert Ramp(False).score_last(clips).done is None
+    assert Ramp(True).score_last([]).done is None

@@ -57,13 +57,22 @@ class RedModel(ProgressModel):
         p = np.array([red[max(0, t - self.span + 1):t + 1].mean() for t in range(len(red))])
         return ProgressPrediction(p, np.zeros(len(p)), [[task]] * len(p))
 
-    def predict_last(self, clips):
+    def score_last(self, clips):
         self.calls += 1
         self.sizes.append(len(clips))
-        return super().predict_last(clips)
+        return super().score_last(clips)
 
     def save_pretrained(self, directory):
         raise NotImplementedError
+
+
+class DoneModel(RedModel):
+    """RedModel that also gives P(done) = its progress squared."""
+
+    def predict(self, episode, task=None, plan=None, *, window=8):
+        pred = super().predict(episode, task, plan, window=window)
+        pred.done = pred.progress ** 2
+        return pred
 
 
 def vector_env(n=3, horizon=50):
@@ -146,8 +155,42 @@ def test_potential_mode_and_success_bonus():
     np.testing.assert_allclose(r, want, atol=1e-5)
 
 
-def run_episodes(config, seed=0, steps=40):
-    env = VectorProgressReward(vector_env(2, horizon=9), RedModel(span=3), "push", config=config)
+def test_done_bonus_adds_the_models_p_done_and_info_carries_it():
+    cfg = RewardConfig(done_bonus=0.5)
+    env = VectorProgressReward(vector_env(2), DoneModel(), "push", config=cfg)
+    _, info = env.reset(seed=[0, 1])
+    np.testing.assert_allclose(info["p_done"], info["progress"] ** 2, atol=1e-6)
+    prev = info["progress"].copy()
+    for _ in range(3):
+        _, r, term, _, info = env.step(np.array([[0.2], [0.05]], np.float32))
+        phi = info["progress"]
+        np.testing.assert_allclose(info["p_done"], phi ** 2, atol=1e-6)
+        assert info["_p_done"].all()
+        want = np.clip(phi - prev, -0.2, 0.2) + 0.5 * phi ** 2
+        np.testing.assert_allclose(r, np.where(prev < 0.9, want, 0.0), atol=1e-5)
+        np.testing.assert_allclose(info["progress_reward"], r, atol=1e-6)
+        prev = phi.copy()
+    env.close()
+    single = ProgressReward(LineEnv(), DoneModel(), "push", render=draw)
+    _, info = single.reset(seed=0)
+    assert info["p_done"] == pytest.approx(info["progress"] ** 2, abs=1e-6)
+    _, r, _, _, info = single.step(np.array([0.1], np.float32))
+    assert info["p_done"] == pytest.approx(info["progress"] ** 2, abs=1e-6)
+
+
+def test_no_p_done_no_info_key_and_done_bonus_names_the_fix():
+    env = ProgressReward(LineEnv(), RedModel(), "push", render=draw)
+    _, info = env.reset(seed=0)
+    assert "p_done" not in info
+    assert "p_done" not in env.step(np.array([0.1], np.float32))[4]
+    env = ProgressReward(LineEnv(), RedModel(), "push", render=draw,
+                         config=RewardConfig(done_bonus=1.0))
+    with pytest.raises(ProcvlmError, match="done_bonus=1.0 needs the model's P\\(done\\)"):
+        env.reset(seed=0)
+
+
+def run_episodes(config, seed=0, steps=40, model=RedModel):
+    env = VectorProgressReward(vector_env(2, horizon=9), model(span=3), "push", config=config)
     env.reset(seed=[seed, seed + 1])
     rng = np.random.default_rng(seed)
     rewards, dones, phis = [], [], []
@@ -169,9 +212,11 @@ def episode_sums(rewards, dones):
     return np.array(sums)
 
 
-def test_async_rewards_lag_one_step_and_keep_episode_totals():
-    sync_r, dones, sync_phi = run_episodes(RewardConfig())
-    async_r, async_dones, async_phi = run_episodes(RewardConfig(asynchronous=True))
+@pytest.mark.parametrize("model, bonus", [(RedModel, 0.0), (DoneModel, 0.3)])
+def test_async_rewards_lag_one_step_and_keep_episode_totals(model, bonus):
+    sync_r, dones, sync_phi = run_episodes(RewardConfig(done_bonus=bonus), model=model)
+    async_r, async_dones, async_phi = run_episodes(
+        RewardConfig(asynchronous=True, done_bonus=bonus), model=model)
     np.testing.assert_array_equal(dones, async_dones)
     assert dones.sum() >= 4
     np.testing.assert_allclose(episode_sums(async_r, dones), episode_sums(sync_r, dones),
@@ -185,9 +230,9 @@ def test_async_rewards_lag_one_step_and_keep_episode_totals():
 
 def test_async_worker_overlaps_with_the_simulator():
     class Slow(RedModel):
-        def predict_last(self, clips):
+        def score_last(self, clips):
             time.sleep(0.05)
-            return super().predict_last(clips)
+            return super().score_last(clips)
 
     class SlowEnv(LineEnv):
         def step(self, action):
@@ -222,20 +267,23 @@ def test_bad_settings_name_the_fix():
 def server(serve_app):
     from procvlm.serve.app import create_app
 
-    return serve_app(create_app(RedModel(span=3), max_batch=16))
+    return serve_app(create_app(DoneModel(span=3), max_batch=16))
 
 
 def test_remote_server_gives_the_in_process_rewards(server):
-    rewards = {}
-    for name, scorer in (("local", ModelScorer(RedModel(span=3))),
+    rewards, p_done = {}, {}
+    for name, scorer in (("local", ModelScorer(DoneModel(span=3))),
                          ("remote", RemoteScorer(server, history=3))):
-        env = VectorProgressReward(vector_env(3), scorer, "push",
-                                   config=RewardConfig(asynchronous=name == "remote"))
+        cfg = RewardConfig(asynchronous=name == "remote", done_bonus=0.25)
+        env = VectorProgressReward(vector_env(3), scorer, "push", config=cfg)
         env.reset(seed=[4, 5, 6])
-        rs = [env.step(np.full((3, 1), 0.04, np.float32))[1] for _ in range(6)]
+        steps = [env.step(np.full((3, 1), 0.04, np.float32)) for _ in range(6)]
         env.close()
-        rewards[name] = np.array(rs)
+        rewards[name] = np.array([s[1] for s in steps])
+        p_done[name] = np.array([s[4]["p_done"] for s in steps])
     np.testing.assert_allclose(rewards["remote"][1:], rewards["local"][:-1], atol=1e-5)
+    np.testing.assert_allclose(p_done["remote"][1:], p_done["local"][:-1], atol=1e-5)
+    assert p_done["local"].max() > 0
 
 
 def test_remote_errors_name_the_server():

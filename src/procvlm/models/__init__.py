@@ -1,5 +1,5 @@
 """Progress models behind one interface: ``compact/`` (CPU) and ``vlm/`` (transformers)."""
 
-from procvlm.models.base import ProgressModel, ProgressPrediction, load_model
+from procvlm.models.base import LastScores, ProgressModel, ProgressPrediction, load_model
 
-__all__ = ["ProgressModel", "ProgressPrediction", "load_model"]
+__all__ = ["LastScores", "ProgressModel", "ProgressPrediction", "load_model"]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,6 +54,16 @@ class ProgressPrediction:
 
     def __len__(self) -> int:
         return len(self.progress)
+
+
+class LastScores(NamedTuple):
+    """What a model says about the newest frame of each of B clips (``score_last``)."""
+
+    progress: np.ndarray
+    """(B,) float32 progress in [0, 1]."""
+    done: np.ndarray | None
+    """(B,) float32 probability that the task is finished (``ProgressPrediction.done``);
+    None when the model gives none."""
 
 
 PredictItem = tuple[Episode | Frames, str | None, list[str] | None]
@@ -138,20 +149,29 @@ class ProgressModel(abc.ABC):
         keeps it and puts it in front of each clip (False unless the model says so)."""
         return False
 
-    def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
-                     ) -> np.ndarray:
-        """Progress at the newest frame of each clip, shape (B,).
+    def score_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
+                   ) -> LastScores:
+        """Progress and P(done) at the newest frame of each clip.
 
         Models that can batch windows override this (the compact model scores all clips in one
-        forward pass); the default predicts each clip and keeps its last value.
+        forward pass); the default predicts each clip and keeps its last values. ``done`` is
+        None unless every clip's prediction has one.
 
         Args:
             clips: (frames, task, plan) triples; a clip holds at least the last ``history``
                 frames of a stream (fewer at its start), and for an ``anchored`` model starts
                 with the stream's first frame.
         """
-        return np.asarray([self.predict(frames, task, plan).progress[-1]
-                           for frames, task, plan in clips], np.float32)
+        preds = [self.predict(frames, task, plan) for frames, task, plan in clips]
+        progress = np.asarray([p.progress[-1] for p in preds], np.float32)
+        if not preds or any(p.done is None for p in preds):
+            return LastScores(progress, None)
+        return LastScores(progress, np.asarray([p.done[-1] for p in preds], np.float32))
+
+    def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
+                     ) -> np.ndarray:
+        """Progress at the newest frame of each clip, shape (B,): ``score_last``'s progress."""
+        return self.score_last(clips).progress
 
 
 PRETRAINED_DIR = Path(__file__).parent / "compact" / "pretrained"

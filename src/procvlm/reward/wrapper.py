@@ -5,10 +5,14 @@ turn the estimates into a dense reward.
 Rewards of a transition s -> s' with progress Φ (the model's estimate, in [0, 1]):
 - ``delta`` (default): ``clip(Φ(s') - Φ(s), -clip, clip)``;
 - ``potential``: ``gamma * Φ(s') - Φ(s)`` (potential-based shaping, keeps the optimal policy);
-plus ``success_bonus`` on every step whose ``info["success"]`` is true, plus ``env_weight`` times
-the environment's own reward. The raw progress goes into ``info["progress"]``.
+plus ``done_bonus`` times the model's probability that the task is finished (its own success
+detector, ``ProgressPrediction.done``: the compact model's reasoning head gives it), plus
+``success_bonus`` on every step whose ``info["success"]`` is true (the simulator's truth), plus
+``env_weight`` times the environment's own reward. The raw progress goes into
+``info["progress"]``, the model's P(done) into ``info["p_done"]`` when it gives one, the
+model's part of the reward (progress term and done bonus) into ``info["progress_reward"]``.
 
-Scoring: ``ModelScorer`` runs any ``ProgressModel`` in-process (``predict_last``: the compact
+Scoring: ``ModelScorer`` runs any ``ProgressModel`` in-process (``score_last``: the compact
 model scores every sub-environment's window in one forward pass); ``RemoteScorer`` asks a
 ``procvlm serve`` server (``POST /v1/progress``), one request per sub-environment sent
 together, which the server batches.
@@ -36,7 +40,7 @@ import numpy as np
 
 from procvlm.data.episode import ArrayFrames
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import ProgressModel
+from procvlm.models.base import LastScores, ProgressModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ class RewardConfig:
     gamma: float = field(default=0.99, metadata={"help": "potential mode: discount"})
     scale: float = field(default=1.0, metadata={"help": "multiplies the progress term"})
     success_bonus: float = field(default=0.0, metadata={"help": "added while info['success']"})
+    done_bonus: float = field(default=0.0, metadata={
+        "help": "times the model's P(done), added every step (needs a model that gives it)"})
     env_weight: float = field(default=0.0, metadata={"help": "weight of the env's own reward"})
     asynchronous: bool = field(default=False, metadata={"help": "score in a worker thread; "
                                                                  "rewards lag one step"})
@@ -78,7 +84,11 @@ class RewardConfig:
 
 # ----------------------------------------------------------------------------- scorers
 class ProgressScorer(abc.ABC):
-    """Scores the newest frame of a batch of clips (one per sub-environment)."""
+    """Scores the newest frame of a batch of clips (one per sub-environment).
+
+    Subclasses implement ``score`` (progress); those that also know the model's P(done)
+    override ``score_done``, which the reward tracker calls.
+    """
 
     history: int = 1
     """Frames (newest included) each clip must hold once the stream is that long."""
@@ -91,12 +101,17 @@ class ProgressScorer(abc.ABC):
               plans: Sequence[list[str] | None]) -> np.ndarray:
         """(B,) progress at the last frame of each (n_i, H, W, 3) uint8 clip."""
 
+    def score_done(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
+                   plans: Sequence[list[str] | None]) -> LastScores:
+        """Progress and P(done) at the last frame of each clip (``done`` None by default)."""
+        return LastScores(np.asarray(self.score(clips, tasks, plans), np.float32), None)
+
     def close(self) -> None:
         """Release connections (nothing by default)."""
 
 
 class ModelScorer(ProgressScorer):
-    """An in-process ``ProgressModel``; the batch goes to ``model.predict_last`` at once."""
+    """An in-process ``ProgressModel``; the batch goes to ``model.score_last`` at once."""
 
     def __init__(self, model: ProgressModel) -> None:
         self.model = model
@@ -105,9 +120,13 @@ class ModelScorer(ProgressScorer):
 
     def score(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
               plans: Sequence[list[str] | None]) -> np.ndarray:
+        return self.score_done(clips, tasks, plans).progress
+
+    def score_done(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
+                   plans: Sequence[list[str] | None]) -> LastScores:
         items = [(ArrayFrames(np.asarray(c, np.uint8)), t, p)
                  for c, t, p in zip(clips, tasks, plans)]
-        return np.asarray(self.model.predict_last(items), np.float32)
+        return self.model.score_last(items)
 
 
 def encode_png(frame: np.ndarray) -> str:
@@ -144,7 +163,8 @@ class RemoteScorer(ProgressScorer):
         self._client = httpx.Client(timeout=timeout)
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="procvlm-remote")
 
-    def _post(self, clip: np.ndarray, task: str, plan: list[str] | None) -> float:
+    def _post(self, clip: np.ndarray, task: str, plan: list[str] | None
+              ) -> tuple[float, float | None]:
         body: dict[str, Any] = {"task": task, "frames": [encode_png(f) for f in clip]}
         if plan:
             body["plan"] = list(plan)
@@ -152,12 +172,22 @@ class RemoteScorer(ProgressScorer):
         if resp.status_code != 200:
             raise ProcvlmError(f"{self.url} answered {resp.status_code}: {resp.text[:200]} "
                                "(is `procvlm serve` running with a progress model?)")
-        return float(resp.json()["progress"][-1])
+        answer = resp.json()
+        done = answer.get("done")
+        return float(answer["progress"][-1]), None if not done else float(done[-1])
 
     def score(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
               plans: Sequence[list[str] | None]) -> np.ndarray:
+        return self.score_done(clips, tasks, plans).progress
+
+    def score_done(self, clips: Sequence[np.ndarray], tasks: Sequence[str],
+                   plans: Sequence[list[str] | None]) -> LastScores:
         futures = [self._pool.submit(self._post, c, t, p) for c, t, p in zip(clips, tasks, plans)]
-        return np.asarray([f.result() for f in futures], np.float32)
+        answers = [f.result() for f in futures]
+        progress = np.asarray([a[0] for a in answers], np.float32)
+        if not answers or any(a[1] is None for a in answers):
+            return LastScores(progress, None)
+        return LastScores(progress, np.asarray([a[1] for a in answers], np.float32))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -249,6 +279,8 @@ class ProgressTracker:
         self.step_no = np.zeros(n, np.int64)
         self.used = np.full(n, -1, np.int64)
         self.phi = np.zeros(n, np.float32)
+        self.p_done = np.full(n, np.nan, np.float32)
+        """The model's P(done) at each env's latest used score (NaN where it gives none)."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="procvlm-score") \
             if config.asynchronous else None
         self._pending: tuple[Future, np.ndarray, np.ndarray] | None = None
@@ -288,22 +320,32 @@ class ProgressTracker:
         args = (self.clips(), list(self.tasks), list(self.plans))
         if wait or self._pool is None:
             fut: Future = Future()
-            fut.set_result(self.scorer.score(*args))
+            fut.set_result(self.scorer.score_done(*args))
         else:
-            fut = self._pool.submit(self.scorer.score, *args)
+            fut = self._pool.submit(self.scorer.score_done, *args)
         return fut, self.episode.copy(), self.step_no.copy()
 
     def _consume(self, job: tuple[Future, np.ndarray, np.ndarray], rewards: np.ndarray,
                  only: np.ndarray | None = None) -> None:
         fut, episode, step = job
-        scores = np.asarray(fut.result(), np.float32)
+        result = fut.result()
+        scores = np.asarray(result.progress, np.float32)
+        done = result.done
+        bonus = self.config.done_bonus
+        if done is None and bonus:
+            raise ProcvlmError(f"RewardConfig.done_bonus={bonus} needs the model's P(done), "
+                               "and this scorer gives none: use a compact model with the "
+                               "reasoning head, or set done_bonus=0")
         for i in range(self.num_envs):
             if (only is not None and not only[i]) or episode[i] != self.episode[i] \
                     or step[i] <= self.used[i]:
                 continue
             if step[i] > 0:
                 rewards[i] += self.config.term(scores[i:i + 1], self.phi[i:i + 1])[0]
+                if bonus:
+                    rewards[i] += bonus * float(done[i])
             self.phi[i], self.used[i] = scores[i], step[i]
+            self.p_done[i] = np.nan if done is None else done[i]
 
     def reset(self, frames: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Start new episodes (all, or where ``mask``) at ``frames``; returns the potentials."""
@@ -311,6 +353,7 @@ class ProgressTracker:
         self._drain()
         for i in np.flatnonzero(mask):
             self._start(int(i), frames[i])
+            self.p_done[i] = np.nan
         self._consume(self._submit(wait=True), np.zeros(self.num_envs, np.float32), mask)
         return self.phi.copy()
 
@@ -402,7 +445,11 @@ class ProgressReward(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         phi = self.tracker.reset(self._frame(info)[None])
-        return obs, {**info, "progress": float(phi[0])}
+        return obs, {**info, "progress": float(phi[0]), **self._done_info()}
+
+    def _done_info(self) -> dict:
+        p = float(self.tracker.p_done[0])
+        return {} if np.isnan(p) else {"p_done": p}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, env_reward, term, trunc, info = self.env.step(action)
@@ -412,7 +459,7 @@ class ProgressReward(gym.Wrapper):
         reward = float(term_r[0]) + c.success_bonus * float(_success(info, 1)[0]) \
             + c.env_weight * float(env_reward)
         info = {**info, "progress": float(self.tracker.phi[0]), "progress_reward": float(term_r[0]),
-                "env_reward": float(env_reward)}
+                "env_reward": float(env_reward), **self._done_info()}
         return obs, reward, bool(term), bool(trunc), info
 
     def close(self) -> None:
@@ -460,7 +507,13 @@ class VectorProgressReward(gym.vector.VectorWrapper):
         mask = (options or {}).get("reset_mask")
         phi = self.tracker.reset(self._frames(info), mask)
         self._ended[:] = False if mask is None else self._ended & ~np.asarray(mask, bool)
-        return obs, {**info, "progress": phi, "_progress": np.ones(self.num_envs, bool)}
+        return obs, {**info, "progress": phi, "_progress": np.ones(self.num_envs, bool),
+                     **self._done_info()}
+
+    def _done_info(self) -> dict:
+        p = self.tracker.p_done
+        known = ~np.isnan(p)
+        return {"p_done": np.nan_to_num(p), "_p_done": known} if known.any() else {}
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, env_reward, term, trunc, info = self.env.step(actions)
@@ -472,7 +525,7 @@ class VectorProgressReward(gym.vector.VectorWrapper):
             + c.env_weight * np.asarray(env_reward, np.float32)
         ones = np.ones(self.num_envs, bool)
         info = {**info, "progress": self.tracker.phi.copy(), "_progress": ones,
-                "progress_reward": term_r, "_progress_reward": ones}
+                "progress_reward": term_r, "_progress_reward": ones, **self._done_info()}
         return obs, reward.astype(np.float32), term, trunc, info
 
     def close(self, **kwargs: Any) -> None:

@@ -176,6 +176,14 @@ def test_predict_last_batches_clips_and_matches_predict():
     # the last 13 frames are all a window needs
     np.testing.assert_allclose(got[3], model.predict(frames[:20], "Something never seen",
                                                      PLAN[:2]).progress[-1], atol=1e-5)
+    # score_last also gives each clip's P(done), as predict gives it at the clip's last frame
+    scores = model.score_last(clips)
+    np.testing.assert_allclose(scores.progress, got, atol=1e-6)
+    want_done = [model.predict(f, t, p).done[-1] for f, t, p in clips]
+    np.testing.assert_allclose(scores.done, want_done, atol=1e-5)
+    direct = tiny_model(head="direct")
+    assert direct.score_last(clips).done is None and direct.score_last([]).done is None
+    assert len(model.score_last([]).done) == 0
 
 
 def test_anchored_model_sees_the_episode_start_and_streams_with_it():

@@ -39,7 +39,7 @@ from torch import nn
 from procvlm._io import atomic_path, write_json
 from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import (PredictItem, ProgressModel, ProgressPrediction,
+from procvlm.models.base import (LastScores, PredictItem, ProgressModel, ProgressPrediction,
                                  TrainedOn)
 from procvlm.models.compact.configuration_compact import CompactConfig
 from procvlm.models.compact.processor_compact import (FLIPS, flip_windows, read_frames,
@@ -400,11 +400,13 @@ class CompactProgressModel(nn.Module, ProgressModel):
         return self.config.anchor
 
     @torch.inference_mode()
-    def predict_last(self, clips: list[tuple[Frames, str, list[str] | None]]) -> np.ndarray:
-        """Progress at the newest frame of each clip, all clips in one forward pass, (B,).
-        An anchored model takes each clip's first frame as the episode's start."""
+    def score_last(self, clips: list[tuple[Frames, str, list[str] | None]]) -> LastScores:
+        """Progress and P(done) at the newest frame of each clip, all clips in one forward
+        pass, (B,) each (``done`` None for the direct head). An anchored model takes each
+        clip's first frame as the episode's start."""
         if not clips:
-            return np.zeros(0, np.float32)
+            empty = np.zeros(0, np.float32)
+            return LastScores(empty, None if self.config.head == "direct" else empty)
         windows, tasks, plans = [], [], []
         for frames, task, plan in clips:
             if len(frames) == 0:
@@ -416,7 +418,9 @@ class CompactProgressModel(nn.Module, ProgressModel):
             plans.append(self._model_plan(task, plan))
         inputs = self.plan_inputs(tasks, plans)
         windows = torch.from_numpy(np.stack(windows))  # (B, W, S, S, 3)
-        return self.score_windows(windows, inputs).progress.astype(np.float32)
+        scores = self.score_windows(windows, inputs)
+        done = None if scores.done is None else scores.done.astype(np.float32)
+        return LastScores(scores.progress.astype(np.float32), done)
 
     def texts(self) -> list[str]:
         """Every task and step text the model knows a plan or budget for."""

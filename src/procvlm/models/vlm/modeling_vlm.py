@@ -33,7 +33,7 @@ from PIL import Image
 from procvlm._io import write_json, write_text
 from procvlm.data.episode import Episode, Frames
 from procvlm.errors import ProcvlmError
-from procvlm.models.base import ProgressModel, ProgressPrediction, TrainedOn
+from procvlm.models.base import LastScores, ProgressModel, ProgressPrediction, TrainedOn
 from procvlm.models.vlm.configuration_vlm import VLMConfig
 from procvlm.models.vlm.engine import (
     Generation,
@@ -594,12 +594,13 @@ class VLMProgressModel(ProgressModel):
                 out[i] = value
         return out
 
-    def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
-                     ) -> np.ndarray:
-        """Progress at the newest frame of each clip, all clips in shared batches, shape (B,).
+    def score_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
+                   ) -> LastScores:
+        """Progress at the newest frame of each clip, all clips in shared batches, shape (B,);
+        no P(done) (``done`` None).
 
         Args:
-            clips: (frames, task, plan) triples (see ``ProgressModel.predict_last``).
+            clips: (frames, task, plan) triples (see ``ProgressModel.score_last``).
         """
         prompts, images, resolved = [], [], []
         for frames, task, plan in clips:
@@ -610,7 +611,7 @@ class VLMProgressModel(ProgressModel):
             resolved.append((1, task, plan))
         gen = self.generate_prompts(prompts, images, with_logits=self.config.readout == "probs")
         preds = self.assemble(gen.text, gen.expected, resolved)
-        return np.asarray([p.progress[0] for p in preds], np.float32)
+        return LastScores(np.asarray([p.progress[0] for p in preds], np.float32), None)
 
     def predict(self, episode: Episode | Frames, task: str | None = None,
                 plan: list[str] | None = None, *, window: int | None = None
