@@ -1,7 +1,7 @@
 """Behaviour cloning against progress-weighted behaviour cloning on MetaWorld: prints the
 success table (mean and 95% interval per task and on average) and writes it as JSON.
 
-    python benchmarks/policy.py [--out RUN] [--json PATH] [--quick] [--workers N]
+    python benchmarks/policy.py [--out RUN] [--json PATH] [--quick] [--workers N] [--methods M]
 
 The default settings are ``procvlm policy``'s (4 tasks, 24 episodes each, 3 training seeds,
 50 rollouts per policy, 2 worker processes). ``--workers N`` shares the corpora and cells among
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,6 +29,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="processes sharing the work (default: 2; 1 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods to run (default: all; see procvlm policy)")
     args = p.parse_args()
     import torch
 
@@ -35,6 +38,8 @@ def main() -> None:
     from procvlm.policy.experiment import QUICK, PolicyConfig, run_experiment
 
     cfg = QUICK if args.quick else PolicyConfig()
+    if args.methods:
+        cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
     out = Path(args.out)
     start = time.monotonic()
     workers = args.workers if args.workers is not None else (1 if args.quick else 2)

@@ -1,6 +1,7 @@
 """``procvlm policy --quick``: corpus, labels, scores, every method trained and rolled out."""
 
 import json
+import shutil
 
 import pytest
 
@@ -18,12 +19,14 @@ def test_policy_quick_end_to_end_and_resume(tmp_path, capsys):
     summary = json.loads((out / "policy.json").read_text())
     methods = set(summary["tasks"]["pick-place"])
     assert {"bc", "time", "procvlm", "compact", "top-time", "top-procvlm", "top-compact",
-            "oracle"} <= methods
+            "done-compact", "oracle"} <= methods
+    assert "| P(done)-filtered x RA-BC, compact model scores |" in printed
     # every time curve ends at 1: the return filter keeps every episode, same weights
     shared = summary["same_weights"]["pick-place"]
     assert shared["top-time"] == "time"
     assert summary["tasks"]["pick-place"]["top-time"] == summary["tasks"]["pick-place"]["time"]
-    assert set(summary["references"]) == {"plain BC", "RA-BC", "%BC x RA-BC", "oracle"}
+    assert set(summary["references"]) == {"plain BC", "RA-BC", "%BC x RA-BC",
+                                          "P(done)-filtered x RA-BC", "oracle"}
     corpus = summary["corpus"]["pick-place"]
     assert corpus["mean_weight"]["oracle"]["failed episodes"] == 0.0
     assert corpus["successful"] >= 1
@@ -35,6 +38,16 @@ def test_policy_quick_end_to_end_and_resume(tmp_path, capsys):
     assert [c.stat().st_mtime_ns for c in cells] == stamp
     assert main(["policy", "--quick", "--seeds", "2", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+    # a run restricted to some methods, on the same corpus, reproduces their rollouts
+    sub = tmp_path / "sub"
+    shutil.copytree(out / "data", sub / "data")
+    assert main(["policy", "--quick", "--methods", "bc,done-compact", "--out", str(sub)]) == 0
+    capsys.readouterr()
+    part = json.loads((sub / "policy.json").read_text())["tasks"]["pick-place"]
+    assert set(part) == {"bc", "done-compact"}
+    for m in part:
+        assert json.loads((sub / "results" / "pick-place" / f"{m}_seed0.json").read_text()) == \
+            json.loads((out / "results" / "pick-place" / f"{m}_seed0.json").read_text())
 
 
 def test_worker_options_are_checked(tmp_path, capsys):
@@ -48,3 +61,5 @@ def test_worker_options_are_checked(tmp_path, capsys):
     assert "I/N" in capsys.readouterr().err
     assert main(["policy", "--quick", "--out", out, "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
+    assert main(["policy", "--quick", "--out", out, "--methods", "bc,nope"]) == 2
+    assert "unknown nope" in capsys.readouterr().err

@@ -100,3 +100,40 @@ def test_filtered_weights_zero_episodes_that_never_finish():
     np.testing.assert_array_equal(w[3], rabc[3])
     assert w[1].max() == 0.0 and w[2].max() == 0.0
     assert rabc[1][:5].min() == 1.0  # the per-frame rule alone keeps the stalled climb
+
+
+def test_success_filter_keeps_what_the_model_calls_done_not_a_fixed_share():
+    from procvlm.reward.rabc import success_filter
+
+    # mean P(done) over the last 3 frames: 0.9, 0.4, 0.6, 0.0 (a late glance away: 0.9, 0.2)
+    done = {0: [0.0, 0.9, 0.9, 0.9], 1: [0.9, 0.9, 0.3, 0.0], 2: [0.0, 0.9, 0.9, 0.0],
+            3: [0.0, 0.0], 4: [0.0, 1.0, 1.0, 0.7]}
+    assert success_filter(done) == {0: True, 1: False, 2: True, 3: False, 4: True}
+    assert success_filter(done, threshold=0.65) == {0: True, 1: False, 2: False, 3: False,
+                                                    4: True}
+    assert success_filter(done, last=1) == {0: True, 1: False, 2: False, 3: False, 4: True}
+    with pytest.raises(ProcvlmError, match="threshold=1.0"):
+        success_filter(done, threshold=1.0)
+
+
+def test_success_filtered_weights_and_done_from_scores():
+    from procvlm.reward.rabc import (done_from_scores, episode_weights, progress_from_scores,
+                                     success_filtered_weights)
+
+    n = 12
+    table = pa.table({"episode_index": np.repeat([0, 1, 2], n), "frame_index": np.tile(
+        np.arange(n), 3), "progress": np.r_[np.linspace(0, 1, n), np.linspace(0, 0.9, n),
+                                            np.linspace(0, 0.6, n)],
+        "done": np.r_[np.linspace(0, 1, n), np.zeros(n), np.linspace(0, 0.8, n)]})
+    progress, done = progress_from_scores(table), done_from_scores(table)
+    w = success_filtered_weights(progress, done, chunk_size=3)
+    rabc = episode_weights(progress, chunk_size=3)
+    np.testing.assert_array_equal(w[0], rabc[0])
+    np.testing.assert_array_equal(w[2], rabc[2])  # ends lower but the model says done
+    assert w[1].max() == 0.0 and rabc[1].max() > 0
+    with pytest.raises(ProcvlmError, match="same score table"):
+        success_filtered_weights(progress, {0: done[0]})
+    with pytest.raises(ProcvlmError, match="no P\\(done\\)"):
+        done_from_scores(table.drop_columns(["done"]))
+    with pytest.raises(ProcvlmError, match="no P\\(done\\)"):
+        done_from_scores(table.set_column(3, "done", pa.nulls(3 * n, pa.float64())))

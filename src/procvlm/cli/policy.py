@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="gradient steps of every policy (default: 2000); with --online, "
                         "environment steps per reward (default: 3000)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods to train and report (default: all: bc, time, "
+                        "procvlm, compact, truth, top-<source>, done-compact, oracle)")
     p.add_argument("--model", default=None,
                    help="compact progress model: a run folder or a shipped name (default: "
                         "metaworld)")
@@ -52,6 +55,8 @@ def _config(args: argparse.Namespace):
                                  "model": args.model}.items() if v is not None}
     if args.tasks:
         changes["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.methods:
+        changes["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if args.steps is not None:
         changes["bc"] = replace(cfg.bc, steps=args.steps)
     return replace(cfg, **changes)

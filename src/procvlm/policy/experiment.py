@@ -10,13 +10,15 @@ state-based MLP policy is trained on all of it by
   labels, ``procvlm`` labels, the ``compact`` model's scores, simulator ``truth``;
 - ``top-<source>``: the same weights, but only on the episodes whose progress return (the
   progress they end at) is in the top ``keep`` fraction (%BC, see ``reward.rabc``);
+- ``done-compact``: the compact model's RA-BC weights on the episodes it calls successful
+  (its P(done) at the end above ``done_threshold``; models without P(done) skip it);
 - ``oracle``: only the successful episodes (weight 1, the others 0): the ceiling;
 
 with the same frames, mini-batches and number of gradient steps, for several training seeds,
 and evaluated by state-only rollouts from start states no policy trained on. Methods whose
 weights come out identical (``top-time`` and ``time``: every time curve ends at 1) share their
-trained policies. Every cell's rollouts are saved as they finish, so an interrupted run
-resumes; ``workers`` processes share the cells.
+trained policies; ``methods`` restricts a run to some of them. Every cell's rollouts are saved
+as they finish, so an interrupted run resumes; ``workers`` processes share the cells.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ METHODS: dict[str, str] = {
     "bc": "plain BC",
     **{k: f"RA-BC, {v}" for k, v in SOURCES.items()},
     **{f"top-{k}": f"%BC x RA-BC, {v}" for k, v in SOURCES.items()},
+    "done-compact": "P(done)-filtered x RA-BC, compact model scores",
     "oracle": "BC on successes only (oracle)",
 }
 """Method key -> how the table names it."""
@@ -54,6 +57,10 @@ REFERENCES: dict[str, str] = {
     "%BC x RA-BC": "filtered BC (%BC, Chen et al. 2021, Decision Transformer sec. 5.3) on the "
                    "progress return (the progress an episode ends at): episodes outside the top "
                    "`keep` fraction weigh 0, the others keep their RA-BC weights",
+    "P(done)-filtered x RA-BC": "the compact model as its own success detector: episodes whose "
+                                "P(done), averaged over their last 3 frames, is at most "
+                                "`done_threshold` weigh 0, the others keep their RA-BC weights "
+                                "(from the model's progress)",
     "oracle": "BC on the episodes MetaWorld counts as successful: the ceiling",
 }
 """What each family of methods is and where it comes from (written into policy.json)."""
@@ -82,6 +89,10 @@ class PolicyConfig:
         "help": "%BC: fraction of episodes kept by progress return. Fixed before any "
                 "measurement at the middle of the values Chen et al. 2021 report (10, 25, 40%): "
                 "10% of 24 episodes keeps only 2"})
+    done_threshold: float = field(default=0.5, metadata={
+        "help": "P(done)-filtered BC: the success score an episode must exceed"})
+    methods: tuple[str, ...] = field(default=(), metadata={
+        "help": "methods to train and report (default: all of METHODS)"})
     vector: int = field(default=10, metadata={"help": "rollouts run in lockstep"})
     bc: BCConfig = field(default_factory=BCConfig, metadata={"help": "policy training"})
     seed: int = field(default=0, metadata={"help": "corpus seed"})
@@ -98,6 +109,13 @@ class PolicyConfig:
             raise ProcvlmError(f"PolicyConfig.failure_rate={self.failure_rate}: need [0, 1)")
         if not 0.0 < self.keep <= 1.0:
             raise ProcvlmError(f"PolicyConfig.keep={self.keep}: need a fraction in (0, 1]")
+        if not 0.0 <= self.done_threshold < 1.0:
+            raise ProcvlmError(f"PolicyConfig.done_threshold={self.done_threshold}: need a "
+                               "probability in [0, 1)")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ProcvlmError(f"PolicyConfig.methods: unknown {', '.join(unknown)}; choose from "
+                               f"{', '.join(METHODS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,30 +158,38 @@ def _corpus(root: Path, task: str, cfg: PolicyConfig) -> Path:
     return root
 
 
-def _model_progress(root: Path, model_name: str) -> dict[int, np.ndarray]:
+def _model_scores(root: Path, model_name: str
+                  ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """The compact model's progress and P(done) (None if it gives none) per episode."""
     import pyarrow.parquet as pq
 
     from procvlm.models import load_model
-    from procvlm.reward.rabc import progress_from_scores
+    from procvlm.reward.rabc import done_from_scores, progress_from_scores
     from procvlm.reward.score import score_dataset
 
     path = root / "meta" / "procvlm" / f"scores_{Path(model_name).name}.parquet"
     if not path.is_file():
         score_dataset(load_model(model_name), root, path, show_progress=False)
-    return progress_from_scores(pq.read_table(path))
+    table = pq.read_table(path)
+    try:
+        done = done_from_scores(table)
+    except ProcvlmError:
+        done = None
+    return progress_from_scores(table), done
 
 
 def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
     """Generate, label and score one task's corpus; build every method's weights."""
     from procvlm.data import open_dataset
-    from procvlm.reward.rabc import episode_weights, filtered_weights, progress_from_labels
+    from procvlm.reward.rabc import (episode_weights, filtered_weights, progress_from_labels,
+                                     success_filtered_weights)
 
     root = _corpus(out / "data" / task, task, cfg)
     ds = open_dataset(root)
     eps = [ds.episode(i, cameras=[]) for i in ds.episode_indices]
+    compact, done = _model_scores(root, cfg.model)
     sources = {"time": progress_from_labels(root, "time"),
-               "procvlm": progress_from_labels(root, "procvlm"),
-               "compact": _model_progress(root, cfg.model)}
+               "procvlm": progress_from_labels(root, "procvlm"), "compact": compact}
     if all(e.true_progress is not None for e in eps):
         sources["truth"] = {e.episode_index: e.true_progress for e in eps}
     weights: dict[str, np.ndarray | None] = {"bc": None}
@@ -173,11 +199,16 @@ def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
         for name, progress in sources.items():
             w = rule(progress)
             weights[prefix + name] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
+    if done is not None:
+        w = success_filtered_weights(compact, done, cfg.done_threshold, cfg.chunk_size, cfg.kappa)
+        weights["done-compact"] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
     if not any(e.success for e in eps):
         raise ProcvlmError(f"no episode of {task} in {root} succeeded, so the oracle has nothing "
                            "to train on: pass more --episodes or a lower --failure-rate")
     weights["oracle"] = np.concatenate([np.full(len(e), float(bool(e.success)), np.float32)
                                         for e in eps])
+    if cfg.methods:
+        weights = {m: w for m, w in weights.items() if m in cfg.methods}
     info = [{"index": e.episode_index, "length": len(e), "success": bool(e.success),
              "failure": e.meta.get("failure")} for e in eps]
     same_as = {}

@@ -16,6 +16,13 @@ progress deltas from a start at 0, i.e. the progress it ended at, ``R = p[T-1]``
 episodes whose return is among the top ``keep`` fraction (ties with the cut kept) keep their
 RA-BC weights, the others weigh 0. With ``time`` labels every episode ends at 1, so every
 episode ties and nothing is filtered: time says nothing about how far an episode got.
+
+``success_filtered_weights`` filters by a model's own success detector instead of a rank: an
+episode keeps its RA-BC weights when the model's probability that the task is done
+(``ProgressPrediction.done``, the ``done`` column of ``procvlm score``), averaged over its last
+frames (``procvlm.eval.metrics.success_score``), exceeds a threshold (0.5: the model says
+"done" more likely than not). It keeps as many episodes as the model calls successful, where
+the rank keeps a fixed share.
 """
 
 from __future__ import annotations
@@ -163,6 +170,14 @@ def progress_from_truth(ds) -> dict[int, np.ndarray]:
     return out
 
 
+def done_from_scores(table) -> dict[int, np.ndarray]:
+    """Per-episode P(done) of a ``procvlm score`` table (its ``done`` column)."""
+    if "done" not in table.column_names or table.column("done").null_count == len(table):
+        raise ProcvlmError("score table has no P(done) (`done` column empty or missing): score "
+                           "with a compact model with the reasoning head")
+    return _curves(table, "done")
+
+
 def load_progress(dataset: str | Path, source: str) -> dict[int, np.ndarray]:
     """Per-episode progress of ``dataset`` from a named source.
 
@@ -212,6 +227,50 @@ def return_filter(progress: Mapping[int, np.ndarray], keep: float = 0.25) -> dic
     ranked = sorted(returns.values(), reverse=True)
     cut = ranked[max(1, int(np.ceil(keep * len(ranked)))) - 1]
     return {k: r >= cut for k, r in returns.items()}
+
+
+def success_filter(done: Mapping[int, np.ndarray], threshold: float = 0.5,
+                   last: int | None = None) -> dict[int, bool]:
+    """Which episodes a model calls successful: ``success_score`` (mean P(done) over the last
+    ``last`` frames, default ``DONE_FRAMES``) above ``threshold``.
+
+    Args:
+        done: episode index -> (T,) P(done) per frame (see ``done_from_scores``).
+        threshold: in [0, 1).
+        last: frames averaged at each episode's end.
+
+    Returns:
+        Episode index -> kept.
+    """
+    from procvlm.eval.metrics import DONE_FRAMES, success_score
+
+    if not 0.0 <= threshold < 1.0:
+        raise ProcvlmError(f"threshold={threshold}: pass a probability in [0, 1), e.g. 0.5")
+    if not done:
+        raise ProcvlmError("no episodes to filter: pass at least one P(done) curve")
+    last = DONE_FRAMES if last is None else last
+    return {k: success_score(v, last) > threshold for k, v in done.items()}
+
+
+def success_filtered_weights(progress: Mapping[int, np.ndarray], done: Mapping[int, np.ndarray],
+                             threshold: float = 0.5, chunk_size: int = 50,
+                             kappa: float = 0.01) -> dict[int, np.ndarray]:
+    """RA-BC weights (``episode_weights``) of the episodes ``success_filter`` keeps; the frames
+    of the others weigh 0.
+
+    Args:
+        progress: episode index -> (T,) progress curve.
+        done: episode index -> (T,) P(done), the same episodes.
+        threshold: success-score threshold of ``success_filter``.
+        chunk_size: RA-BC look-ahead in frames.
+        kappa: RA-BC full-weight delta.
+    """
+    if set(progress) != set(done):
+        raise ProcvlmError(f"progress covers episodes {sorted(progress)[:5]}..., P(done) "
+                           f"{sorted(done)[:5]}...: pass both from the same score table")
+    kept = success_filter(done, threshold)
+    w = episode_weights(progress, chunk_size, kappa)
+    return {k: v if kept[k] else np.zeros_like(v) for k, v in w.items()}
 
 
 def filtered_weights(progress: Mapping[int, np.ndarray], keep: float = 0.25,
