@@ -63,3 +63,31 @@ def test_worker_options_are_checked(tmp_path, capsys):
     assert "--workers 0" in capsys.readouterr().err
     assert main(["policy", "--quick", "--out", out, "--methods", "bc,nope"]) == 2
     assert "unknown nope" in capsys.readouterr().err
+
+
+def test_method_weights_by_source_filter_and_selection():
+    import numpy as np
+
+    from procvlm.errors import ProcvlmError
+    from procvlm.policy.experiment import PolicyConfig, method_weights
+
+    n = 10
+    rise, half = np.linspace(0, 1, n), np.linspace(0, 0.5, n)
+    sources = {"time": {0: rise, 1: rise}, "compact": {0: rise, 1: half}}
+    done = {0: np.r_[np.zeros(n - 3), np.ones(3)], 1: np.zeros(n)}
+    episodes = [(0, n, True), (1, n, False)]
+    cfg = PolicyConfig(tasks=("pick-place",), chunk_size=3)
+    w = method_weights(sources, done, episodes, cfg)
+    assert list(w) == ["bc", "time", "compact", "top-time", "top-compact", "done-compact",
+                       "oracle"]
+    assert w["bc"] is None
+    assert w["done-compact"][:n].tolist() == w["compact"][:n].tolist()  # called successful
+    assert w["done-compact"][n:].max() == 0.0 and w["compact"][n:].max() > 0
+    assert w["oracle"].tolist() == [1.0] * n + [0.0] * n
+    picked = method_weights(sources, done, episodes,
+                            PolicyConfig(tasks=("pick-place",), methods=("bc", "done-compact")))
+    assert list(picked) == ["bc", "done-compact"]
+    assert "done-compact" not in method_weights(sources, None, episodes, cfg)
+    with pytest.raises(ProcvlmError, match="done-compact needs P\\(done\\)"):
+        method_weights(sources, None, episodes,
+                       PolicyConfig(tasks=("pick-place",), methods=("done-compact",)))

@@ -178,11 +178,45 @@ def _model_scores(root: Path, model_name: str
     return progress_from_scores(table), done
 
 
+def method_weights(sources: dict[str, dict[int, np.ndarray]], done: dict[int, np.ndarray] | None,
+                   episodes: list[tuple[int, int, bool]], cfg: PolicyConfig
+                   ) -> dict[str, np.ndarray | None]:
+    """Every method's per-frame weights over the concatenated episodes (None: plain BC).
+
+    Args:
+        sources: source key (``SOURCES``) -> episode index -> (T,) progress.
+        done: the compact model's P(done) per episode (None when it gives none).
+        episodes: (index, length, success) of each episode, in corpus order.
+        cfg: the experiment's settings (``methods`` keeps only those methods).
+    """
+    from procvlm.reward.rabc import episode_weights, filtered_weights, success_filtered_weights
+
+    def flat(w: dict[int, np.ndarray]) -> np.ndarray:
+        return np.concatenate([w[i][:n] for i, n, _ in episodes])
+
+    weights: dict[str, np.ndarray | None] = {"bc": None}
+    for prefix, rule in (("", lambda p: episode_weights(p, cfg.chunk_size, cfg.kappa)),
+                         ("top-", lambda p: filtered_weights(p, cfg.keep, cfg.chunk_size,
+                                                             cfg.kappa))):
+        for name, progress in sources.items():
+            weights[prefix + name] = flat(rule(progress))
+    if done is None and "done-compact" in cfg.methods:
+        raise ProcvlmError(f"method done-compact needs P(done), and {cfg.model} gives none: use "
+                           "a compact model with the reasoning head or drop the method")
+    if done is not None:
+        weights["done-compact"] = flat(success_filtered_weights(
+            sources["compact"], done, cfg.done_threshold, cfg.chunk_size, cfg.kappa))
+    weights["oracle"] = np.concatenate([np.full(n, float(ok), np.float32)
+                                        for _, n, ok in episodes])
+    if cfg.methods:
+        weights = {m: w for m, w in weights.items() if m in cfg.methods}
+    return weights
+
+
 def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
     """Generate, label and score one task's corpus; build every method's weights."""
     from procvlm.data import open_dataset
-    from procvlm.reward.rabc import (episode_weights, filtered_weights, progress_from_labels,
-                                     success_filtered_weights)
+    from procvlm.reward.rabc import progress_from_labels
 
     root = _corpus(out / "data" / task, task, cfg)
     ds = open_dataset(root)
@@ -192,23 +226,11 @@ def prepare_task(out: Path, task: str, cfg: PolicyConfig) -> TaskData:
                "procvlm": progress_from_labels(root, "procvlm"), "compact": compact}
     if all(e.true_progress is not None for e in eps):
         sources["truth"] = {e.episode_index: e.true_progress for e in eps}
-    weights: dict[str, np.ndarray | None] = {"bc": None}
-    for prefix, rule in (("", lambda p: episode_weights(p, cfg.chunk_size, cfg.kappa)),
-                         ("top-", lambda p: filtered_weights(p, cfg.keep, cfg.chunk_size,
-                                                             cfg.kappa))):
-        for name, progress in sources.items():
-            w = rule(progress)
-            weights[prefix + name] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
-    if done is not None:
-        w = success_filtered_weights(compact, done, cfg.done_threshold, cfg.chunk_size, cfg.kappa)
-        weights["done-compact"] = np.concatenate([w[e.episode_index][:len(e)] for e in eps])
     if not any(e.success for e in eps):
         raise ProcvlmError(f"no episode of {task} in {root} succeeded, so the oracle has nothing "
                            "to train on: pass more --episodes or a lower --failure-rate")
-    weights["oracle"] = np.concatenate([np.full(len(e), float(bool(e.success)), np.float32)
-                                        for e in eps])
-    if cfg.methods:
-        weights = {m: w for m, w in weights.items() if m in cfg.methods}
+    weights = method_weights(sources, done, [(e.episode_index, len(e), bool(e.success))
+                                             for e in eps], cfg)
     info = [{"index": e.episode_index, "length": len(e), "success": bool(e.success),
              "failure": e.meta.get("failure")} for e in eps]
     same_as = {}
