@@ -2,6 +2,7 @@
 success table (mean and 95% interval per task and on average) and writes it as JSON.
 
     python benchmarks/policy.py [--out RUN] [--json PATH] [--quick] [--workers N] [--methods M]
+                                [--corpus-seed S]
 
 The default settings are ``procvlm policy``'s (4 tasks, 24 episodes each, 3 training seeds,
 50 rollouts per policy, 2 worker processes). ``--workers N`` shares the corpora and cells among
@@ -31,6 +32,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--methods", default=None,
                    help="comma-separated methods to run (default: all; see procvlm policy)")
+    p.add_argument("--corpus-seed", type=int, default=0,
+                   help="seed of the generated corpora (default: 0)")
     args = p.parse_args()
     import torch
 
@@ -40,6 +43,7 @@ def main() -> None:
     cfg = QUICK if args.quick else PolicyConfig()
     if args.methods:
         cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
+    cfg = replace(cfg, seed=args.corpus_seed)
     out = Path(args.out)
     start = time.monotonic()
     workers = args.workers if args.workers is not None else (1 if args.quick else 2)

@@ -91,3 +91,16 @@ def test_method_weights_by_source_filter_and_selection():
     with pytest.raises(ProcvlmError, match="done-compact needs P\\(done\\)"):
         method_weights(sources, None, episodes,
                        PolicyConfig(tasks=("pick-place",), methods=("done-compact",)))
+
+
+def test_cli_settings_reach_the_config():
+    import argparse
+
+    from procvlm.cli.policy import _config, add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = _config(p.parse_args(["--out", "x", "--corpus-seed", "7", "--methods",
+                                "bc, done-compact", "--tasks", "hammer"]))
+    assert (cfg.seed, cfg.methods, cfg.tasks) == (7, ("bc", "done-compact"), ("hammer",))
+    assert _config(p.parse_args(["--out", "x"])).seed == 0

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--failure-rate", type=float, default=None,
                    help="share of episodes with an injected failure (default: 0.6)")
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default: 3)")
+    p.add_argument("--corpus-seed", type=int, default=None,
+                   help="seed of the generated corpora (default: 0)")
     p.add_argument("--rollouts", type=int, default=None,
                    help="evaluation rollouts per policy (default: 50)")
     p.add_argument("--steps", type=int, default=None,
@@ -52,7 +54,8 @@ def _config(args: argparse.Namespace):
     cfg = QUICK if args.quick else PolicyConfig()
     changes = {k: v for k, v in {"episodes": args.episodes, "failure_rate": args.failure_rate,
                                  "seeds": args.seeds, "rollouts": args.rollouts,
-                                 "model": args.model}.items() if v is not None}
+                                 "model": args.model, "seed": args.corpus_seed}.items()
+               if v is not None}
     if args.tasks:
         changes["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if args.methods:
