@@ -34,7 +34,8 @@ def test_score_writes_procvlm_keys(setup, capsys):
     out = root / "scores.parquet"
     assert main(["score", str(root / "run"), str(root / "ds"), "--out", str(out),
                  "--batch-size", "7"]) == 0
-    assert str(out) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(out) in printed
     t = pq.read_table(out)
     assert t.column_names == ["index", "episode_index", "frame_index", "progress", "remaining",
                               "stage", "done"]
@@ -44,6 +45,12 @@ def test_score_writes_procvlm_keys(setup, capsys):
         plan = eps[r["episode_index"]].plan
         assert 0 <= r["progress"] <= 1 and r["remaining"] == plan[r["stage"]:]
         assert 0 <= r["done"] <= 1
+    finished = [i for i in range(3)
+                if np.mean([r["done"] for r in rows if r["episode_index"] == i][-3:]) > 0.5]
+    want = f"{len(finished)} of 3 episodes"
+    assert want in printed and "finished by the model's P(done)" in printed
+    if finished:
+        assert f"({', '.join(map(str, finished))})" in printed
 
 
 def test_score_lerobot_rabc_format_defaults_to_the_dataset_root(setup):

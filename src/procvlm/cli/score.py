@@ -67,7 +67,29 @@ def run(args: argparse.Namespace) -> int:
     path = score_dataset(model, args.dataset, args.out, args.format, args.batch_size,
                          args.camera, plan=plan)
     print(f"scores: {path}")
+    if args.format == "procvlm":
+        line = finished_line(path)
+        if line:
+            print(line)
     return 0
+
+
+def finished_line(path: Path, shown: int = 20) -> str | None:
+    """The episodes the model calls finished (``procvlm.reward.rabc.success_filter``: P(done)
+    over the last frames above one half), as one line; None when the scores carry no P(done)."""
+    import pyarrow.parquet as pq
+
+    from procvlm.eval.metrics import DONE_FRAMES
+    from procvlm.reward.rabc import done_from_scores, success_filter
+
+    try:
+        done = done_from_scores(pq.read_table(path))
+    except ProcvlmError:
+        return None
+    kept = sorted(k for k, v in success_filter(done).items() if v)
+    names = ", ".join(map(str, kept[:shown])) + (", ..." if len(kept) > shown else "")
+    return (f"finished by the model's P(done) (mean of the last {DONE_FRAMES} frames > 0.5): "
+            f"{len(kept)} of {len(done)} episodes" + (f" ({names})" if kept else ""))
 
 
 def _vlm_overrides(args: argparse.Namespace) -> dict:
