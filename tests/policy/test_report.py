@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from procvlm.policy.report import bootstrap_means, interval, markdown_table, summarize, write_outputs
+from procvlm.policy.report import (bootstrap_means, interval, markdown_table, method_colours,
+                                   summarize, write_outputs)
 
 
 def test_bootstrap_is_centred_and_widens_with_seed_spread():
@@ -42,3 +43,14 @@ def test_markdown_names_references_and_shared_weights(tmp_path):
     text = (tmp_path / "policy.md").read_text()
     assert "- RA-BC: SARM eq. 8-9" in text
     assert "- t: %BC x RA-BC, time has the same weights as RA-BC, time" in text
+
+
+def test_every_method_gets_its_own_colour():
+    from procvlm.errors import ProcvlmError
+    from procvlm.policy.experiment import METHODS
+
+    for n in (2, 10, len(METHODS), 20):
+        assert len(set(method_colours(n))) == n
+    assert len(METHODS) > 10  # the chart needs the wider palette today
+    with pytest.raises(ProcvlmError, match="at most 20"):
+        method_colours(21)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from procvlm._io import atomic_path, write_json, write_text
+from procvlm.errors import ProcvlmError
 
 BOOTSTRAP = 2000
 
@@ -97,6 +98,7 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
     methods = list(dict.fromkeys(m for t in summary["tasks"] for m in summary["tasks"][t]))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups)), 4.2))
     width = 0.8 / len(methods)
+    colours = method_colours(len(methods))
     for j, m in enumerate(methods):
         xs, ys, err = [], [], [[], []]
         for g, group in enumerate(groups):
@@ -107,7 +109,7 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
             ys.append(100 * d["success"])
             err[0].append(100 * (d["success"] - d["ci95"][0]))
             err[1].append(100 * (d["ci95"][1] - d["success"]))
-        ax.bar(xs, ys, width, yerr=err, capsize=2, label=names.get(m, m))
+        ax.bar(xs, ys, width, yerr=err, capsize=2, label=names.get(m, m), color=colours[j])
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
@@ -119,6 +121,16 @@ def bar_chart(summary: dict, names: dict[str, str], out: str | Path, title: str)
         fig.savefig(tmp, dpi=110, bbox_inches="tight")  # the legend below the axes
     plt.close(fig)
     return out
+
+
+def method_colours(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` distinct bar colours: matplotlib's tab10, or tab20 beyond 10 methods."""
+    import matplotlib
+
+    if n > 20:
+        raise ProcvlmError(f"{n} methods in one chart: at most 20 have distinct colours")
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i) for i in range(n)]
 
 
 def write_outputs(out: Path, summary: dict, names: dict[str, str], extra: dict) -> dict:
