@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from procvlm.cli.main import main
-from procvlm.eval.metrics import auroc, voc
+from procvlm.eval.metrics import auroc, success_score, voc
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
@@ -109,13 +109,17 @@ def test_randomized_checkpoint_on_held_out_rendering():
 
     def scored(model):
         preds = model.predict_batch([(e, None, None) for e in eps])
-        return separation([p.progress for p in preds], success)
+        got = separation([p.progress for p in preds], success)
+        # the model's own success detector: each task's success above its failure, by a margin
+        done = np.array([success_score(p.done) for p in preds])
+        return {**got, "done_gap": float(np.min(done[0::2] - done[1::2]))}
 
     shipped = load_model("metaworld-randomized")
     got = scored(shipped)
-    assert got["voc"] >= 0.7 and got["gap"] >= 0.15, got
+    assert got["voc"] >= 0.7 and got["gap"] >= 0.15 and got["done_gap"] >= 0.02, got
     torch.manual_seed(0)
     rand = CompactProgressModel(shipped.config, shipped.budgets, shipped.plans,
                                 shipped.text).eval()
     bad = scored(rand)
     assert not (bad["voc"] >= 0.7 and bad["gap"] >= 0.15), bad
+    assert bad["done_gap"] < 0.02, bad
