@@ -65,6 +65,14 @@ class LastScores(NamedTuple):
     """(B,) float32 probability that the task is finished (``ProgressPrediction.done``);
     None when the model gives none."""
 
+    @classmethod
+    def collect(cls, progress: Sequence[float], done: Sequence[float | None]) -> LastScores:
+        """Per-clip values gathered one by one; ``done`` is None unless every clip has one."""
+        values = np.asarray(progress, np.float32)
+        if not done or any(d is None for d in done):
+            return cls(values, None)
+        return cls(values, np.asarray(done, np.float32))
+
 
 PredictItem = tuple[Episode | Frames, str | None, list[str] | None]
 """One input of ``ProgressModel.predict_batch``: (episode or frames, task, plan)."""
@@ -163,10 +171,8 @@ class ProgressModel(abc.ABC):
                 with the stream's first frame.
         """
         preds = [self.predict(frames, task, plan) for frames, task, plan in clips]
-        progress = np.asarray([p.progress[-1] for p in preds], np.float32)
-        if not preds or any(p.done is None for p in preds):
-            return LastScores(progress, None)
-        return LastScores(progress, np.asarray([p.done[-1] for p in preds], np.float32))
+        return LastScores.collect([p.progress[-1] for p in preds],
+                                  [None if p.done is None else p.done[-1] for p in preds])
 
     def predict_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
                      ) -> np.ndarray:

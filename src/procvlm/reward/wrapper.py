@@ -184,10 +184,7 @@ class RemoteScorer(ProgressScorer):
                    plans: Sequence[list[str] | None]) -> LastScores:
         futures = [self._pool.submit(self._post, c, t, p) for c, t, p in zip(clips, tasks, plans)]
         answers = [f.result() for f in futures]
-        progress = np.asarray([a[0] for a in answers], np.float32)
-        if not answers or any(a[1] is None for a in answers):
-            return LastScores(progress, None)
-        return LastScores(progress, np.asarray([a[1] for a in answers], np.float32))
+        return LastScores.collect([a[0] for a in answers], [a[1] for a in answers])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
