@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
-from procvlm.sim.randomize import (HELDOUT, ORIENTATIONS, TRAIN, RandomizeSpec, RenderDraw,
-                                   episode_draw, postprocess)
+from procvlm.sim.randomize import (HELDOUT, ORIENTATIONS, RANDOMIZE_CHOICES, TRAIN, TRAIN_VIEWS,
+                                   VIEWS, RandomizeSpec, RenderDraw, episode_draw, postprocess)
 
 DRAWS = 300
 
@@ -37,7 +37,39 @@ def test_heldout_draws_share_no_parameter_with_training():
     assert seen == {"vflip"}
 
 
+def test_view_draws_follow_their_weights_inside_training_ranges():
+    views = [episode_draw("train-views", seed) for seed in range(DRAWS)]
+    assert all(len(TRAIN.overlap(d)) == 11 for d in views)
+    counts = {v: sum(d.view == v for d in views) for v, _ in TRAIN_VIEWS.views}
+    assert 0.4 < counts["corner"] / DRAWS < 0.6, counts       # weight 3 of 6
+    assert all(0.1 < counts[v] / DRAWS < 0.25 for v in ("corner2", "corner3", "topview")), counts
+    assert all(TRAIN_VIEWS.overlap(episode_draw("heldout", s)) == [] for s in range(DRAWS))
+    d = views[0]
+    assert d.to_dict()["view"] == d.view and RenderDraw.from_dict(d.to_dict()) == d
+
+
+def test_draws_without_a_view_keep_their_records():
+    """A space without views spends no draw on one: its records read as they did before."""
+    d = episode_draw("train", 5)
+    assert d.view is None and "view" not in d.to_dict()
+    assert RANDOMIZE_CHOICES[:3] == ("none", "train", "heldout")    # the index seeds the draws
+    rng = np.random.default_rng([5, 0x5EED, 1])
+    assert TRAIN.draw(rng) == d
+
+
+def test_generate_cli_offers_every_space():
+    from procvlm.cli.generate import RANDOMIZE
+
+    assert RANDOMIZE == RANDOMIZE_CHOICES
+
+
 def test_spec_and_draw_validate():
+    with pytest.raises(ValueError, match="views=.*camera from corner, corner2"):
+        RandomizeSpec(**{**TRAIN.__dict__, "views": (("gripper", 1.0),)})
+    with pytest.raises(ValueError, match="views=.*weight above 0"):
+        RandomizeSpec(**{**TRAIN.__dict__, "views": (("corner", 0.0),)})
+    with pytest.raises(ValueError, match="view='gripper': choose from"):
+        RenderDraw(**{**episode_draw("train", 0).__dict__, "view": "gripper"})
     with pytest.raises(ValueError, match="azimuth=.*low <= high"):
         RandomizeSpec(**{**TRAIN.__dict__, "azimuth": ((5.0, 1.0),)})
     with pytest.raises(ValueError, match="orientations"):
@@ -95,3 +127,31 @@ def test_unjittered_free_camera_sees_what_the_corner_camera_sees():
     same = sim.render()["corner"]
     sim.close()
     assert np.abs(same.astype(int) - plain.astype(int)).mean() < 1.0
+
+
+@pytest.mark.sim
+def test_a_view_moves_the_camera_to_another_world_camera():
+    from procvlm.sim import TASKS
+    from procvlm.sim.env import CAMERAS, SimEnv
+
+    assert set(VIEWS) == set(CAMERAS) - {"gripper"}
+    sim = SimEnv(TASKS["pick-place"], width=32, height=32, cameras=("corner", "topview"))
+    sim.reset(0)
+    plain = sim.render()
+    still = RenderDraw(spec="train", azimuth=0.0, elevation=0.0, distance=1.0,
+                       lookat=(0.0, 0.0, 0.0), orientation="none", light_azimuth=0.0, light=1.0,
+                       ambient=0.4, table_hsv=(0.0, 0.0, 1.0), backdrop_hsv=(0.0, 0.0, 0.0),
+                       resolution=1.0, view="topview")
+    sim.set_render(still)
+    moved = sim.render()
+    # Straight down, turned the way the top view's image is: nearly the top view's own image.
+    assert np.abs(moved["corner"].astype(int) - plain["topview"].astype(int)).mean() < 8.0
+    assert np.abs(moved["corner"].astype(int) - plain["corner"].astype(int)).mean() > 20.0
+    # The other views lie far from the corner camera: their training jitter (at most about
+    # 21.5 degrees of turn) never reaches a held-out pose (at most about 34 degrees from it).
+    m, data = sim.env.model, sim.env.data
+    forward = {v: -data.cam_xmat[m.cam(CAMERAS[v]).id].reshape(3, 3)[:, 2] for v in VIEWS}
+    for view, _ in TRAIN_VIEWS.views[1:]:
+        angle = np.degrees(np.arccos(np.clip(forward[view] @ forward["corner"], -1, 1)))
+        assert angle > 60.0, (view, angle)
+    sim.close()

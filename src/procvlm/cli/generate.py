@@ -11,6 +11,9 @@ import argparse
 
 from procvlm.errors import ProcvlmError
 
+RANDOMIZE = ("none", "train", "heldout", "train-views")
+"""``procvlm.sim.randomize.RANDOMIZE_CHOICES``, spelled out: the simulator loads only to run."""
+
 ENVS = ("metaworld",)
 DEFAULT_TASKS = "pick-place,assembly,hammer,shelf-place,bin-picking,basketball"
 
@@ -37,11 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated cameras, the first is the main one")
     p.add_argument("--max-steps", type=int, default=400,
                    help="most frames per episode (MetaWorld allows 500)")
-    p.add_argument("--randomize", default="none", choices=("none", "train", "heldout"),
+    p.add_argument("--randomize", default="none", choices=RANDOMIZE,
                    help="rendering conditions drawn per episode from its seed (camera pose, "
                         "image orientation, lighting, table and backdrop colours, resolution): "
-                        "'train', or 'heldout' (conditions never drawn for 'train'); 'none' is "
-                        "MetaWorld's own")
+                        "'train'; 'train-views' ('train' with half of the episodes seen from "
+                        "around MetaWorld's corner2, corner3 or topview cameras instead of the "
+                        "first camera); or 'heldout' (conditions never drawn for 'train' or "
+                        "'train-views'); 'none' is MetaWorld's own")
     p.add_argument("--workers", type=int, default=1,
                    help="processes running episodes in parallel (the same dataset for any)")
     p.add_argument("--pacing", choices=("human", "scripted"), default="human",

@@ -57,7 +57,7 @@ class CorpusSettings:
         max_steps: most frames per episode.
         video: mp4 videos (True) or PNG images in the parquet files (False).
         randomize: rendering conditions drawn per episode from its seed: "none" (MetaWorld's
-            own), "train" or "heldout" (disjoint spaces, see ``procvlm.sim.randomize``).
+            own), "train", "train-views" or "heldout" (see ``procvlm.sim.randomize``).
         pacing: ``human`` (uneven pace, hesitations, overshoot, re-grasps; see
             ``procvlm.sim.pacing``) or ``scripted`` (the experts' constant pace).
         antialias: render with 4x multisampling (``procvlm.sim.env.Cameras``): smoother edges,
@@ -340,7 +340,7 @@ def generate(out: str | Path, tasks: str | Sequence[str], episodes: int, failure
         max_steps: most frames per episode.
         video: store mp4 videos (True) or PNG images.
         progress: show a tqdm progress bar.
-        randomize: rendering conditions, "none", "train" or "heldout" (see ``CorpusSettings``).
+        randomize: rendering conditions, a name of ``RANDOMIZE_CHOICES`` (``CorpusSettings``).
         workers: processes that run episodes in parallel.
         pacing: ``human`` or ``scripted`` (see ``CorpusSettings.pacing``).
         antialias: render with 4x multisampling (see ``CorpusSettings.antialias``).

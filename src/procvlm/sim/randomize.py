@@ -8,10 +8,15 @@ Two spaces of rendering conditions are defined, with disjoint supports:
 - ``TRAIN``: the conditions a model is trained on (camera jitter around the corner camera, the
   image as rendered, mirrored left-right or rotated 180 degrees, moderate lighting changes,
   table and backdrop tints from half of the colour wheel, resolution down to 45 %);
+- ``TRAIN_VIEWS``: ``TRAIN`` seen from more of MetaWorld's cameras: each episode's camera
+  jitters around the corner camera for half of the episodes and around ``corner2``,
+  ``corner3`` or ``topview`` (views from the far side and from above) for the others;
 - ``HELDOUT``: conditions never drawn for training (larger camera offsets, the image flipped
   upside down, darker or brighter lighting from other directions, tints from the other half of
   the colour wheel, lower resolutions). Every parameter of a held-out draw lies outside the
-  training ranges, so a model scored on them is scored on rendering it has not seen.
+  training ranges, so a model scored on them is scored on rendering it has not seen. The
+  other views of ``TRAIN_VIEWS`` are 74 to 123 degrees away from the corner camera (held-out
+  draws turn it by at most 32), so they add no held-out camera pose either.
 
 A draw is a :class:`RenderDraw`; ``Episode.meta["render"]`` records it as a dict.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import colorsys
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -34,8 +39,16 @@ Ranges = tuple[tuple[float, float], ...]
 ORIENTATIONS = ("none", "hflip", "rot180", "vflip")
 """How a rendered image is turned: as is, mirrored left-right, rotated 180 degrees, upside down."""
 
+VIEWS = ("corner", "corner2", "corner3", "topview", "behind")
+"""World cameras (short names of ``procvlm.sim.env.CAMERAS``) a draw's jitter can start from;
+the gripper's camera moves with the hand and is never jittered."""
+
 TABLE_CENTRE = np.array([0.0, 0.6, 0.0])
 """Point of MetaWorld's table the jittered camera turns around (its optical axis's nearest)."""
+
+MAX_ELEVATION = 89.0
+"""Largest camera elevation (degrees, up or down) of a jittered camera: beyond 90 the view
+would turn over the pole."""
 
 BACKDROP_DISTANCE = 4.0
 """Metres behind the camera's focus where the coloured backdrop is drawn."""
@@ -80,6 +93,8 @@ class RenderDraw:
         table_hsv: (3,) tint of the table's wood and walls (hue, saturation, value in [0, 1]).
         backdrop_hsv: (3,) colour behind the scene (hue, saturation, value).
         resolution: effective resolution as a fraction of the image size (1 = as rendered).
+        view: the world camera (a short name of ``procvlm.sim.env.CAMERAS``) whose pose the
+            jitter starts from; None: the camera being rendered.
     """
 
     spec: str
@@ -94,8 +109,11 @@ class RenderDraw:
     table_hsv: tuple[float, float, float]
     backdrop_hsv: tuple[float, float, float]
     resolution: float
+    view: str | None = None
 
     def __post_init__(self) -> None:
+        if self.view is not None and self.view not in VIEWS:
+            raise ValueError(f"RenderDraw view={self.view!r}: choose from {', '.join(VIEWS)}")
         if self.orientation not in ORIENTATIONS:
             raise ValueError(f"RenderDraw orientation={self.orientation!r}: choose from "
                              f"{', '.join(ORIENTATIONS)}")
@@ -114,6 +132,8 @@ class RenderDraw:
     def to_dict(self) -> dict:
         """JSON-able record for ``Episode.meta["render"]``."""
         d = asdict(self)
+        if d["view"] is None:   # records of draws without a view read as before
+            del d["view"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -128,6 +148,8 @@ class RandomizeSpec:
     """A space of rendering conditions: each parameter's values as a union of intervals.
 
     Hues are fractions of the colour wheel; a tint is ``hsv(hue, saturation, value)``.
+    ``views`` are (world camera, weight) pairs: the camera whose pose each episode's jitter
+    starts from is drawn with these weights (empty: the camera being rendered).
     """
 
     name: str
@@ -146,11 +168,15 @@ class RandomizeSpec:
     backdrop_saturation: Ranges
     backdrop_value: Ranges
     resolution: Ranges
+    views: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for key, value in asdict(self).items():
-            if key not in ("name", "orientations"):
+            if key not in ("name", "orientations", "views"):
                 _check_ranges(key, value)
+        if any(len(v) != 2 or v[0] not in VIEWS or not v[1] > 0 for v in self.views):
+            raise ValueError(f"RandomizeSpec views={self.views!r}: give (camera, weight) pairs "
+                             f"with a weight above 0 and a camera from {', '.join(VIEWS)}")
         bad = [o for o in self.orientations if o not in ORIENTATIONS]
         if not self.orientations or bad:
             raise ValueError(f"RandomizeSpec orientations={self.orientations!r}: choose from "
@@ -161,7 +187,7 @@ class RandomizeSpec:
         def hsv(hue: Ranges, sat: Ranges, val: Ranges) -> tuple[float, float, float]:
             return _draw(rng, hue), _draw(rng, sat), _draw(rng, val)
 
-        return RenderDraw(
+        draw = RenderDraw(
             spec=self.name, azimuth=_draw(rng, self.azimuth),
             elevation=_draw(rng, self.elevation), distance=_draw(rng, self.distance),
             lookat=tuple(_draw(rng, self.lookat) for _ in range(3)),
@@ -171,6 +197,11 @@ class RandomizeSpec:
             table_hsv=hsv(self.table_hue, self.table_saturation, self.table_value),
             backdrop_hsv=hsv(self.backdrop_hue, self.backdrop_saturation, self.backdrop_value),
             resolution=_draw(rng, self.resolution))
+        if not self.views:      # no draw spent: the draws of specs without views stay as they were
+            return draw
+        weights = np.array([w for _, w in self.views], dtype=np.float64)
+        view = self.views[int(rng.choice(len(self.views), p=weights / weights.sum()))][0]
+        return replace(draw, view=view)
 
     def overlap(self, draw: RenderDraw) -> list[str]:
         """Names of ``draw``'s parameters whose values lie inside this space's ranges.
@@ -202,6 +233,11 @@ TRAIN = RandomizeSpec(
     backdrop_value=((0.0, 0.6),), resolution=((0.45, 1.0),))
 """Rendering conditions for training."""
 
+TRAIN_VIEWS = replace(TRAIN, name="train-views", views=(("corner", 3.0), ("corner2", 1.0),
+                                                        ("corner3", 1.0), ("topview", 1.0)))
+"""``TRAIN`` with the jitter starting from the corner camera for half of the episodes and from
+one of three other views (far side, far side from higher up, straight down) for the rest."""
+
 HELDOUT = RandomizeSpec(
     name="heldout", azimuth=((-32.0, -22.0), (22.0, 32.0)),
     elevation=((-14.0, -9.0), (9.0, 12.0)), distance=((0.75, 0.83), (1.17, 1.25)),
@@ -213,7 +249,9 @@ HELDOUT = RandomizeSpec(
     backdrop_value=((0.25, 0.6),), resolution=((0.3, 0.42),))
 """Rendering conditions never drawn for training (every parameter outside ``TRAIN``)."""
 
-SPECS: dict[str, RandomizeSpec] = {"train": TRAIN, "heldout": HELDOUT}
+SPECS: dict[str, RandomizeSpec] = {"train": TRAIN, "heldout": HELDOUT,
+                                   "train-views": TRAIN_VIEWS}
+# The order seeds each space's draws (``episode_draw``): new spaces go last.
 RANDOMIZE_CHOICES = ("none", *SPECS)
 """Values of ``procvlm generate --randomize``."""
 
@@ -284,14 +322,18 @@ def free_camera(cam_pos: np.ndarray, cam_xmat: np.ndarray, draw: RenderDraw):
     """
     import mujoco
 
-    forward = -np.asarray(cam_xmat, dtype=np.float64).reshape(3, 3)[:, 2]
+    xmat = np.asarray(cam_xmat, dtype=np.float64).reshape(3, 3)
+    forward = -xmat[:, 2]
     dist = float(forward @ (TABLE_CENTRE - cam_pos))
+    # Looking straight down (MetaWorld's top view) the azimuth is where the image's top points.
+    heading = forward if np.hypot(forward[0], forward[1]) > 1e-3 else xmat[:, 1]
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.lookat[:] = cam_pos + dist * forward + np.asarray(draw.lookat)
     cam.distance = dist * draw.distance
-    cam.azimuth = float(np.degrees(np.arctan2(forward[1], forward[0]))) + draw.azimuth
-    cam.elevation = float(np.degrees(np.arcsin(np.clip(forward[2], -1, 1)))) + draw.elevation
+    cam.azimuth = float(np.degrees(np.arctan2(heading[1], heading[0]))) + draw.azimuth
+    elevation = float(np.degrees(np.arcsin(np.clip(forward[2], -1, 1)))) + draw.elevation
+    cam.elevation = float(np.clip(elevation, -MAX_ELEVATION, MAX_ELEVATION))
     return cam
 
 

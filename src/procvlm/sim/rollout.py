@@ -75,7 +75,7 @@ def rollout(task: str | TaskSpec, seed: int, failure: str | None = None, *, widt
         max_steps: most frames recorded (MetaWorld's horizon is 500).
         episode_index: index stored in the episode.
         randomize: rendering conditions (``procvlm.sim.randomize``): "none" renders MetaWorld's
-            own scene; "train" or "heldout" draw camera, lighting, colours, orientation and
+            own scene; "train", "train-views" or "heldout" draw camera, lighting, colours, orientation and
             resolution from ``seed`` (visual only: the states are the same).
         pacing: ``"scripted"`` (the expert's constant pace) or ``"human"`` (uneven pace,
             hesitations, overshoot, re-grasps: ``procvlm.sim.pacing``), drawn from ``seed``.
