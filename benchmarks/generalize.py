@@ -8,7 +8,10 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
   training (``--randomize heldout``: camera pose, upside-down image, lighting, colours,
   resolution, see ``procvlm.sim.randomize``);
 - ``heldout-tasks/plain``: every procvlm MetaWorld task the model was not trained on (read from
-  the plans stored with the model), MetaWorld's own camera.
+  the plans stored with the model), MetaWorld's own camera;
+- ``train-tasks/camera-NAME`` (with ``--other-cameras NAME,...``): the episodes of
+  ``train-tasks/plain`` seen from another of MetaWorld's cameras (``procvlm.sim.CAMERAS``),
+  unrandomised, scored as if that camera were the model's own.
 
 For each it prints VOC (successful episodes), success/failure AUROC of final progress
 (``auroc``) and, for models that decide a done step, of their own success score
@@ -61,7 +64,7 @@ def model_tasks(model) -> tuple[list[str], list[str]]:
 
 
 def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Namespace,
-                seed: int) -> Path:
+                seed: int, camera: str = "corner") -> Path:
     """Generate and label one evaluation set (both steps resume); the folder is named after
     the tasks and generation options, so models trained on other tasks get their own sets."""
     from procvlm.cli.main import main
@@ -74,7 +77,7 @@ def build_split(root: Path, tasks: list[str], randomize: str, args: argparse.Nam
         code = main(["generate", "--env", "metaworld", "--tasks", ",".join(tasks),
                      "--episodes", str(args.episodes), "--failure-rate", "0.5", "--seed",
                      str(seed), "--width", str(args.size), "--height", str(args.size),
-                     "--cameras", "corner", "--max-steps", str(args.max_steps),
+                     "--cameras", camera, "--max-steps", str(args.max_steps),
                      "--randomize", randomize, "--pacing", args.pacing,
                      "--workers", str(args.workers), "--images",
                      "--out", str(root)])
@@ -217,10 +220,11 @@ def render_factors(draws: list[dict | None], success, finals, done=None) -> list
 
 
 def score_split(model, root: Path, view: list[str] | None = None,
-                done_frames: int | None = None) -> dict:
+                done_frames: int | None = None, camera: str | None = None) -> dict:
     """The model's metrics on one labelled dataset, overall and per task; ``view``'s image
     operations (``parse_view``) are applied to every frame the model sees; ``done_frames``:
-    the last frames whose P(done) the success score averages (default ``DONE_FRAMES``)."""
+    the last frames whose P(done) the success score averages (default ``DONE_FRAMES``);
+    ``camera``: the dataset's camera to score (default: the model's own)."""
     from procvlm.data import open_dataset
     from procvlm.eval.compare import episode_truth, model_series, score_series
     from procvlm.eval.metrics import DONE_FRAMES, success_score, value_order_correlation
@@ -230,7 +234,7 @@ def score_split(model, root: Path, view: list[str] | None = None,
     table = read_labels(ds.root)
     truths = [episode_truth(ds, table, i) for i in ds.episode_indices]
     seen = ViewedDataset(ds, view) if view else ds
-    series = model_series(model, seen, [t.episode for t in truths])
+    series = model_series(model, seen, [t.episode for t in truths], camera=camera)
     last = done_frames or DONE_FRAMES
     row = score_series(series, truths, done_frames=last)
     per_task = {}
@@ -291,9 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--done-frames", type=int, default=None,
                    help="last frames whose P(done) the success score (auroc_done) averages "
                         "(default: procvlm.eval.metrics.DONE_FRAMES)")
+    p.add_argument("--other-cameras", default="",
+                   help="comma-separated MetaWorld cameras (e.g. topview,behind): one more "
+                        "split each, the plain training-task episodes seen from that camera")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     view = parse_view(args.view)
+    others = [c.strip() for c in args.other_cameras.split(",") if c.strip()]
+    from procvlm.sim import CAMERAS
+
+    if not set(others) <= set(CAMERAS) - {"corner", "gripper"}:
+        raise SystemExit(f"--other-cameras {args.other_cameras}: choose from "
+                         f"{', '.join(c for c in CAMERAS if c not in ('corner', 'gripper'))}")
     if args.done_frames is not None and args.done_frames < 1:
         raise SystemExit(f"--done-frames {args.done_frames}: average over at least 1 frame")
     logging.basicConfig(level=logging.WARNING)
@@ -329,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         "heldout-tasks/plain": build_split(out / "heldout_tasks", held, "none", args,
                                            args.seed + 2),
     }
-    results = {name: score_split(model, root, view, args.done_frames)
+    cameras = {}
+    for camera in others:   # the plain split's episodes (same seed), another camera
+        name = f"train-tasks/camera-{camera}"
+        splits[name] = build_split(out / f"train_camera_{camera}", trained, "none", args,
+                                   args.seed, camera)
+        cameras[name] = camera
+    results = {name: score_split(model, root, view, args.done_frames, cameras.get(name))
                for name, root in splits.items()}
     seen_as = f"frames seen as {','.join(view)}; " if view else ""
     print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): {seen_as}"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 
@@ -57,11 +58,21 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     assert subset["trained_tasks"] == ["pick-place"]
     assert {t for t in subset["splits"]["train-tasks/plain"]["per_task"]} == {
         "Pick up the puck and place it onto the goal"}
+    # --other-cameras: the plain split's episodes seen from the top view
+    assert bench.main([*argv[:-1], str(tmp_path / "c.json"), "--other-cameras", "topview"]) == 0
+    other = json.loads((tmp_path / "c.json").read_text())["splits"]
+    assert set(other) == {*figures["splits"], "train-tasks/camera-topview"}
+    assert other["train-tasks/plain"] == figures["splits"]["train-tasks/plain"]
+    assert other["train-tasks/camera-topview"]["n_episodes"] == 2
+    assert other["train-tasks/camera-topview"] != other["train-tasks/plain"]
+    top_root = next(held.glob("train_camera_topview-*"))   # named by the same tasks and options
+    top = open_dataset(top_root)
+    plain = open_dataset(held / top_root.name.replace("train_camera_topview", "train_plain"))
+    assert top.cameras == ["topview"]
+    np.testing.assert_array_equal(top.episode(1).state, plain.episode(1).state)
 
 
 def test_view_frames_apply_the_operations_in_order(load_benchmark):
-    import numpy as np
-
     from procvlm.data.episode import ArrayFrames
     from procvlm.sim.randomize import lower_resolution
 
@@ -94,9 +105,12 @@ def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path)
         bench.main(["--out", str(tmp_path), "--train-tasks", "pick-place,drawer-open"])
 
 
-def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_episodes(load_benchmark):
-    import numpy as np
+def test_bad_other_camera_is_one_line(load_benchmark, tmp_path):
+    with pytest.raises(SystemExit, match="--other-cameras gripper: choose from corner2, corner3"):
+        load_benchmark("generalize").main(["--out", str(tmp_path), "--other-cameras", "gripper"])
 
+
+def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_episodes(load_benchmark):
     from procvlm.eval.metrics import auroc
 
     bench = load_benchmark("generalize")
@@ -119,8 +133,6 @@ def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_more_episodes(loa
 
 
 def test_intervals_of_the_done_score_use_the_same_resampling(load_benchmark):
-    import numpy as np
-
     bench = load_benchmark("generalize")
     success = np.r_[np.ones(12, bool), np.zeros(10, bool)]
     finals = np.tile([0.2, 0.8], 11)  # half of each outcome ends high: AUROC 0.5
@@ -135,8 +147,6 @@ def test_intervals_of_the_done_score_use_the_same_resampling(load_benchmark):
 
 
 def test_render_factors_split_each_factor_at_its_median(load_benchmark):
-    import numpy as np
-
     bench = load_benchmark("generalize")
     # 8 episodes: the far half of the azimuths holds all the mistakes of final progress
     az = [5, -8, 10, 12, 25, -28, 30, 31]
