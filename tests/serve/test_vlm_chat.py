@@ -48,6 +48,12 @@ def test_progress_with_vlm(client):
     r = client.post("/v1/progress", json={"task": "push", "frames": frames, "window": 2})
     body = r.json()
     assert r.status_code == 200 and len(body["progress"]) == 3 and len(body["text"]) == 3
+    # P(done) per frame, as the model predicts it outside the server
+    shown = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB"))
+                      for f in frames])
+    model = client.app.state.batcher.model
+    np.testing.assert_allclose(body["done"], model.predict(shown, "push", window=2).done,
+                               atol=1e-5)
 
 
 @pytest.fixture(scope="module")

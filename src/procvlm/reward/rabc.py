@@ -174,7 +174,7 @@ def done_from_scores(table) -> dict[int, np.ndarray]:
     """Per-episode P(done) of a ``procvlm score`` table (its ``done`` column)."""
     if "done" not in table.column_names or table.column("done").null_count == len(table):
         raise ProcvlmError("score table has no P(done) (`done` column empty or missing): score "
-                           "with a compact model with the reasoning head")
+                           "with a VLM or a compact model with the reasoning head")
     return _curves(table, "done")
 
 

@@ -331,8 +331,8 @@ class ProgressTracker:
         bonus = self.config.done_bonus
         if done is None and bonus:
             raise ProcvlmError(f"RewardConfig.done_bonus={bonus} needs the model's P(done), "
-                               "and this scorer gives none: use a compact model with the "
-                               "reasoning head, or set done_bonus=0")
+                               "and this scorer gives none: use a VLM or a compact model "
+                               "with the reasoning head, or set done_bonus=0")
         for i in range(self.num_envs):
             if (only is not None and not only[i]) or episode[i] != self.episode[i] \
                     or step[i] <= self.used[i]:

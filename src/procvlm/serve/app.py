@@ -312,7 +312,7 @@ class Batcher:
         try:
             gen = await asyncio.to_thread(
                 self.model.generate_prompts, [j.prompts[k] for j, k in units],
-                [j.images[k] for j, k in units], limit, with_logits)
+                [j.images[k] for j, k in units], limit, with_logits, with_done=True)
         except Exception:
             log.exception("a generation step failed")
             for job, _ in units:
@@ -322,7 +322,9 @@ class Batcher:
             job.answers[k] = {"text": gen.text[n], "tokens": gen.tokens[n],
                               "prompt_tokens": gen.prompt_tokens[n],
                               "finished": gen.finished[n],
-                              "expected": gen.expected[n] if gen.expected else None}
+                              "expected": gen.expected[n] if gen.expected else None,
+                              "done": gen.done[n] if gen.done is not None else None,
+                              "read_done": gen.done is not None}
             if len(job.answers) == len(job.prompts) and not job.future.done():
                 try:
                     result = job.finish([job.answers[i] for i in range(len(job.prompts))])
@@ -383,7 +385,8 @@ def progress_job(model: ProgressModel, args: tuple, future: asyncio.Future) -> J
 
     def finish(answers: list[dict]) -> ProgressPrediction:
         expected = [a["expected"] for a in answers] if probs else None
-        return model.assemble([a["text"] for a in answers], expected, resolved)[0]
+        done = [a["done"] for a in answers] if all(a["read_done"] for a in answers) else None
+        return model.assemble([a["text"] for a in answers], expected, resolved, done=done)[0]
 
     return Job("progress", args, future, prompts, images, model.config.max_new_tokens, probs,
                finish)

@@ -85,6 +85,7 @@ def test_reasoning_reuse_generates_anchor_frames_only(fixed_run):
     assert part.extra["generated"].tolist() == [t in (0, 4, 8, 9) for t in range(10)]
     assert part.remaining == full.remaining
     np.testing.assert_allclose(part.progress, full.progress, atol=0.01)
+    np.testing.assert_allclose(part.done, full.done, atol=0.01)  # reused: the source's
 
 
 def test_reasoning_reuse_generates_everywhere_when_answers_are_unreadable(tiny_dirs):
@@ -123,6 +124,33 @@ def test_predict_last_scores_every_clip_in_one_batch(fixed_run):
     assert calls == [3] and last.shape == (3,)
     for (frames, task, plan), value in zip(clips, last):
         assert value == pytest.approx(model.predict(frames, task, plan).progress[-1], abs=1e-3)
+    scores = model.score_last(clips)
+    np.testing.assert_allclose(scores.progress, last)
+    for (frames, task, plan), p in zip(clips, scores.done):
+        assert p == pytest.approx(model.predict(frames, task, plan).done[-1], abs=1e-3)
+
+
+def test_p_done_is_the_models_belief_in_the_finished_answer(fixed_run, finished_run):
+    import torch
+
+    from procvlm.models.vlm.readout import done_branch
+
+    frames = np.random.default_rng(5).integers(0, 255, (4, 32, 32, 3), np.uint8)
+    task = "place the puck onto the goal"
+    kw = dict(max_new_tokens=48, readout="probs", window=2)
+    going_model = VLMProgressModel.from_pretrained(fixed_run, **kw)
+    going = going_model.predict(frames, task, PLAN)
+    finished = VLMProgressModel.from_pretrained(finished_run, **kw).predict(frames, task, PLAN)
+    assert going.remaining[0] == ["Place the puck onto the goal"] and finished.remaining[0] == []
+    assert going.done.max() < 0.2 and finished.done.min() > 0.8
+    # the probability is read at the token after the shared opening: generate's own logits there
+    shared, done_id, todo_id = done_branch(going_model.tokenizer)
+    prompts, images, _ = going_model.progress_prompts([(frames, task, PLAN)], 2)
+    (idx, inputs, _), = list(going_model._batches(prompts[-1:], images[-1:]))
+    out = going_model.model.generate(**inputs, max_new_tokens=len(shared) + 1, do_sample=False,
+                                     output_logits=True, return_dict_in_generate=True)
+    branch = out.logits[len(shared)][0, [done_id, todo_id]]
+    assert going.done[-1] == pytest.approx(float(torch.softmax(branch, -1)[0]), abs=1e-4)
 
 
 def test_prefix_readout_converts_each_frame_once(tiny_dirs, monkeypatch):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from procvlm.errors import ProcvlmError
-from procvlm.models.vlm.readout import digit_token_ids, expected_number, tag_expectation
+from procvlm.models.vlm.readout import (DoneProbe, digit_token_ids, done_branch, expected_number,
+                                       tag_expectation)
 from procvlm.models.vlm.tiny import QWEN_SPECIALS, train_tokenizer
 FIXED = 0.5  # the progress the fixed_run fixture was trained on
 
@@ -80,3 +81,39 @@ def test_batched_readout_reads_the_same_as_full_logits(tok):
     got = tag_expectations(seq, list(logits.unbind(1)), tok)
     want = [tag_expectation(seq[b].tolist(), logits[b], tok, ids) for b in range(len(rows))]
     assert got == pytest.approx(want) and got[2] is None and got[0] is not None
+
+
+def test_done_branch_is_where_finished_and_unfinished_answers_part(tok):
+    from procvlm.models.vlm.processor_vlm import progress_answer
+
+    shared, done_id, todo_id = done_branch(tok)
+    finished = tok.encode(progress_answer([], 1.0), add_special_tokens=False)
+    going = tok.encode(progress_answer(["Grasp the puck"], 0.3), add_special_tokens=False)
+    k = len(shared)
+    assert k >= 1 and finished[:k] == going[:k] == shared
+    assert (finished[k], going[k]) == (done_id, todo_id) and done_id != todo_id
+
+
+def test_done_probe_reads_the_branch_step_and_checks_the_opening():
+    branch = ([7], 3, 4)                       # answers open with token 7, then 3 or 4
+    probe = DoneProbe(branch, prompt_len=5)
+    scores = torch.zeros(3, 10)
+    scores[:, 3] = torch.tensor([2.0, 0.0, -1.0])
+    assert probe(torch.zeros(3, 5, dtype=torch.long), scores) is scores
+    assert probe.p is None                     # the first answer token: not the branch yet
+    probe(torch.zeros(3, 6, dtype=torch.long), scores)
+    probe(torch.zeros(3, 7, dtype=torch.long), scores * 0)    # later steps change nothing
+    new = torch.tensor([[7, 3, 1], [7, 4, 1], [8, 3, 1]])
+    got = probe.read(new)
+    assert got[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert got[1] == pytest.approx(0.5) and got[2] is None   # row 2 opened with another token
+    assert DoneProbe(branch, 5).read(new) == [None] * 3        # the branch step never came
+
+
+def test_done_branch_needs_a_parting_token():
+    class Same:
+        def encode(self, text, add_special_tokens=False):
+            return [1, 2]
+
+    with pytest.raises(ProcvlmError, match="no token where they part"):
+        done_branch(Same())

@@ -59,6 +59,9 @@ class Generation:
         prompt_tokens: prompt tokens per answer (padding excluded).
         finished: True where the answer ended with an end token, False where ``max_new_tokens``
             cut it.
+        done: asked for (``with_done``), the model's probability that the task is finished
+            per answer (``readout.DoneProbe``; None where the answer does not open as a
+            trained answer does); None otherwise.
     """
 
     text: list[str]
@@ -66,6 +69,7 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
     finished: list[bool] = field(default_factory=list)
+    done: list[float | None] | None = None
 
 
 class PendingImage:

@@ -61,8 +61,10 @@ from procvlm.models.vlm.reasoning import anchor_frames, frames_to_split, reuse_s
 from procvlm.models.vlm.readout import (
     MAX_NUMBER_TOKENS,
     TAG,
+    DoneProbe,
     digit_columns,
     digit_token_ids,
+    done_branch,
     expected_digits,
     read_expectations,
 )
@@ -380,6 +382,15 @@ class VLMProgressModel(ProgressModel):
                   if k not in ("input_ids", "pixel_values", "image_order")}
         return {**batch, "position_ids": prepare(batch["input_ids"], kwargs)}
 
+    @functools.cached_property
+    def _done_branch(self) -> tuple[list[int], int, int] | None:
+        """``readout.done_branch`` of the tokenizer (None when it has none: no P(done))."""
+        try:
+            return done_branch(self.tokenizer)
+        except ProcvlmError as err:
+            log.warning("%s", err)
+            return None
+
     def _end_ids(self) -> set[int]:
         eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         eos = self.tokenizer.eos_token_id if eos is None else eos
@@ -389,7 +400,8 @@ class VLMProgressModel(ProgressModel):
     @torch.no_grad()
     def generate_prompts(self, prompts: list[str], images: Shown,
                          max_new_tokens: int | None = None, with_logits: bool = False,
-                         min_new_tokens: int | None = None) -> Generation:
+                         min_new_tokens: int | None = None, with_done: bool = False
+                         ) -> Generation:
         """Greedy answers to rendered prompts, in length-sorted batches of
         ``config.batch_size``, returned in the order given.
 
@@ -400,27 +412,39 @@ class VLMProgressModel(ProgressModel):
             with_logits: also read the expected progress from the digit probabilities.
             min_new_tokens: generate at least this many tokens (benchmarks of random weights,
                 which never write an end token at a trained model's length).
+            with_done: also read the probability that the task is finished
+                (``Generation.done``).
         """
         n = len(prompts)
         text: list[str] = [""] * n
         expected: list[float | None] = [None] * n
         tokens, prompt_tokens, finished = [0] * n, [0] * n, [False] * n
+        p_done: list[float | None] = [None] * n
         limit = max_new_tokens or self.config.max_new_tokens
         extra = {"min_new_tokens": min(min_new_tokens, limit)} if min_new_tokens else {}
-        done = []
+        from transformers import LogitsProcessorList
+
+        branch = self._done_branch if with_done else None
+        jobs = []
         for idx, inputs, fetch in self._batches(prompts, images):
+            probe = DoneProbe(branch, inputs["input_ids"].shape[1]) if branch else None
             out = self.model.generate(**inputs, max_new_tokens=limit, do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id,
                                       output_logits=with_logits, return_dict_in_generate=True,
+                                      logits_processor=LogitsProcessorList([probe] if probe
+                                                                           else []),
                                       **extra, **self._cache_kwargs(inputs, limit))
             new, digits, lens = self._generated(idx, inputs, out, with_logits)
-            done.append((idx, fetch.submit(self._read_batch, new, digits, lens)))
-        for idx, job in done:
+            if probe is not None:
+                for i, p in zip(idx, probe.read(new)):
+                    p_done[i] = p
+            jobs.append((idx, fetch.submit(self._read_batch, new, digits, lens)))
+        for idx, job in jobs:
             read = job.result()
             for k, i in enumerate(idx):
                 text[i], tokens[i], finished[i], prompt_tokens[i], expected[i] = read[k]
         return Generation(text, expected if with_logits else None, tokens, prompt_tokens,
-                          finished)
+                          finished, p_done if branch else None)
 
     def _generated(self, idx: list[int], inputs: dict, out, with_logits: bool
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -494,6 +518,13 @@ class VLMProgressModel(ProgressModel):
         With ``config.reasoning="reuse"`` the whole answer is generated on a sparse set of
         frames only (see ``reasoning.py``); ``extra["generated"]`` marks them.
 
+        ``done`` is the model's probability that the task is finished at each frame: how much
+        more likely the answer goes on as the finished reasoning ("The task has been
+        completed") than as the list of remaining actions, at the token where they part
+        (``readout.DoneProbe``). A frame whose reasoning is reused takes its source frame's;
+        an answer that does not open as trained answers do counts 1 when its reasoning is the
+        finished sentence, else 0.
+
         Args:
             items: (episode or frames, task, plan) triples, as ``predict`` takes them.
             window: frames per prompt (defaults to ``config.window``).
@@ -502,16 +533,17 @@ class VLMProgressModel(ProgressModel):
         """
         prompts, images, resolved = self.progress_prompts(items, window or self.config.window)
         if self.config.reasoning == "reuse":
-            texts, progress, generated = self._answers_reusing(prompts, images, resolved)
+            texts, progress, generated, done = self._answers_reusing(prompts, images, resolved)
         else:
-            gen = self.generate_prompts(prompts, images,
+            gen = self.generate_prompts(prompts, images, with_done=True,
                                         with_logits=self.config.readout == "probs")
             texts, progress, generated = gen.text, gen.expected, [True] * len(prompts)
-        return self.assemble(texts, progress, resolved, generated)
+            done = gen.done
+        return self.assemble(texts, progress, resolved, generated, done)
 
     def assemble(self, texts: list[str], expected: Sequence[float | None] | None,
-                 resolved: list[tuple], generated: Sequence[bool] | None = None
-                 ) -> list[ProgressPrediction]:
+                 resolved: list[tuple], generated: Sequence[bool] | None = None,
+                 done: Sequence[float | None] | None = None) -> list[ProgressPrediction]:
         """Predictions from the answers to ``progress_prompts``' prompts, in their order.
 
         Args:
@@ -519,6 +551,7 @@ class VLMProgressModel(ProgressModel):
             expected: the digit-probability progress per prompt (None: parse the text).
             resolved: ``progress_prompts``' (frames, task, plan) per item.
             generated: which answers were generated whole (default: all).
+            done: P(done) per prompt (``Generation.done``; None: predictions without it).
         """
         out, start = [], 0
         expected = expected if expected is not None else [None] * len(texts)
@@ -530,34 +563,46 @@ class VLMProgressModel(ProgressModel):
                 if e is not None:
                     values[k] = e
             remaining = [p.remaining for p in parsed]
+            p_done = None
+            if done is not None:   # unreadable openings: what the answer says
+                p_done = [float(not p.remaining and "no_actions" not in p.flag) if d is None
+                          else d
+                          for d, p in zip(done[start:start + n], parsed)]
             out.append(ProgressPrediction(
                 progress=np.asarray(values, np.float32),
                 stage=np.asarray([stage_of(r, plan) for r in remaining], np.int64),
                 remaining=remaining, text=list(texts[start:start + n]),
-                flags=[p.flag for p in parsed],
+                flags=[p.flag for p in parsed], done=p_done,
                 extra={"readout": self.config.readout, "reasoning": self.config.reasoning,
                        "generated": np.asarray(generated[start:start + n], bool)}))
             start += n
         return out
 
     def _answers_reusing(self, prompts: list[str], images: Shown,
-                         resolved: list[tuple]) -> tuple[list[str], list, list[bool]]:
+                         resolved: list[tuple]
+                         ) -> tuple[list[str], list, list[bool], list[float | None] | None]:
         """Answers with reasoning reuse: generated on anchor and split frames (all episodes in
-        shared batches per round), digit readout after the reused reasoning elsewhere."""
+        shared batches per round), digit readout after the reused reasoning elsewhere; the
+        texts, progress, which were generated, and P(done) (a reused frame takes its source
+        frame's)."""
         probs = self.config.readout == "probs"
         starts = np.cumsum([0] + [n for n, *_ in resolved]).tolist()
         keys: list[dict[int, Any]] = [{} for _ in resolved]
         texts: list[str] = [""] * len(prompts)
         progress: list[float | None] = [None] * len(prompts)
+        done: list[float | None] = [None] * len(prompts)
+        known = True
         todo = [[s + t for t in anchor_frames(n, self.config.refresh)]
                 for s, (n, *_) in zip(starts, resolved)]
         while any(todo):
             flat = [i for frames in todo for i in frames]
             gen = self.generate_prompts([prompts[i] for i in flat], [images[i] for i in flat],
-                                        with_logits=probs)
+                                        with_logits=probs, with_done=True)
+            known = gen.done is not None
             for k, i in enumerate(flat):
                 texts[i] = gen.text[k]
                 progress[i] = gen.expected[k] if gen.expected is not None else None
+                done[i] = gen.done[k] if known else None
             for e, frames in enumerate(todo):
                 for i in frames:
                     keys[e][i - starts[e]] = _reasoning_key(texts[i])
@@ -569,11 +614,12 @@ class VLMProgressModel(ProgressModel):
         values = self._readout([prompts[i] + answer_prefix(r) for (i, _), r in
                                 zip(reuse, remaining)], [images[i] for i, _ in reuse])
         generated = [True] * len(prompts)
-        for (i, _), r, v in zip(reuse, remaining, values):
+        for (i, src), r, v in zip(reuse, remaining, values):
             generated[i] = False
             texts[i] = answer_prefix(r) if v is None else progress_answer(r, v)
             progress[i] = v
-        return texts, progress, generated
+            done[i] = done[src]
+        return texts, progress, generated, done if known else None
 
     @torch.no_grad()
     def _readout(self, prompts: list[str], images: Shown
@@ -596,8 +642,8 @@ class VLMProgressModel(ProgressModel):
 
     def score_last(self, clips: Sequence[tuple[Frames, str, list[str] | None]]
                    ) -> LastScores:
-        """Progress at the newest frame of each clip, all clips in shared batches, shape (B,);
-        no P(done) (``done`` None).
+        """Progress and P(done) at the newest frame of each clip, all clips in shared batches,
+        shape (B,) each (``done`` as ``predict_batch`` reads it).
 
         Args:
             clips: (frames, task, plan) triples (see ``ProgressModel.score_last``).
@@ -609,9 +655,11 @@ class VLMProgressModel(ProgressModel):
             images.append([PendingImage(frames[i], self.config.image_size) for i in idx])
             prompts.append(self.chat_prompt(self.messages(len(idx), task)))
             resolved.append((1, task, plan))
-        gen = self.generate_prompts(prompts, images, with_logits=self.config.readout == "probs")
-        preds = self.assemble(gen.text, gen.expected, resolved)
-        return LastScores(np.asarray([p.progress[0] for p in preds], np.float32), None)
+        gen = self.generate_prompts(prompts, images, with_done=True,
+                                    with_logits=self.config.readout == "probs")
+        preds = self.assemble(gen.text, gen.expected, resolved, done=gen.done)
+        return LastScores.collect([p.progress[0] for p in preds],
+                                  [None if p.done is None else p.done[0] for p in preds])
 
     def predict(self, episode: Episode | Frames, task: str | None = None,
                 plan: list[str] | None = None, *, window: int | None = None

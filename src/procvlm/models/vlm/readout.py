@@ -13,6 +13,11 @@ runs on the main thread: :func:`digit_columns` copies the ten digit columns off 
 :func:`read_expectations` reads them on a CPU worker. For a teacher-forced readout the prompt
 ends with the answer up to ``<progress>``, at most ``MAX_NUMBER_TOKENS`` are generated, and the
 number is read with ``after_tag=True``.
+
+The model's probability that the task is finished is read the same way, from the token where
+the two kinds of reasoning part ("The task has been completed ..." and "The following actions
+are required ...") first differ: :func:`done_branch` finds that token, :class:`DoneProbe`
+records the two candidates' probabilities at that step of a generated batch.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from procvlm.errors import ProcvlmError
-from procvlm.models.vlm.processor_vlm import TAG
+from procvlm.models.vlm.processor_vlm import FINISHED_REASONING, TAG, reasoning_text
 
 MAX_NUMBER_TOKENS = 8  # "100.00%" and one spare
 
@@ -183,3 +188,54 @@ def tag_expectations(sequences: torch.Tensor, step_logits: Sequence[torch.Tensor
     """
     digits = digit_columns(step_logits, digit_token_ids(tokenizer)).float().cpu()
     return read_expectations(sequences.tolist(), expected_digits(digits), tokenizer, after_tag)
+
+
+def done_branch(tokenizer) -> tuple[list[int], int, int]:
+    """Where a finished answer and an unfinished one part: the token ids both reasoning parts
+    open with, then the next token of the finished one and of the unfinished one.
+
+    Raises:
+        ProcvlmError: when one reasoning part's tokens begin the other's (no branch token).
+    """
+    done = tokenizer.encode(FINISHED_REASONING, add_special_tokens=False)
+    todo = tokenizer.encode(reasoning_text(["x"]), add_special_tokens=False)
+    k = 0
+    while k < min(len(done), len(todo)) and done[k] == todo[k]:
+        k += 1
+    if k == min(len(done), len(todo)):
+        raise ProcvlmError("the tokenizer gives the finished and the unfinished reasoning no "
+                           "token where they part: P(done) cannot be read")
+    return [int(t) for t in done[:k]], int(done[k]), int(todo[k])
+
+
+class DoneProbe:
+    """A ``generate`` logits processor that records, for every row of a batch, the probability
+    of the finished reasoning's branch token against the unfinished one's at the step after
+    their shared opening (renormalised over the two, as the digit readout renormalises over
+    the digits). It leaves the scores as they are.
+
+    Args:
+        branch: :func:`done_branch` of the model's tokenizer.
+        prompt_len: the batch's padded prompt length (``input_ids.shape[1]``).
+    """
+
+    def __init__(self, branch: tuple[list[int], int, int], prompt_len: int) -> None:
+        self.shared, self.done_id, self.todo_id = branch
+        self.step = prompt_len + len(self.shared)
+        self.p: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] == self.step:
+            pair = scores[:, [self.done_id, self.todo_id]].float()
+            self.p = torch.softmax(pair, dim=-1)[:, 0]
+        return scores
+
+    def read(self, new: torch.Tensor) -> list[float | None]:
+        """P(done) per row of the generated ids ``new`` (B, n), on the CPU: None where the
+        answer does not open with the shared tokens (or ended before the branch)."""
+        k = len(self.shared)
+        if self.p is None or new.shape[1] <= k:
+            return [None] * new.shape[0]
+        p = self.p[:new.shape[0]].cpu().tolist()
+        opens = (new[:, :k] == torch.tensor(self.shared, dtype=new.dtype)).all(-1).tolist()
+        return [float(v) if ok else None for v, ok in zip(p, opens)]
