@@ -15,8 +15,9 @@ Two spaces of rendering conditions are defined, with disjoint supports:
   upside down, darker or brighter lighting from other directions, tints from the other half of
   the colour wheel, lower resolutions). Every parameter of a held-out draw lies outside the
   training ranges, so a model scored on them is scored on rendering it has not seen. The
-  other views of ``TRAIN_VIEWS`` are 74 to 123 degrees away from the corner camera (held-out
-  draws turn it by at most 32), so they add no held-out camera pose either.
+  other views of ``TRAIN_VIEWS`` look 74 to 94 degrees away from the corner camera's axis
+  (their jitter turns them by at most about 22; held-out draws turn the corner camera by at
+  most about 34), so they add no held-out camera pose either.
 
 A draw is a :class:`RenderDraw`; ``Episode.meta["render"]`` records it as a dict.
 """
