@@ -20,7 +20,8 @@ Every figure is measured here, nothing is projected:
   with the static vs the dynamic cache; ``score_dataset`` end to end with either cache.
 - ``breakdown``: where one readout batch's time goes (encoding, position ids on the device vs
   the CPU, vision tower, prompt pass, one decoding step).
-- ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers.
+- ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers,
+  and its P(done) against the frames that are truly finished.
 
 On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
 memory. ``--workers 2,4`` repeats the ``generate``, ``readout`` and ``static`` rows with each
@@ -441,16 +442,18 @@ def _sft_run(cfg, s: Settings, rows, out) -> None:
         torch.cuda.empty_cache()
 
 
-def bench_accuracy(tmp: Path, rows, out, quick: bool) -> None:
+def bench_accuracy(tmp: Path, rows, out, quick: bool, steps: int = 300) -> None:
     """Train a tiny model on synthetic episodes (the square's band is the step), then score
-    held-out episodes with whole answers and with reasoning reuse."""
+    held-out episodes with whole answers and with reasoning reuse; ``done_auroc`` and
+    ``done_accuracy`` judge the model's P(done) against the frames that are truly finished."""
+    from procvlm.eval.metrics import auroc
     from procvlm.training.vlm_sft import VLMTrainConfig, train_vlm
     from procvlm.training.data import synthetic_episodes
 
     data = write_synthetic_vqa(tmp / "acc_vqa", 6 if quick else 48)
     base = build_tiny_vlm(tmp / "acc_base", "qwen3_vl", hidden=64, layers=2)
     run = train_vlm(VLMTrainConfig(data=str(data), out=str(tmp / "acc_run"), base=str(base),
-                                   full=True, max_steps=4 if quick else 300, lr=3e-3,
+                                   full=True, max_steps=4 if quick else steps, lr=3e-3,
                                    batch_size=4, image_size=32, max_frames=2,
                                    save_steps=10_000, logging_steps=50))
     eps, targets = synthetic_episodes(2, 6 if quick else 40, 32, seed=99, failure_rate=0.0)
@@ -465,10 +468,16 @@ def bench_accuracy(tmp: Path, rows, out, quick: bool) -> None:
         truth = np.concatenate([t.progress for t in targets])
         got = np.concatenate([p.progress for p in preds[mode]])
         gen = np.concatenate([p.extra["generated"] for p in preds[mode]])
+        finished = np.concatenate([t.stage == len(e.plan) for e, t in zip(eps, targets)])
+        p_done = np.concatenate([p.done for p in preds[mode]])
+        both = 0 < finished.sum() < len(finished)
         report(rows, m.row(section="accuracy", reasoning=mode,
                            frames_per_s=round(len(got) / m.seconds, 2),
                            generated_fraction=round(float(gen.mean()), 3),
-                           mae_vs_truth=round(float(np.abs(got - truth).mean()), 4)), out)
+                           mae_vs_truth=round(float(np.abs(got - truth).mean()), 4),
+                           done_auroc=round(auroc(p_done, finished), 4) if both else None,
+                           done_accuracy=round(float(((p_done > 0.5) == finished).mean()), 4)),
+               out)
     a = np.concatenate([p.progress for p in preds["every"]])
     b = np.concatenate([p.progress for p in preds["reuse"]])
     same = np.mean([x == y for p, q in zip(preds["every"], preds["reuse"])
@@ -589,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tiny (CPU) or random weights at Qwen3-VL-2B size (GPU; the default "
                          "with a GPU)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, CPU, seconds")
+    ap.add_argument("--accuracy-steps", type=int, default=300,
+                    help="training steps of the accuracy section's tiny model")
     ap.add_argument("--sections", default=None,
                     help=f"comma list of {','.join(SECTIONS)} (default: all but static, "
                          "profile, breakdown and, on a GPU, accuracy)")
@@ -649,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                                              runs=s.score_runs or SCORE_RUNS),
                 "sft": lambda: bench_sft(model, s, tmp, rows, args.json),
                 "static": lambda: bench_static(model, frames, s, tmp, rows, args.json),
-                "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick),
+                "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick,
+                                                   args.accuracy_steps),
                 "profile": lambda: bench_profile(model, frames, s, rows, args.json),
                 "breakdown": lambda: bench_breakdown(model, frames, s, rows, args.json)}
         for name in sections:

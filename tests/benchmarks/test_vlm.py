@@ -26,6 +26,7 @@ def test_quick_run_measures_every_section(load_benchmark, tmp_path, capsys):
     assert by_section["sft"][0]["samples_per_s"] > 0
     reuse = [r for r in by_section["accuracy"] if r.get("reasoning") == "reuse"][0]
     assert 0 < reuse["generated_fraction"] <= 1
+    assert 0 <= reuse["done_accuracy"] <= 1 and "done_auroc" in reuse
     assert "frames_per_s=" in capsys.readouterr().out
 
 
