@@ -97,7 +97,7 @@ def test_randomised_rendering_is_visual_only_and_restored():
 
     plain = rollout("pick-place", 3, width=32, height=32, cameras=("corner", "gripper"),
                     max_steps=60)
-    for spec in ("train", "heldout"):
+    for spec in ("train", "heldout", "train-views"):
         ep = rollout("pick-place", 3, width=32, height=32, cameras=("corner", "gripper"),
                      max_steps=60, randomize=spec)
         np.testing.assert_array_equal(ep.state, plain.state)

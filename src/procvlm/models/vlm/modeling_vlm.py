@@ -415,6 +415,8 @@ class VLMProgressModel(ProgressModel):
             with_done: also read the probability that the task is finished
                 (``Generation.done``).
         """
+        from transformers import LogitsProcessorList
+
         n = len(prompts)
         text: list[str] = [""] * n
         expected: list[float | None] = [None] * n
@@ -422,8 +424,6 @@ class VLMProgressModel(ProgressModel):
         p_done: list[float | None] = [None] * n
         limit = max_new_tokens or self.config.max_new_tokens
         extra = {"min_new_tokens": min(min_new_tokens, limit)} if min_new_tokens else {}
-        from transformers import LogitsProcessorList
-
         branch = self._done_branch if with_done else None
         jobs = []
         for idx, inputs, fetch in self._batches(prompts, images):
