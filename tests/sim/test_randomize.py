@@ -135,7 +135,8 @@ def test_a_view_moves_the_camera_to_another_world_camera():
     from procvlm.sim.env import CAMERAS, SimEnv
 
     assert set(VIEWS) == set(CAMERAS) - {"gripper"}
-    sim = SimEnv(TASKS["pick-place"], width=32, height=32, cameras=("corner", "topview"))
+    sim = SimEnv(TASKS["pick-place"], width=32, height=32,
+                 cameras=("corner", "topview", "corner2"))
     sim.reset(0)
     plain = sim.render()
     still = RenderDraw(spec="train", azimuth=0.0, elevation=0.0, distance=1.0,
@@ -147,6 +148,8 @@ def test_a_view_moves_the_camera_to_another_world_camera():
     # Straight down, turned the way the top view's image is: nearly the top view's own image.
     assert np.abs(moved["corner"].astype(int) - plain["topview"].astype(int)).mean() < 8.0
     assert np.abs(moved["corner"].astype(int) - plain["corner"].astype(int)).mean() > 20.0
+    # only the main camera takes the view: the others keep their own pose
+    assert np.abs(moved["corner2"].astype(int) - moved["corner"].astype(int)).mean() > 20.0
     # The other views lie far from the corner camera: their training jitter (at most about
     # 21.5 degrees of turn) never reaches a held-out pose (at most about 34 degrees from it).
     m, data = sim.env.model, sim.env.data

@@ -120,12 +120,14 @@ class Cameras:
         return out
 
     def _render_drawn(self, data, name: str, draw: RenderDraw) -> np.ndarray:
-        """A world camera moved by ``draw``, from ``draw.view``'s pose where it names one (the
-        gripper's camera stays on the hand)."""
+        """A world camera moved by ``draw``; the first (main) camera from ``draw.view``'s pose
+        where it names one, the others from their own (the gripper's camera stays on the
+        hand)."""
         if name == "gripper":
             self._renderer.update_scene(data, camera=CAMERAS[name], scene_option=self._option)
             return self._renderer.render()
-        cam_id = data.model.cam(CAMERAS[draw.view or name]).id
+        base = draw.view if draw.view and name == self.names[0] else name
+        cam_id = data.model.cam(CAMERAS[base]).id
         cam = free_camera(data.cam_xpos[cam_id], data.cam_xmat[cam_id], draw)
         self._renderer.update_scene(data, camera=cam, scene_option=self._option)
         add_backdrop(self._renderer.scene, cam, draw.backdrop_rgb)
