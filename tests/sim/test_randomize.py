@@ -111,6 +111,14 @@ def test_randomised_rendering_is_visual_only_and_restored():
     close_envs()
 
 
+def _still(view=None):
+    """A draw that moves nothing: MetaWorld's own camera pose, light and colours."""
+    return RenderDraw(spec="train", azimuth=0.0, elevation=0.0, distance=1.0,
+                      lookat=(0.0, 0.0, 0.0), orientation="none", light_azimuth=0.0, light=1.0,
+                      ambient=0.4, table_hsv=(0.0, 0.0, 1.0), backdrop_hsv=(0.0, 0.0, 0.0),
+                      resolution=1.0, view=view)
+
+
 @pytest.mark.sim
 def test_unjittered_free_camera_sees_what_the_corner_camera_sees():
     from procvlm.sim import TASKS
@@ -119,11 +127,7 @@ def test_unjittered_free_camera_sees_what_the_corner_camera_sees():
     sim = SimEnv(TASKS["pick-place"], width=32, height=32, cameras=("corner",))
     sim.reset(0)
     plain = sim.render()["corner"]
-    still = RenderDraw(spec="train", azimuth=0.0, elevation=0.0, distance=1.0,
-                       lookat=(0.0, 0.0, 0.0), orientation="none", light_azimuth=0.0, light=1.0,
-                       ambient=0.4, table_hsv=(0.0, 0.0, 1.0), backdrop_hsv=(0.0, 0.0, 0.0),
-                       resolution=1.0)
-    sim.set_render(still)
+    sim.set_render(_still())
     same = sim.render()["corner"]
     sim.close()
     assert np.abs(same.astype(int) - plain.astype(int)).mean() < 1.0
@@ -139,11 +143,7 @@ def test_a_view_moves_the_camera_to_another_world_camera():
                  cameras=("corner", "topview", "corner2"))
     sim.reset(0)
     plain = sim.render()
-    still = RenderDraw(spec="train", azimuth=0.0, elevation=0.0, distance=1.0,
-                       lookat=(0.0, 0.0, 0.0), orientation="none", light_azimuth=0.0, light=1.0,
-                       ambient=0.4, table_hsv=(0.0, 0.0, 1.0), backdrop_hsv=(0.0, 0.0, 0.0),
-                       resolution=1.0, view="topview")
-    sim.set_render(still)
+    sim.set_render(_still(view="topview"))
     moved = sim.render()
     # Straight down, turned the way the top view's image is: nearly the top view's own image.
     assert np.abs(moved["corner"].astype(int) - plain["topview"].astype(int)).mean() < 8.0

@@ -40,13 +40,16 @@ def test_no_tag_reads_none(tok):
                            digit_token_ids(tok)) is None
 
 
-def test_merged_digits_are_refused():
-    class Tok:
-        def encode(self, s, add_special_tokens=False):
-            return [1, 2]
+class TwoTokens:
+    """A tokenizer that encodes any text as the same two tokens."""
 
+    def encode(self, text, add_special_tokens=False):
+        return [1, 2]
+
+
+def test_merged_digits_are_refused():
     with pytest.raises(ProcvlmError, match="one token per digit"):
-        digit_token_ids(Tok())
+        digit_token_ids(TwoTokens())
 
 
 @pytest.mark.slow
@@ -111,9 +114,5 @@ def test_done_probe_reads_the_branch_step_and_checks_the_opening():
 
 
 def test_done_branch_needs_a_parting_token():
-    class Same:
-        def encode(self, text, add_special_tokens=False):
-            return [1, 2]
-
     with pytest.raises(ProcvlmError, match="no token where they part"):
-        done_branch(Same())
+        done_branch(TwoTokens())
