@@ -30,7 +30,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
             "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
             "--channel-shuffle", "0.5", "--lowres", "0.5", "--tilt", "8", "--end-weight", "2",
-            "--end-frames", "4"]
+            "--end-frames", "4", "--channels", "8,16", "--hidden", "32"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -42,6 +42,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert cfg["type"] == "compact" and (cfg["window"], cfg["stride"]) == (2, 3)
     assert cfg["flip_average"] is True  # travels with the model to score, eval and serve
     assert cfg["anchor"] is True
+    assert (cfg["channels"], cfg["hidden"]) == ([8, 16], 32)  # the model's size, as asked
     recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
     assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
@@ -82,6 +83,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--end-weight", "-1"]) == 2
     assert "end_weight=-1.0" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--channels", "8,wide"]) == 2
+    assert "'8,wide': give positive ints separated by commas" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -10,6 +10,18 @@ from procvlm.errors import ProcvlmError
 from procvlm.labels import SCHEMES
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``--channels``: comma-separated positive ints."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive ints separated by commas, "
+                                         "e.g. 32,64,128,192")
+    return widths
+
+
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--scheme", default="procvlm",
                        choices=SCHEMES,
@@ -26,6 +38,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--steps", type=int, default=1500,
                        help="optimiser steps: the whole training budget, the same on any "
                             "machine (default: 1500)")
+    group.add_argument("--channels", type=_widths, default=None,
+                       help="conv widths, comma-separated, one stride-2 conv each, e.g. "
+                            "32,64,128,192 for a wider model (default: 24,48,96,128)")
+    group.add_argument("--hidden", type=int, default=None,
+                       help="width of the visual/task state vector (default: 256)")
     group.add_argument("--camera", default=None, help="camera to use (default: the first)")
     group.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     group.add_argument("--no-augment", dest="augment", action="store_false",
@@ -86,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                            "v3 folder (procvlm generate + procvlm label)")
     if not 0.0 <= args.jitter < 1.0:
         raise ProcvlmError(f"--jitter {args.jitter}: need 0 <= jitter < 1 (gains in 1 +- jitter)")
-    size = {} if args.image_size is None else {"image_size": args.image_size}
+    size = {k: v for k, v in {"image_size": args.image_size, "channels": args.channels,
+                              "hidden": args.hidden}.items() if v is not None}
     mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
                          flip_average=args.flip_average, anchor=args.anchor, **size)
     extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()
