@@ -11,9 +11,11 @@ from procvlm.labels import SCHEMES
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    """``--channels``: comma-separated positive ints."""
+    """``--channels``: comma-separated positive ints (read as annotator options are)."""
+    from procvlm.annotate.base import parse_value
+
     try:
-        widths = tuple(int(w) for w in text.split(","))
+        widths = tuple(parse_value(text, tuple[int, ...]))
     except ValueError:
         widths = ()
     if not widths or any(w < 1 for w in widths):
