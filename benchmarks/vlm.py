@@ -20,6 +20,10 @@ Every figure is measured here, nothing is projected:
   with the static vs the dynamic cache; ``score_dataset`` end to end with either cache.
 - ``breakdown``: where one readout batch's time goes (encoding, position ids on the device vs
   the CPU, vision tower, prompt pass, one decoding step).
+- ``timeline``: one readout call traced by torch.profiler: the device's busy time against the
+  wall-clock, the kernels by kind, the idle gaps on the device and what the host did in them
+  (labelled stages: next batch, vision tower, prompt pass, decoding step, reading); the trace
+  is kept (gzip) beside ``--json``.
 - ``accuracy`` (CPU, tiny model trained here): progress with reasoning reuse vs whole answers,
   and its P(done) against the frames that are truly finished.
 
@@ -37,6 +41,7 @@ every CPU section on tiny sizes (a test does).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import threading
@@ -57,7 +62,7 @@ from procvlm.models.vlm.tiny import build_tiny_vlm
 TASK = "place the puck onto the goal"
 PLAN = ["Grasp the puck", "Place the puck onto the goal"]
 SECTIONS = ("preprocess", "generate", "readout", "score", "sft", "static", "accuracy", "profile",
-            "breakdown")
+            "breakdown", "timeline")
 
 
 @dataclass(frozen=True)
@@ -591,6 +596,157 @@ def bench_breakdown(model, frames, s: Settings, rows, out) -> None:
                   **{k: round(v, 4) for k, v in figures.items()}}, out)
 
 
+KERNEL_KINDS = (("gemm", ("gemm", "nvjet", "cutlass", "cublas", "sm90_xmma", "matmul")),
+                ("attention", ("flash", "fmha", "attention", "efficient")),
+                ("copy", ("copy", "memcpy", "memset", "cat", "index", "gather", "scatter")),
+                ("reduce", ("reduce", "norm", "softmax", "argmax", "max")))
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)),
+                "elementwise/other")
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def _overlap(a: float, b: float, spans: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, y) - max(a, x)) for x, y in spans)
+
+
+def analyse_trace(events: list[dict], min_gap_us: float = 1000.0) -> dict[str, Any]:
+    """The device's busy time, kernels by kind and the idle gaps of a chrome trace's events
+    (torch.profiler's export), with the host's labelled stages (``user_annotation``) and the
+    operators that overlap the gaps most."""
+    kernels = [e for e in events if e.get("cat") == "kernel" and "dur" in e]
+    host = [e for e in events if e.get("cat") in ("cpu_op", "user_annotation", "cuda_runtime")
+            and "dur" in e]
+    stages: dict[str, float] = {}
+    for e in host:
+        if e["cat"] == "user_annotation":
+            stages[e["name"]] = stages.get(e["name"], 0.0) + e["dur"]
+    stage_s = {k: round(v / 1e6, 4) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
+    if not kernels:
+        return {"kernels": 0, "host_stage_s": stage_s}
+    busy = _union([(e["ts"], e["ts"] + e["dur"]) for e in kernels])
+    start = min(e["ts"] for e in host + kernels)
+    end = max(e["ts"] + e["dur"] for e in kernels)
+    gaps = [(b, c) for (_, b), (c, _) in zip(busy, busy[1:]) if c - b >= min_gap_us]
+    gaps += [(start, busy[0][0])] if busy[0][0] - start >= min_gap_us else []
+    kinds: dict[str, float] = {}
+    for e in kernels:
+        kinds[kernel_kind(e["name"])] = kinds.get(kernel_kind(e["name"]), 0.0) + e["dur"]
+    launches: dict[Any, int] = {}
+    for e in host:
+        if e["cat"] == "cuda_runtime":
+            launches[e.get("tid")] = launches.get(e.get("tid"), 0) + 1
+    main_tid = max(launches, key=launches.get) if launches else None
+    in_gaps: dict[str, float] = {}
+    for e in host:
+        a, b = e["ts"], e["ts"] + e["dur"]
+        where = "main" if e.get("tid") == main_tid else "worker"
+        key = f"{where}:{e['cat'][:4]}:{e['name'][:60]}"
+        o = _overlap(a, b, gaps)
+        if o > 0:
+            in_gaps[key] = in_gaps.get(key, 0.0) + o
+    top = sorted(((k, v) for k, v in in_gaps.items() if v >= 100),  # >= 0.1 ms
+                 key=lambda kv: -kv[1])[:15]
+    return {"kernels": len(kernels), "window_s": round((end - start) / 1e6, 4),
+            "device_busy_s": round(sum(b - a for a, b in busy) / 1e6, 4),
+            "kernel_s_by_kind": {k: round(v / 1e6, 4) for k, v in sorted(kinds.items())},
+            "gaps": len(gaps), "gap_s": round(sum(b - a for a, b in gaps) / 1e6, 4),
+            "longest_gaps_ms": [round((b - a) / 1e3, 1) for a, b in
+                                sorted(gaps, key=lambda g: g[0] - g[1])[:8]],
+            "host_stage_s": stage_s,
+            "host_in_gaps_ms": {k: round(v / 1e3, 1) for k, v in top}}
+
+
+def _labelled(fn, name):
+    """``fn`` inside a profiler label (``name`` or ``name(*args, **kwargs)``), with ``fn``'s
+    signature (``generate`` inspects the forward's)."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        label = name(*args, **kwargs) if callable(name) else name
+        with torch.profiler.record_function(label):
+            return fn(*args, **kwargs)
+    return run
+
+
+def bench_timeline(model, frames, s: Settings, rows, out) -> None:
+    """One readout call of ``2 * max(batches)`` frames under torch.profiler (see the module
+    docstring); the stages are labelled by wrapping the model's methods on this instance."""
+    import gzip
+    import sys
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from procvlm.models.vlm import modeling_vlm
+
+    bs = max(s.batches)
+    n = min(len(frames), 2 * bs)
+    images, tasks, prefixes = readout_inputs(frames[:n], s)
+    base = model.config
+    vlm = model.model
+    model.config = replace(base, batch_size=bs)
+    saved = (vlm.forward, vlm.generate, model._generated, model._batches,
+             modeling_vlm.shared_image_features)
+    vlm.forward = _labelled(vlm.forward, lambda *a, **k: "prompt pass" if k.get(
+        "input_ids") is None or k["input_ids"].shape[1] > 1 else "decoding step")
+    vlm.generate = _labelled(vlm.generate, "generate")
+    model._generated = _labelled(model._generated, "copy results")
+    modeling_vlm.shared_image_features = _labelled(saved[4], "vision tower")
+
+    def batches(*args: Any):
+        it = saved[3](*args)
+        while True:
+            with torch.profiler.record_function("next batch"):
+                item = next(it, None)
+            if item is None:
+                return
+            yield item
+
+    model._batches = batches
+    try:
+        for interval in (sys.getswitchinterval(), 0.05, sys.getswitchinterval()):
+            old = sys.getswitchinterval()
+            sys.setswitchinterval(interval)
+            try:
+                model.progress_after_prefix(images[:bs], tasks[:bs], prefixes[:bs])
+                with Sampler() as m:
+                    model.progress_after_prefix(images, tasks, prefixes)
+            finally:
+                sys.setswitchinterval(old)
+            report(rows, m.row(section="timeline", variant="plain", batch=bs,
+                               switch_interval_s=interval,
+                               frames_per_s=round(n / m.seconds, 2)), out)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available()
+                                         else [])
+        with Sampler() as m, profile(activities=acts) as prof:
+            model.progress_after_prefix(images, tasks, prefixes)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "trace.json"
+            prof.export_chrome_trace(str(path))
+            text = path.read_text()
+        events = json.loads(text).get("traceEvents", [])
+        if out is not None:
+            with gzip.open(out.with_suffix(".trace.json.gz"), "wt") as f:
+                f.write(text)
+        report(rows, m.row(section="timeline", variant="profiled", batch=bs,
+                           frames_per_s=round(n / m.seconds, 2), **analyse_trace(events)), out)
+    finally:
+        vlm.forward, vlm.generate, model._generated, model._batches = saved[:4]
+        modeling_vlm.shared_image_features = saved[4]
+        model.config = base
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -619,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-caches", default=None,
                     help="comma list of dynamic,static: the static section's score_dataset "
                          "runs (default both)")
+    ap.add_argument("--compile-layers", choices=("on", "off"), default="off",
+                    help="the model's compile_layers: the text layers' pointwise parts compiled")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -640,16 +798,19 @@ def main(argv: list[str] | None = None) -> int:
                                              "--score-caches"))
     if args.workers:
         s = replace(s, workers=tuple(int(w) for w in args.workers.split(",")))
-    default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown")
+    default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown", "timeline")
                and (x != "accuracy" or size == "tiny")]
     sections = args.sections.split(",") if args.sections else default
     rows: list[dict] = []
     report(rows, {"section": "settings", "device": device_name(), "size": size,
                   "torch": torch.__version__, "transformers": _version("transformers"),
+                  "compile_layers": args.compile_layers,
                   **{k: v for k, v in asdict(s).items() if k != "size"}}, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = build(size, tmp) if set(sections) - {"accuracy"} else None
+        if model is not None:
+            model.config = replace(model.config, compile_layers=args.compile_layers == "on")
         frames = np.random.default_rng(0).integers(
             0, 255, (s.frames, 224 if size == "2b" else 32, 224 if size == "2b" else 32, 3),
             np.uint8)
@@ -663,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
                 "accuracy": lambda: bench_accuracy(tmp, rows, args.json, args.quick,
                                                    args.accuracy_steps),
                 "profile": lambda: bench_profile(model, frames, s, rows, args.json),
-                "breakdown": lambda: bench_breakdown(model, frames, s, rows, args.json)}
+                "breakdown": lambda: bench_breakdown(model, frames, s, rows, args.json),
+                "timeline": lambda: bench_timeline(model, frames, s, rows, args.json)}
         for name in sections:
             if name not in runs:
                 raise SystemExit(f"unknown section {name!r}: choose from {', '.join(SECTIONS)}")

@@ -64,3 +64,42 @@ def test_quick_run_picks_score_runs_caches_and_sft_batches(load_benchmark, tmp_p
     assert [r["batch"] for r in rows if r["section"] == "sft"] == [1, 2]
     with pytest.raises(SystemExit, match="--score-runs: unknown 'all'"):
         bench.main(["--quick", "--score-runs", "all"])
+
+
+def test_timeline_traces_a_readout_call_and_restores_the_model(load_benchmark, tmp_path):
+    bench = load_benchmark("vlm")
+    out = tmp_path / "vlm.json"
+    assert bench.main(["--quick", "--sections", "timeline,readout", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    timeline = [r for r in rows if r["section"] == "timeline"]
+    assert [r["variant"] for r in timeline] == ["plain", "plain", "plain", "profiled"]
+    stages = timeline[-1]["host_stage_s"]  # the CPU has no kernels: the labelled stages only
+    assert {"next batch", "vision tower", "generate", "prompt pass", "decoding step",
+            "copy results"} <= set(stages)
+    assert (tmp_path / "vlm.trace.json.gz").stat().st_size > 0
+    # the readout section after it ran on the unwrapped model
+    assert [r["frames_per_s"] > 0 for r in rows if r["section"] == "readout"] == [True]
+
+
+def test_analyse_trace_on_a_made_up_trace(load_benchmark):
+    bench = load_benchmark("vlm")
+    k = {"cat": "kernel", "ph": "X"}
+    events = [
+        {**k, "name": "sm90_xmma_gemm_bf16", "ts": 0, "dur": 4000},
+        {**k, "name": "flash_fwd_kernel", "ts": 4000, "dur": 1000},
+        {**k, "name": "vectorized_elementwise_kernel", "ts": 9000, "dur": 1000},  # 4 ms gap
+        {**k, "name": "argmax_reduce", "ts": 10200, "dur": 100},  # 0.2 ms: not a gap
+        {"cat": "user_annotation", "name": "next batch", "ts": 5000, "dur": 3000, "tid": 1},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 8500, "dur": 10, "tid": 1},
+        {"cat": "cpu_op", "name": "aten::nonzero", "ts": 4500, "dur": 1500, "tid": 2},
+    ]
+    got = bench.analyse_trace(events)
+    assert got["kernels"] == 4 and got["gaps"] == 1 and got["gap_s"] == 0.004
+    assert got["device_busy_s"] == pytest.approx(0.0061)
+    assert got["window_s"] == pytest.approx(0.0103)
+    assert got["kernel_s_by_kind"] == {"attention": 0.001, "elementwise/other": 0.001,
+                                       "gemm": 0.004, "reduce": 0.0001}
+    assert got["host_stage_s"] == {"next batch": 0.003}
+    # thread 1 launched the kernels (main); the worker's operator overlaps the gap by 1 ms
+    assert got["host_in_gaps_ms"] == {"main:user:next batch": 3.0,
+                                      "worker:cpu_:aten::nonzero": 1.0}

@@ -365,3 +365,43 @@ def test_static_cache_keeps_its_memory_from_batch_to_batch(tiny_dirs):
     (again,) = model._static._caches.values()
     assert again is cache
     assert [layer.keys.data_ptr() for layer in again.layers] == pointers
+
+
+@pytest.mark.slow
+def test_compiled_layers_give_the_same_answers_and_are_undone(tiny_dirs):
+    """engine.compiled_layers: the same logits and tokens as eager layers, new batch sizes and
+    prompt lengths without recompiling, and the model (and the library's rotary function)
+    exactly as before once the block ends."""
+    import torch._dynamo.utils as dynamo_utils
+    import transformers.models.qwen3_vl.modeling_qwen3_vl as qwen3_vl
+
+    from procvlm.models.vlm.engine import compiled_layers, decoder_layers
+
+    model = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], device="cpu")
+    rotary = qwen3_vl.apply_rotary_pos_emb
+    layers = decoder_layers(model.model)
+    assert len(layers) == model.model.config.text_config.num_hidden_layers
+    ims = _images(4)
+    torch._dynamo.reset()
+    graphs = []
+    for rows, extra in ((3, ""), (5, " and then some more words")):
+        shown = [[ims[i % 4], ims[(i + 1) % 4]] for i in range(rows)]
+        prompts = [model.chat_prompt(model.messages(2, "push the puck" + extra * (i % 2)))
+                   for i in range(rows)]
+        batch = model._with_positions(encode(model.processor, prompts, shown))
+        with torch.no_grad():
+            eager = model.model(**batch).logits
+            with compiled_layers(model.model, True) as parts:
+                assert parts == 5 * len(layers) + 1  # 4 norms + MLP per layer, the rotary
+                assert qwen3_vl.apply_rotary_pos_emb is not rotary
+                fused = model.model(**batch).logits
+        torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-4)
+        with compiled_layers(model.model, True):
+            compiled = model.model
+            _assert_same_generation(model, batch, batch)  # prompt pass and decoding steps
+        graphs.append(dynamo_utils.counters["stats"]["unique_graphs"])
+        assert qwen3_vl.apply_rotary_pos_emb is rotary
+        assert all(m._compiled_call_impl is None for m in compiled.modules())
+    assert graphs[1] == graphs[0]  # another batch size and prompt length: no new graph
+    with compiled_layers(model.model, False) as parts:
+        assert parts == 0 and qwen3_vl.apply_rotary_pos_emb is rotary

@@ -32,7 +32,9 @@ token ids only, no ``pixel_values``, so it cannot serve an image-text model; gen
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -336,6 +338,58 @@ def compile_everywhere():
     config = CompileConfig()
     config._compile_all_devices = True  # transformers' own switch for compiling off a GPU
     return config
+
+
+def decoder_layers(model) -> list[torch.nn.Module]:
+    """The text decoder's layers of ``model`` (peft-wrapped or not): the modules whose class
+    name ends in ``DecoderLayer`` (``Qwen3VLTextDecoderLayer``; the vision blocks are not)."""
+    return [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+
+
+_COMPILED: dict[Callable, Callable] = {}  # each library function compiled once per process
+
+
+def _compiled(fn: Callable) -> Callable:
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=True)
+    return _COMPILED[fn]
+
+
+@contextlib.contextmanager
+def compiled_layers(model, on: bool) -> Iterator[int]:
+    """Run the pointwise parts of ``model``'s text decoder layers compiled
+    (``torch.compile(dynamic=True)``) inside the block, as they were after it; yields how many
+    parts are compiled.
+
+    The prompt pass of a readout batch spends as long in pointwise kernels as in its matrix
+    products (measured on an H200, ``benchmarks/vlm.py --sections timeline``): the rotary
+    embedding on strided query and key tensors, RMSNorm's float32 round trips and the MLP's
+    SiLU-times-up run one kernel per operation in eager mode. Compiled, inductor fuses each
+    into one or two kernels. What is compiled is what holds no KV cache (the whole layer would
+    recompile on the cache's state): the layers' RMSNorm and MLP modules, and the rotary
+    function of the model's module (``apply_rotary_pos_emb``, swapped for its compiled form
+    while the block runs, as Liger-Kernel swaps its kernels in). Shapes stay symbolic, so new
+    batch sizes and prompt lengths do not recompile; a decoding step (one token) is one more
+    graph. Inside a compiled decoding step (``cache="static"``) the outer compilation traces
+    through them.
+    """
+    layers = decoder_layers(model) if on else []
+    parts = [m for layer in layers for m in layer.modules()
+             if type(m).__name__.endswith(("RMSNorm", "MLP"))]
+    saved = [m._compiled_call_impl for m in parts]
+    module = sys.modules[type(layers[0]).__module__] if layers else None
+    rotary = getattr(module, "apply_rotary_pos_emb", None)
+    for m in parts:
+        m.compile(dynamic=True)
+    if rotary is not None:
+        setattr(module, "apply_rotary_pos_emb", _compiled(rotary))
+    try:
+        yield len(parts) + (rotary is not None)
+    finally:
+        for m, impl in zip(parts, saved):
+            m._compiled_call_impl = impl
+        if rotary is not None:
+            setattr(module, "apply_rotary_pos_emb", rotary)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -40,6 +40,7 @@ from procvlm.models.vlm.engine import (
     PendingImage,
     Prefetcher,
     StaticCachePool,
+    compiled_layers,
     batch_bucket,
     batch_vision_attention,
     compile_everywhere,
@@ -324,6 +325,9 @@ class VLMProgressModel(ProgressModel):
         encoded ahead by worker threads (which also take the batches' post-processing:
         ``Prefetcher.submit``).
 
+        The text decoder layers run compiled meanwhile where ``config.compile_layers`` says so
+        (``engine.compiled_layers``).
+
         With a static cache a short batch is padded by repeating its first prompt (the extra
         rows' answers are dropped): to the full batch size when the call has full batches (one
         compiled shape for the whole call; a new shape costs a compilation, about 50 s for a 2B
@@ -341,12 +345,13 @@ class VLMProgressModel(ProgressModel):
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
             self.processor, [prompts[i] for i in idx], [images[i] for i in idx],
             distinct=share)), self._workers(), cuda)
-        for (idx, batch), size in zip(fetch(batches), sizes):
-            batch = {k: (v.to(self.device, non_blocking=cuda)
-                         if torch.is_tensor(v) and k != "image_order" else v)
-                     for k, v in batch.items()}
-            yield idx[:size], (shared_image_features(self.model, batch)
-                               if "image_order" in batch else batch), fetch
+        with compiled_layers(self.model, self.config.compile_layers):
+            for (idx, batch), size in zip(fetch(batches), sizes):
+                batch = {k: (v.to(self.device, non_blocking=cuda)
+                             if torch.is_tensor(v) and k != "image_order" else v)
+                         for k, v in batch.items()}
+                yield idx[:size], (shared_image_features(self.model, batch)
+                                   if "image_order" in batch else batch), fetch
 
     def _cache_kwargs(self, inputs: dict, new_tokens: int) -> dict:
         """``generate`` arguments for the configured KV cache: with ``cache="static"`` a reset
