@@ -29,7 +29,9 @@ Every figure is measured here, nothing is projected:
 
 On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML) and peak
 memory. ``--workers 2,4`` repeats the ``generate``, ``readout`` and ``static`` rows with each
-number of encoding workers (one run compares them on the same card). ``--size 2b`` builds random
+number of encoding workers (one run compares them on the same card); ``--encodings
+threads,processes`` repeats the ``readout`` and ``score`` rows with the workers in threads and in
+forked processes. ``--size 2b`` builds random
 weights at Qwen3-VL-2B size (28 text layers, hidden 2048, 24-layer vision tower) offline, with
 the tiny processor at 224 px; ``--size tiny`` the tiny random model on the CPU. ``--quick`` runs
 every CPU section on tiny sizes (a test does).
@@ -80,6 +82,7 @@ class Settings:
     sft_steps: int = 64
     sft_batches: tuple[int, ...] = (8,)  # LoRA SFT runs once per batch size
     workers: tuple[int | None, ...] = (None,)  # encoding workers (None: the model's default)
+    encodings: tuple[str, ...] = ("threads",)  # where they run (VLMConfig.encoding)
     score_runs: tuple[str, ...] = ()  # of SCORE_RUNS (empty: all in score, whole in static)
     score_caches: tuple[str, ...] = ("dynamic", "static")  # the static section's score runs
 
@@ -253,15 +256,16 @@ def readout_inputs(frames, s: Settings) -> tuple[list, list[str], list[str]]:
 def bench_readout(model, frames, s: Settings, rows, out) -> None:
     images, tasks, prefixes = readout_inputs(frames, s)
     base = model.config
-    for workers in s.workers:
-        for bs in s.batches:
-            model.config = replace(base, batch_size=bs, workers=workers)
-            model.progress_after_prefix(images[:bs], tasks[:bs], prefixes[:bs])
-            with Sampler() as m:
-                model.progress_after_prefix(images, tasks, prefixes)
-            report(rows, m.row(section="readout", batch=bs, window=s.window,
-                               workers=model._workers(),
-                               frames_per_s=round(len(frames) / m.seconds, 2)), out)
+    for encoding in s.encodings:
+        for workers in s.workers:
+            for bs in s.batches:
+                model.config = replace(base, batch_size=bs, workers=workers, encoding=encoding)
+                model.progress_after_prefix(images[:bs], tasks[:bs], prefixes[:bs])
+                with Sampler() as m:
+                    model.progress_after_prefix(images, tasks, prefixes)
+                report(rows, m.row(section="readout", batch=bs, window=s.window,
+                                   workers=model._workers(), encoding=encoding,
+                                   frames_per_s=round(len(frames) / m.seconds, 2)), out)
     model.config = base
 
 
@@ -376,9 +380,9 @@ def bench_score(model, s: Settings, tmp: Path, rows, out,
                 "fixed": ("whole answers, fixed answer", base, fixed),
                 "reuse": ("reasoning reuse, fixed answer", replace(base, reasoning="reuse"),
                           fixed)}
-    for key in runs:
+    for encoding, key in [(e, k) for e in s.encodings for k in runs]:
         name, cfg, forced = variants[key]
-        model.config = cfg
+        model.config = cfg = replace(cfg, encoding=encoding)
         undo = force_answer(model, forced) if forced else (lambda: None)
         first = None
         try:
@@ -393,6 +397,7 @@ def bench_score(model, s: Settings, tmp: Path, rows, out,
         extra = {"first_call_s": round(first.seconds, 2)} if first else {}
         report(rows, m.row(section=section, variant=variant, frames=n,
                            window=s.window, cache=cfg.cache, workers=model._workers(),
+                           encoding=encoding,
                            frames_per_s=round(n / m.seconds, 2), **extra), out)
 
 
@@ -777,6 +782,10 @@ def main(argv: list[str] | None = None) -> int:
                          "runs (default both)")
     ap.add_argument("--compile-layers", choices=("on", "off"), default="off",
                     help="the model's compile_layers: the text layers' pointwise parts compiled")
+    ap.add_argument("--encodings", default=None,
+                    help="comma list of threads,processes: where the encoding workers run "
+                         "(VLMConfig.encoding); readout and score run with each (default "
+                         "threads)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -796,6 +805,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_caches:
         s = replace(s, score_caches=_choices(args.score_caches, ("dynamic", "static"),
                                              "--score-caches"))
+    if args.encodings:
+        s = replace(s, encodings=_choices(args.encodings, ("threads", "processes"),
+                                          "--encodings"))
     if args.workers:
         s = replace(s, workers=tuple(int(w) for w in args.workers.split(",")))
     default = [x for x in SECTIONS if x not in ("static", "profile", "breakdown", "timeline")

@@ -50,6 +50,20 @@ def test_quick_run_compares_workers_and_the_static_cache(load_benchmark, tmp_pat
     assert all(r["frames_per_s"] > 0 for r in static if "frames_per_s" in r)
 
 
+def test_quick_run_compares_encoding_threads_and_processes(load_benchmark, tmp_path):
+    bench = load_benchmark("vlm")
+    out = tmp_path / "vlm.json"
+    assert bench.main(["--quick", "--sections", "readout,score", "--workers", "2",
+                       "--encodings", "threads,processes", "--score-runs", "fixed",
+                       "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    got = [(r["encoding"], r["workers"]) for r in rows if r["section"] == "readout"]
+    assert got == [("threads", 2), ("processes", 2)]
+    assert [r["encoding"] for r in rows if r["section"] == "score"] == ["threads", "processes"]
+    with pytest.raises(SystemExit, match="--encodings: unknown 'forks'"):
+        bench.main(["--quick", "--encodings", "forks"])
+
+
 def test_quick_run_picks_score_runs_caches_and_sft_batches(load_benchmark, tmp_path):
     bench = load_benchmark("vlm")
     out = tmp_path / "vlm.json"

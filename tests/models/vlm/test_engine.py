@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,20 @@ def test_prefetcher_keeps_order(workers):
     assert all(b["x"].tolist() == idx for idx, b in got)
 
 
+def test_prefetcher_in_processes_keeps_order_and_cleans_up():
+    from procvlm.models.vlm import engine
+
+    data = {i: torch.full((3, 2), float(i)) for i in range(7)}  # a closure over local data
+    batches = [[0, 1], [2], [3, 4, 5], [6]]
+    fetch = Prefetcher(lambda idx: {"x": torch.stack([data[i] for i in idx]),
+                                    "pid": os.getpid()}, 2, pin=False, processes=True)
+    got = list(fetch(batches))
+    assert [idx for idx, _ in got] == batches
+    assert all(b["x"][:, 0, 0].tolist() == idx for idx, b in got)
+    assert all(b["pid"] != os.getpid() for _, b in got)  # encoded in the children
+    assert fetch._children is None and not engine._FORKED
+
+
 def test_length_sorted_batches():
     assert length_sorted_batches([1, 5, 3, 5, 2], 2) == [[1, 3], [2, 4], [0]]
 
@@ -68,9 +84,12 @@ def test_generation_is_the_same_with_workers_and_batches(tiny_dirs):
                                          workers=0, device="cpu")
     b = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=6, batch_size=2,
                                          workers=2, device="cpu")
+    c = VLMProgressModel.from_pretrained(tiny_dirs["qwen3_vl"], max_new_tokens=6, batch_size=2,
+                                         workers=2, encoding="processes", device="cpu")
     pa = a.predict(frames, task="push the puck", window=3)
     pb = b.predict(frames, task="push the puck", window=3)
-    assert pa.text == pb.text
+    pc = c.predict(frames, task="push the puck", window=3)
+    assert pa.text == pb.text == pc.text
 
 
 def test_generation_counts_tokens_from_ids(tiny_dirs):
@@ -130,6 +149,29 @@ def test_positions_from_the_workers_give_the_same_answers(tiny_dirs, arch):
     ours = model._with_positions(plain)
     assert ours["position_ids"].shape[-1] == plain["input_ids"].shape[1]
     _assert_same_generation(model, plain, ours)
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_positions_are_computed_once_per_layout(tiny_dirs, arch):
+    """Rows laid out alike share one computation of their positions: the same position ids as
+    the model computes for every row, for rows with other texts, image counts and sizes."""
+    from procvlm.models.vlm.modeling_vlm import _position_groups
+
+    model = VLMProgressModel.from_pretrained(tiny_dirs[arch], device="cpu")
+    ims = _images(3)
+    big = Image.fromarray(np.zeros((32, 96, 3), np.uint8))  # another grid
+    shown = [[ims[0], ims[1]], [ims[1], ims[2]], [ims[0]], [ims[2], ims[0]], [big, ims[0]],
+             [ims[1], ims[2]]]
+    tasks = ["push the puck", "push the puck", "push the puck", "open the drawer slowly",
+             "push the puck", "push the puck"]
+    prompts = [model.chat_prompt(model.messages(len(s), t)) for s, t in zip(shown, tasks)]
+    batch = encode(model.processor, prompts, shown)
+    reps, rows_of, _ = _position_groups(batch)
+    assert reps == [0, 2, 3, 4] and rows_of.tolist() == [0, 0, 1, 2, 3, 0]
+    prepare = model.model._prepare_position_ids_for_generation
+    every = prepare(batch["input_ids"], {k: v for k, v in batch.items()
+                                         if k not in ("input_ids", "pixel_values")})
+    assert torch.equal(model._with_positions(batch)["position_ids"], every)
 
 
 def test_vision_tower_once_per_frame_gives_the_same_answers(tiny_dirs):

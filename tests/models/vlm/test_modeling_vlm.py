@@ -27,7 +27,9 @@ def test_window_indices():
 
 @pytest.mark.parametrize("kwargs,match", [({"window": 0}, "window"),
                                           ({"readout": "beam"}, "readout"),
-                                          ({"base": ""}, "base")])
+                                          ({"base": ""}, "base"),
+                                          ({"encoding": "forks"}, "encoding=.*threads, "
+                                                                  "processes")])
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):
         VLMConfig(**kwargs)

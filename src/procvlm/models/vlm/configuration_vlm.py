@@ -13,6 +13,7 @@ READOUTS = ("text", "probs")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REASONING = ("every", "reuse")
 CACHES = ("dynamic", "static")
+ENCODINGS = ("threads", "processes")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class VLMConfig:
             generates it on a sparse set of frames and reads the progress of the others with
             the reused reasoning as a teacher-forced prefix (see ``reasoning.py``).
         refresh: with ``reasoning="reuse"``, frames between regenerated answers.
-        workers: threads preparing the next batches' inputs (None: 2 on a GPU, 0 on the CPU).
+        workers: workers preparing the next batches' inputs (None: 2 on a GPU, 0 on the CPU).
+        encoding: where the workers run: ``"threads"`` of this process, or forked
+            ``"processes"`` (``engine.Prefetcher``: no GIL shared with the main thread).
         cache: ``"dynamic"`` KV cache, or ``"static"`` (preallocated in batch and length
             buckets and reused, see ``engine.StaticCachePool``; transformers compiles the
             decoding step with ``torch.compile`` and CUDA graphs on a GPU).
@@ -68,6 +71,7 @@ class VLMConfig:
     reasoning: str = "every"
     refresh: int = 8
     workers: int | None = None
+    encoding: str = "threads"
     cache: str = "dynamic"
     compile: bool | None = None
     compile_layers: bool = False
@@ -86,7 +90,8 @@ class VLMConfig:
         if self.readout not in READOUTS:
             raise ProcvlmError(f"VLMConfig.readout={self.readout!r}: choose one of "
                                f"{', '.join(READOUTS)}")
-        for name, choices in (("reasoning", REASONING), ("cache", CACHES)):
+        for name, choices in (("reasoning", REASONING), ("cache", CACHES),
+                              ("encoding", ENCODINGS)):
             if getattr(self, name) not in choices:
                 raise ProcvlmError(f"VLMConfig.{name}={getattr(self, name)!r}: choose one of "
                                    f"{', '.join(choices)}")

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,20 +210,41 @@ def shared_image_features(model, batch: dict) -> dict:
     return {**batch, "mm_encoder_outputs": {"image": out}}
 
 
+_FORKED: dict[int, Callable[[list[int]], dict]] = {}
+"""The encoding functions of the running process-mode prefetchers, by key: a forked child
+inherits this table and runs its entry (a closure over the prompts and frames cannot be
+pickled, so only the key and the prompt indices travel)."""
+
+
+def _forked_job(key: int, idx: list[int]) -> dict:
+    torch.set_num_threads(1)  # each child one core, as a thread would be
+    return _FORKED[key](idx)
+
+
 class Prefetcher:
-    """Encode batches in worker threads ahead of the model.
+    """Encode batches in workers ahead of the model.
 
     Args:
         encode_fn: builds one batch's inputs (CPU tensors) from its prompt indices.
-        workers: worker threads; 0 encodes inline, in the caller's thread.
+        workers: workers; 0 encodes inline, in the caller's thread.
         pin: pin the tensors' memory (for asynchronous copies to a GPU).
+        processes: encode in forked worker processes instead of threads. Encoding is partly
+            Python (the chat text, token types, rotary positions) and holds the GIL; in
+            threads it competes with the main thread, which launches every kernel. Children
+            hand their tensors back through shared memory (torch's reductions); pinning and
+            :meth:`submit` stay on threads of this process. The encoding function must not
+            touch the GPU (it does not: the inputs are built on the CPU).
     """
 
-    def __init__(self, encode_fn: Callable[[list[int]], dict], workers: int, pin: bool) -> None:
+    def __init__(self, encode_fn: Callable[[list[int]], dict], workers: int, pin: bool,
+                 processes: bool = False) -> None:
         self.encode_fn = encode_fn
         self.workers = workers
         self.pin = pin
+        self.processes = processes
         self._pool: ThreadPoolExecutor | None = None
+        self._children: ProcessPoolExecutor | None = None
+        self._key = id(self)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run ``fn(*args)`` on the workers while batches are being fetched (after the batches
@@ -234,7 +256,10 @@ class Prefetcher:
         return done
 
     def _job(self, idx: list[int]) -> dict:
-        batch = self.encode_fn(idx)
+        if self._children is not None:
+            batch = self._children.submit(_forked_job, self._key, idx).result()
+        else:
+            batch = self.encode_fn(idx)
         if self.pin:
             batch = {k: (v.pin_memory() if torch.is_tensor(v) else v) for k, v in batch.items()}
         return batch
@@ -245,7 +270,15 @@ class Prefetcher:
             for idx in batches:
                 yield idx, self._job(idx)
             return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="procvlm-encode") as pool:
+        with contextlib.ExitStack() as stack:
+            if self.processes:
+                _FORKED[self._key] = self.encode_fn
+                stack.callback(_FORKED.pop, self._key, None)
+                self._children = stack.enter_context(ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("fork")))
+                stack.callback(setattr, self, "_children", None)
+            pool = stack.enter_context(ThreadPoolExecutor(
+                self.workers, thread_name_prefix="procvlm-encode"))
             self._pool = pool
             try:
                 pending: list[tuple[list[int], Future]] = []

@@ -344,7 +344,8 @@ class VLMProgressModel(ProgressModel):
         share = shares_image_features(self.model)
         fetch = Prefetcher(lambda idx: self._with_positions(encode(
             self.processor, [prompts[i] for i in idx], [images[i] for i in idx],
-            distinct=share)), self._workers(), cuda)
+            distinct=share)), self._workers(), cuda,
+            processes=self.config.encoding == "processes")
         with compiled_layers(self.model, self.config.compile_layers):
             for (idx, batch), size in zip(fetch(batches), sizes):
                 batch = {k: (v.to(self.device, non_blocking=cuda)
@@ -377,7 +378,10 @@ class VLMProgressModel(ProgressModel):
         ``generate`` on the GPU, that is a Python loop over prompts and images with several
         device synchronisations each. Done by the prefetch workers on the CPU tensors, it is off
         the accelerator's critical path. The model's own method computes them, so the result is
-        identical; models without it are left as they are.
+        identical; models without it are left as they are. Rows laid out alike (the same token
+        types after the padding and the same image grids: a window's prompts differ only in
+        their text) get the same positions, so each layout is computed once (a Python loop per
+        row that holds the GIL while the main thread launches kernels).
         """
         prepare = getattr(self.model, "_prepare_position_ids_for_generation", None)
         if (prepare is None or "mm_token_type_ids" not in batch
@@ -385,7 +389,14 @@ class VLMProgressModel(ProgressModel):
             return batch
         kwargs = {k: v for k, v in batch.items()
                   if k not in ("input_ids", "pixel_values", "image_order")}
-        return {**batch, "position_ids": prepare(batch["input_ids"], kwargs)}
+        reps, rows_of, grids = _position_groups(batch)
+        if len(reps) == batch["input_ids"].shape[0]:
+            return {**batch, "position_ids": prepare(batch["input_ids"], kwargs)}
+        sub = {k: (v[reps] if k in ("attention_mask", "mm_token_type_ids") else v)
+               for k, v in kwargs.items()}
+        sub["image_grid_thw"] = torch.cat([grids[r] for r in reps])
+        positions = prepare(batch["input_ids"][reps], sub)
+        return {**batch, "position_ids": positions[:, rows_of]}
 
     @functools.cached_property
     def _done_branch(self) -> tuple[list[int], int, int] | None:
@@ -701,6 +712,29 @@ class VLMProgressModel(ProgressModel):
         prompts = [rendered[len(ims), task] + prefix
                    for ims, task, prefix in zip(imgs, tasks, answer_prefixes)]
         return self._readout(prompts, imgs)
+
+
+def _position_groups(batch: dict) -> tuple[list[int], torch.Tensor, list[torch.Tensor]]:
+    """Rows of a batch grouped by layout (token types after the left padding, image grids):
+    one representative row per layout, each row's layout index, and each row's image grids."""
+    types, mask = batch["mm_token_type_ids"], batch["attention_mask"]
+    shown = types != 0
+    starts = shown & ~torch.nn.functional.pad(shown, (1, 0))[:, :-1]  # first token of an image
+    counts = starts.sum(1).tolist()
+    n = types.shape[0]
+    if sum(counts) != batch["image_grid_thw"].shape[0]:  # a layout this does not read
+        return list(range(n)), torch.arange(n), []
+    grids = list(torch.split(batch["image_grid_thw"], counts))
+    layouts: dict[tuple[bytes, bytes], int] = {}
+    reps: list[int] = []
+    rows_of = []
+    for r in range(n):
+        key = (types[r][mask[r].bool()].numpy().tobytes(), grids[r].numpy().tobytes())
+        if key not in layouts:
+            layouts[key] = len(reps)
+            reps.append(r)
+        rows_of.append(layouts[key])
+    return reps, torch.tensor(rows_of), grids
 
 
 def _frame_key(image: Any) -> tuple:
