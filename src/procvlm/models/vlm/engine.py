@@ -403,8 +403,7 @@ def compiled_layers(model, on: bool) -> Iterator[int]:
     function of the model's module (``apply_rotary_pos_emb``, swapped for its compiled form
     while the block runs, as Liger-Kernel swaps its kernels in). Shapes stay symbolic, so new
     batch sizes and prompt lengths do not recompile; a decoding step (one token) is one more
-    graph. Inside a compiled decoding step (``cache="static"``) the outer compilation traces
-    through them.
+    graph. Not tried together with the static cache's compiled decoding step.
     """
     layers = decoder_layers(model) if on else []
     parts = [m for layer in layers for m in layer.modules()
