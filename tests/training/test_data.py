@@ -88,3 +88,40 @@ def test_load_corpus_from_a_labelled_lerobot_dataset(episodes, tmp_path):
         assert (c.stage >= -1).all() and (c.progress <= 1).all()
     with pytest.raises(ProcvlmError, match="camera 'wrist'"):
         load_corpus(tmp_path / "ds", image_size=8, camera="wrist", show_progress=False)
+
+
+def test_corpus_from_a_dataset_lets_each_episode_go_once_decoded(episodes, tmp_path):
+    """A corpus of thousands of image-mode episodes must not hold their encoded frames and
+    decoded-frame caches (3840 MetaWorld episodes ran a 24 GB machine out of memory): each
+    episode is released once its frames are resized, and the corpus is the same."""
+    import gc
+    import weakref
+
+    from procvlm.data import open_dataset, write_dataset
+    from procvlm.labels import label_dataset, read_labels, read_plans
+    from procvlm.training.data import corpus_from_dataset
+
+    eps, _ = episodes
+    write_dataset(tmp_path / "ds", eps[:4], video=False)
+    label_dataset(tmp_path / "ds")
+    ds, alive = open_dataset(tmp_path / "ds"), []
+    episode = ds.episode
+
+    def tracked(i, **kw):
+        gc.collect()
+        alive.append(sum(r() is not None for r in refs))
+        ep = episode(i, **kw)
+        refs.append(weakref.ref(ep))
+        return ep
+
+    refs: list = []
+    ds.episode = tracked
+    table, plans = read_labels(tmp_path / "ds"), read_plans(tmp_path / "ds")
+    streamed = corpus_from_dataset(ds, table, plans, "procvlm", 8, show_progress=False)
+    assert max(alive) <= 1  # at most the previous episode (the loop's variable) when reading
+    gc.collect()
+    assert not any(r() is not None for r in refs)  # the corpus keeps none
+    ds.episode = episode
+    whole = load_corpus(tmp_path / "ds", image_size=8, show_progress=False)
+    assert np.array_equal(streamed.frames, whole.frames)
+    assert np.array_equal(streamed.offsets, whole.offsets) and streamed.camera == whole.camera

@@ -98,8 +98,14 @@ def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: l
         raise ProcvlmError("no labelled episodes to train on: label the dataset first "
                            "(`procvlm label DATASET`)")
     lengths = [len(f) for f in frames]
+    stacked = np.empty((sum(lengths), *frames[0].shape[1:]), frames[0].dtype)
+    start = 0
+    for k, n in enumerate(lengths):  # piece by piece, each released once copied: one copy
+        stacked[start:start + n] = frames[k]
+        frames[k] = frames[k][:0]
+        start += n
     return Corpus(
-        frames=np.concatenate(frames),
+        frames=stacked,
         offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         episode_index=np.array([e["episode_index"] for e in episodes], np.int64),
         tasks=[e["task"] for e in episodes], plans=[list(e["plan"]) for e in episodes],
@@ -122,17 +128,25 @@ def corpus_from_episodes(episodes: Sequence[Episode], targets: Sequence[EpisodeT
     """
     frames, infos = [], []
     for ep, tg in zip(episodes, targets, strict=True):
-        plan = ep.plan or (plans or {}).get(ep.task)
-        if not plan:
-            raise ProcvlmError(f"episode {ep.episode_index} (task {ep.task!r}) has no plan: "
-                               "label the dataset so meta/procvlm/plans.json has its task")
-        if len(tg.progress) != len(ep):
-            raise ProcvlmError(f"episode {ep.episode_index}: {len(tg.progress)} labels for "
-                               f"{len(ep)} frames: relabel the dataset")
-        frames.append(read_frames(ep.main_frames(), image_size))
-        infos.append({"episode_index": ep.episode_index, "task": ep.task, "plan": plan,
-                      "success": ep.success, "meta": ep.meta})
+        small, info = _corpus_entry(ep, tg, image_size, plans)
+        frames.append(small)
+        infos.append(info)
     return _concat(frames, list(targets), infos, episodes[0].main_camera if episodes else None)
+
+
+def _corpus_entry(ep: Episode, tg: EpisodeTargets, image_size: int,
+                  plans: dict[str, list[str]] | None) -> tuple[np.ndarray, dict]:
+    """One episode's frames at the training resolution and what the corpus keeps of it."""
+    plan = ep.plan or (plans or {}).get(ep.task)
+    if not plan:
+        raise ProcvlmError(f"episode {ep.episode_index} (task {ep.task!r}) has no plan: "
+                           "label the dataset so meta/procvlm/plans.json has its task")
+    if len(tg.progress) != len(ep):
+        raise ProcvlmError(f"episode {ep.episode_index}: {len(tg.progress)} labels for "
+                           f"{len(ep)} frames: relabel the dataset")
+    return read_frames(ep.main_frames(), image_size), {
+        "episode_index": ep.episode_index, "task": ep.task, "plan": plan,
+        "success": ep.success, "meta": ep.meta}
 
 
 def check_scheme(scheme: str) -> str:
@@ -195,15 +209,19 @@ def corpus_from_dataset(ds: Any, table: Any, plans: dict[str, list[str]], scheme
     by_episode: dict[int, list[int]] = {}
     for row, e in enumerate(cols["episode_index"].tolist()):
         by_episode.setdefault(int(e), []).append(row)
-    episodes, targets = [], []
+    frames, infos, targets = [], [], []
     for i in tqdm(ds.episode_indices, desc="decoding episodes", disable=not show_progress):
         if i not in by_episode:
             logger.warning("episode %d has no labels; skipped", i)
             continue
+        # decoded and resized now, the episode (encoded frames, decoded-frame cache) let go:
+        # a corpus of thousands of episodes holds only its training-size frames
         ep = ds.episode(i, cameras=[camera])
-        episodes.append(ep)
         targets.append(_episode_targets(cols, np.asarray(by_episode[i]), len(ep)))
-    return corpus_from_episodes(episodes, targets, image_size, plans)
+        small, info = _corpus_entry(ep, targets[-1], image_size, plans)
+        frames.append(small)
+        infos.append(info)
+    return _concat(frames, targets, infos, camera)
 
 
 def load_corpus(root: str | Path, scheme: str = "procvlm", image_size: int = 64,
