@@ -40,10 +40,10 @@ from procvlm.models.vlm.engine import (
     PendingImage,
     Prefetcher,
     StaticCachePool,
-    compiled_layers,
     batch_bucket,
     batch_vision_attention,
     compile_everywhere,
+    compiled_layers,
     count_generated,
     encode,
     length_sorted_batches,
@@ -322,8 +322,8 @@ class VLMProgressModel(ProgressModel):
     def _batches(self, prompts: list[str], images: Shown
                  ) -> Iterator[tuple[list[int], dict, Prefetcher]]:
         """(prompt indices, inputs on the model device, the prefetcher) per length-sorted batch,
-        encoded ahead by worker threads (which also take the batches' post-processing:
-        ``Prefetcher.submit``).
+        encoded ahead by workers (threads, or processes with ``config.encoding``; threads also
+        take the batches' post-processing: ``Prefetcher.submit``).
 
         The text decoder layers run compiled meanwhile where ``config.compile_layers`` says so
         (``engine.compiled_layers``).
