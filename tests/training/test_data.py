@@ -125,3 +125,21 @@ def test_corpus_from_a_dataset_lets_each_episode_go_once_decoded(episodes, tmp_p
     whole = load_corpus(tmp_path / "ds", image_size=8, show_progress=False)
     assert np.array_equal(streamed.frames, whole.frames)
     assert np.array_equal(streamed.offsets, whole.offsets) and streamed.camera == whole.camera
+
+
+def test_corpus_frames_are_stacked_without_a_second_copy(episodes):
+    import weakref
+
+    from procvlm.training.data import _concat, read_frames
+
+    eps, targets = episodes
+    pieces = [read_frames(e.main_frames(), 8) for e in eps[:3]]
+    refs = [weakref.ref(p) for p in pieces]
+    expected = np.concatenate(pieces)
+    corpus = corpus_from_episodes(eps[:3], targets[:3], 8)
+    infos = [{"episode_index": i, "task": e.task, "plan": e.plan, "success": e.success}
+             for i, e in enumerate(eps[:3])]
+    stacked = _concat(pieces, list(targets[:3]), infos, None)
+    assert pieces == [None, None, None] and all(r() is None for r in refs)  # released
+    assert np.array_equal(stacked.frames, expected)
+    assert np.array_equal(corpus.frames, expected)

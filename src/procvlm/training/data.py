@@ -92,7 +92,7 @@ class Corpus:
         return np.concatenate([starts[:, None], idx], axis=1) if anchor else idx
 
 
-def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: list[dict],
+def _concat(frames: list[np.ndarray | None], targets: list[EpisodeTargets], episodes: list[dict],
             camera: str | None) -> Corpus:
     if not frames:
         raise ProcvlmError("no labelled episodes to train on: label the dataset first "
@@ -102,7 +102,7 @@ def _concat(frames: list[np.ndarray], targets: list[EpisodeTargets], episodes: l
     start = 0
     for k, n in enumerate(lengths):  # piece by piece, each released once copied: one copy
         stacked[start:start + n] = frames[k]
-        frames[k] = frames[k][:0]
+        frames[k] = None  # released (a view of it would keep its memory)
         start += n
     return Corpus(
         frames=stacked,
