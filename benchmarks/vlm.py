@@ -31,9 +31,8 @@ On a GPU each row also reports GPU utilisation (sampled every 0.1 s through NVML
 memory. ``--workers 2,4`` repeats the ``generate``, ``readout`` and ``static`` rows with each
 number of encoding workers (one run compares them on the same card); ``--encodings
 threads,processes`` repeats the ``readout`` and ``score`` rows with the workers in threads and in
-forked processes. ``--size 2b`` builds random
-weights at Qwen3-VL-2B size (28 text layers, hidden 2048, 24-layer vision tower) offline, with
-the tiny processor at 224 px; ``--size tiny`` the tiny random model on the CPU. ``--quick`` runs
+forked processes. ``--size 2b`` builds random weights at Qwen3-VL-2B size (28 text layers,
+hidden 2048, 24-layer vision tower) offline, with the tiny processor at 224 px; ``--size tiny`` the tiny random model on the CPU. ``--quick`` runs
 every CPU section on tiny sizes (a test does).
 
     python benchmarks/vlm.py --size 2b --json out.json          # GPU

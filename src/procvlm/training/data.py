@@ -94,6 +94,8 @@ class Corpus:
 
 def _concat(frames: list[np.ndarray | None], targets: list[EpisodeTargets], episodes: list[dict],
             camera: str | None) -> Corpus:
+    """The corpus of per-episode frames, targets and infos; ``frames`` is consumed (each piece
+    is set to None once copied, so the pieces and the corpus are never all in memory)."""
     if not frames:
         raise ProcvlmError("no labelled episodes to train on: label the dataset first "
                            "(`procvlm label DATASET`)")
