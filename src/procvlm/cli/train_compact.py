@@ -45,6 +45,10 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                             "32,64,128,192 for a wider model (default: 24,48,96,128)")
     group.add_argument("--hidden", type=int, default=None,
                        help="width of the visual/task state vector (default: 256)")
+    group.add_argument("--pool", default=None, choices=["flatten", "meanmax"],
+                       help="'flatten': the last feature map's cells each get their own "
+                            "weights; 'meanmax': mean and max over the cells, what is seen and "
+                            "not where (default: flatten)")
     group.add_argument("--camera", default=None, help="camera to use (default: the first)")
     group.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     group.add_argument("--no-augment", dest="augment", action="store_false",
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.jitter < 1.0:
         raise ProcvlmError(f"--jitter {args.jitter}: need 0 <= jitter < 1 (gains in 1 +- jitter)")
     size = {k: v for k, v in {"image_size": args.image_size, "channels": args.channels,
-                              "hidden": args.hidden}.items() if v is not None}
+                              "hidden": args.hidden, "pool": args.pool}.items()
+            if v is not None}
     mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
                          flip_average=args.flip_average, anchor=args.anchor, **size)
     extra = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items()

@@ -23,6 +23,13 @@ def test_records_what_it_was_trained_on():
     assert (old.camera, old.scheme, old.head) == (None, None, "reason")
 
 
+def test_pool_travels_and_old_configs_flatten():
+    cfg = CompactConfig(pool="meanmax")
+    assert CompactConfig.from_dict(cfg.to_dict()).pool == "meanmax"
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "pool"}
+    assert CompactConfig.from_dict(legacy).pool == "flatten"  # shipped checkpoints load as built
+
+
 def test_window_span():
     assert CompactConfig(window=4, stride=4).window_span == 13
 
@@ -37,6 +44,7 @@ def test_window_span():
     ({"type": "vlm"}, "type='vlm'"),
     ({"head": "regress"}, "head='regress'"),
     ({"scheme": "paper"}, "scheme='paper'"),
+    ({"pool": "attention"}, "pool='attention'"),
 ])
 def test_bad_values_name_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):

@@ -12,7 +12,7 @@ from procvlm.data.episode import ArrayFrames
 from procvlm.errors import ProcvlmError
 from procvlm.models import load_model
 from procvlm.models.compact import CompactConfig, CompactProgressModel, TextEncoder
-from procvlm.models.compact.modeling_compact import (read_frames, resize_frames,
+from procvlm.models.compact.modeling_compact import (CompactNet, read_frames, resize_frames,
                                                      uniform_bounds, window_indices)
 
 torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared machine
@@ -256,3 +256,29 @@ def test_flip_average_takes_the_median_progress_and_the_most_common_stage():
         assert votes.count(int(s)) == max(votes.count(v) for v in votes)
         if votes.count(votes[0]) == max(votes.count(v) for v in votes):
             assert s == votes[0]  # ties go to the window as given
+
+
+def test_meanmax_pool_sees_what_not_where():
+    """With ``pool="meanmax"`` the image vector is the same wherever in the frame a pattern
+    sits (moved by whole cells of the last feature map); with ``flatten`` it is not."""
+    torch.manual_seed(0)
+    frames = torch.zeros(1, 2, 64, 64, 3, dtype=torch.uint8)
+    frames[:, 1, 16:24, 16:24] = 255  # a square appears in the newest frame, away from edges
+    moved = torch.roll(frames, shifts=(16, 8), dims=(2, 3))  # by whole cells of the 8x8 map
+    outs = {}
+    for pool in ("flatten", "meanmax"):
+        net = CompactNet(CompactConfig(window=2, image_size=64, channels=(4, 8, 8), hidden=16,
+                                       key_dim=8, pool=pool)).eval()
+        with torch.no_grad():
+            outs[pool] = (net.encode_frames(frames), net.encode_frames(moved))
+    torch.testing.assert_close(*outs["meanmax"])
+    assert not torch.allclose(*outs["flatten"])
+    assert net.image_proj.in_features == 2 * 8  # mean and max of each channel
+
+
+def test_meanmax_model_round_trips(tmp_path):
+    model = tiny_model(pool="meanmax")
+    before = model.predict(fixed_frames(), "Push the puck")
+    model.save_pretrained(tmp_path)
+    after = load_model(tmp_path).predict(fixed_frames(), "Push the puck")
+    np.testing.assert_array_equal(before.progress, after.progress)

@@ -10,6 +10,7 @@ from procvlm.labels import SCHEMES
 
 STAGE_MODES = ("expected", "argmax")
 HEADS = ("reason", "direct")
+POOLS = ("flatten", "meanmax")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class CompactConfig:
     channels: tuple[int, ...] = field(default=(24, 48, 96, 128),
                                       metadata={"help": "conv widths, one stride-2 conv each"})
     hidden: int = field(default=256, metadata={"help": "width of the visual/task state vector"})
+    pool: str = field(default="flatten", metadata={
+        "help": "how the last feature map becomes a vector: 'flatten' (every cell has its own "
+                "weights, so where a thing is in the image matters) or 'meanmax' (mean and max "
+                "over the cells: what is seen, not where)"})
     key_dim: int = field(default=128, metadata={"help": "width of the step-matching space"})
     text_dim: int = field(default=384, metadata={"help": "MiniLM sentence embedding size"})
     max_plan_len: int = field(default=32, metadata={"help": "longest plan (position codes)"})
@@ -75,6 +80,8 @@ class CompactConfig:
                                f"choose one of {STAGE_MODES}")
         if self.scheme is not None and self.scheme not in SCHEMES:
             raise ProcvlmError(f"CompactConfig.scheme={self.scheme!r}: choose one of {SCHEMES}")
+        if self.pool not in POOLS:
+            raise ProcvlmError(f"CompactConfig.pool={self.pool!r}: choose one of {POOLS}")
         if self.head not in HEADS:
             raise ProcvlmError(f"CompactConfig.head={self.head!r}: choose one of {HEADS}")
         if self.max_plan_len < 1:

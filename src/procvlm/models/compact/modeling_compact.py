@@ -103,7 +103,7 @@ class CompactNet(nn.Module):
             prev = width
         self.encoder = nn.Sequential(*layers)
         side = c.image_size // 2 ** len(c.channels)
-        self.image_proj = nn.Linear(prev * side * side, c.hidden)
+        self.image_proj = nn.Linear(prev * (side * side if c.pool == "flatten" else 2), c.hidden)
         self.task_proj = nn.Linear(c.text_dim, c.hidden)
         self.state = nn.Sequential(nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
                                    nn.Dropout(c.dropout))
@@ -126,6 +126,9 @@ class CompactNet(nn.Module):
         x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
         # channels-last convolutions run about twice as fast on CPU
         x = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        if self.config.pool == "meanmax":  # (B, C, s, s) -> (B, 2C): what, not where
+            cells = x.flatten(2)
+            return self.image_proj(torch.cat([cells.mean(2), cells.amax(2)], 1))
         return self.image_proj(x.contiguous().flatten(1))
 
     def step_keys(self, step_emb: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
