@@ -31,7 +31,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
             "--channel-shuffle", "0.5", "--lowres", "0.5", "--tilt", "8", "--end-weight", "2",
             "--end-frames", "4", "--channels", "8,16", "--hidden", "32",
-            "--pool", "meanmax"]
+            "--pool", "meanmax", "--ema", "0.99"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -53,6 +53,8 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert recorded["lowres"] == 0.5 and recorded["tilt"] == 8.0
     train = json.loads((run / "train_config.json").read_text())["train"]
     assert (train["end_weight"], train["end_frames"]) == (2.0, 4)
+    assert train["ema"] == 0.99
+    assert json.loads((run / "model" / "training.json").read_text())["ema"] == 0.99
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002.pt"]
     assert main(["score", str(run), str(dataset), "--out", str(tmp_path / "s.parquet")]) == 0
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 100
@@ -70,6 +72,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--vflip", "1.5"]) == 2
     assert "vflip=1.5" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--ema", "1"]) == 2
+    assert "ema=1.0: need 0 (off) <= ema < 1" in capsys.readouterr().err
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--jitter", "1"]) == 2
     assert "--jitter 1.0: need 0 <= jitter < 1" in capsys.readouterr().err

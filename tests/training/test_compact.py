@@ -15,7 +15,7 @@ from procvlm.training.compact import (TrainConfig, build_model, compute_budgets,
                                       latest_checkpoint, lr_at,
                                       make_batch, stage_class_weights, stage_classes,
                                       train_compact, train_step)
-from procvlm.training.data import corpus_from_episodes, synthetic_episodes
+from procvlm.training.data import corpus_from_episodes, split_episodes, synthetic_episodes
 
 torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared machine
 MCFG = CompactConfig(image_size=16, channels=(8, 16), hidden=32, key_dim=16, window=3, stride=2)
@@ -196,11 +196,77 @@ def test_training_is_deterministic_and_resumes_exactly(corpus, tmp_path, monkeyp
                                evaluate(full.model, corpus, [0, 1])["mae"], rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_ema_saves_the_moving_average_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    import procvlm.training.compact as trainer
+
+    decay = 0.8
+    trained, real_step = [], trainer.train_step
+
+    def recording(model, *args, **kwargs):  # the trained weights after every step
+        parts = real_step(model, *args, **kwargs)
+        trained.append({k: v.clone() for k, v in model.net.state_dict().items()})
+        return parts
+
+    monkeypatch.setattr(trainer, "train_step", recording)
+    full = run(corpus, tmp_path / "a", steps=12, ema=decay)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    assert len(trained) == 12
+    # the saved model is the moving average of the trained weights, not the last of them
+    ckpt = torch.load(latest_checkpoint(tmp_path / "a"), weights_only=False)
+    saved = load_model(tmp_path / "a" / "model", text_encoder=encoder()).net.state_dict()
+    for k, last in trained[-1].items():
+        if not last.is_floating_point():
+            continue
+        expected = trained[0][k].clone()
+        for weights in trained[1:]:
+            expected = decay * expected + (1 - decay) * weights[k]
+        torch.testing.assert_close(saved[k], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ckpt["model"][k], last)  # the trained ones go on
+    assert any(not torch.allclose(saved[k], v) for k, v in trained[-1].items())
+    assert json.loads((tmp_path / "a" / "model" / "training.json").read_text())["ema"] == decay
+    # validation scores the average too: the final metrics are the saved model's
+    _, val_eps = split_episodes(corpus, 0.3, 0)
+    val = json.loads((tmp_path / "a" / "metrics.json").read_text())["val"]
+    loaded = load_model(tmp_path / "a" / "model", text_encoder=encoder())
+    assert evaluate(loaded, corpus, val_eps)["mae"] == pytest.approx(val["mae"], rel=1e-6)
+    loaded.net.load_state_dict(ckpt["model"])
+    assert evaluate(loaded, corpus, val_eps)["mae"] != pytest.approx(val["mae"], rel=1e-6)
+    # interrupted after 6 of 12 steps and resumed: the same average as the uninterrupted run
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus, tmp_path / "b", steps=12, ema=decay)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    tcfg = TrainConfig(batch_size=16, val_fraction=0.3, augment=True, warmup_steps=2,
+                       threads=1, steps=12, ema=decay)
+    resumed = train_compact(corpus, tmp_path / "b", MCFG, tcfg, resume=True,
+                            text_encoder=encoder(), show_progress=False)
+    for (k, v), w in zip(full.model.net.state_dict().items(),
+                         resumed.model.net.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
+    # resuming without --ema (or with it on a run trained without) is refused
+    plain = TrainConfig(batch_size=16, val_fraction=0.3, augment=True, warmup_steps=2,
+                        threads=1, steps=14)
+    with pytest.raises(ProcvlmError, match="trained with a moving average.*same options"):
+        train_compact(corpus, tmp_path / "b", MCFG, plain, resume=True,
+                      text_encoder=encoder(), show_progress=False)
+
+
 def test_bad_train_config():
     with pytest.raises(ProcvlmError, match="unknown label scheme 'paper'"):
         TrainConfig(scheme="paper")
     with pytest.raises(ProcvlmError, match="val_fraction=1.0"):
         TrainConfig(val_fraction=1.0)
+    with pytest.raises(ProcvlmError, match="ema=1.0: need 0 .off. <= ema < 1"):
+        TrainConfig(ema=1.0)
 
 
 def test_image_size_must_match_corpus(corpus, tmp_path):

@@ -90,6 +90,10 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--end-frames", type=int, default=10,
                        help="frames at each episode's end that --end-weight weighs "
                             "(default: 10)")
+    group.add_argument("--ema", type=float, default=0.0,
+                       help="keep an exponential moving average of the weights with this decay "
+                            "per step, e.g. 0.999; validation and the saved model use it "
+                            "(default: 0, off)")
     group.add_argument("--flip-average", action="store_true",
                        help="score each window as given, mirrored, upside down and rotated "
                             "180 degrees and report the median (recorded in the model's config: "
@@ -126,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                                                   rotate=args.rotate,
                                                   channel_shuffle=args.channel_shuffle,
                                                   lowres=args.lowres, tilt=args.tilt),
-                       end_weight=args.end_weight, end_frames=args.end_frames,
+                       end_weight=args.end_weight, end_frames=args.end_frames, ema=args.ema,
                        **extra)
     result = train_from_dataset(args.dataset, args.out, mcfg, tcfg, resume=args.resume,
                                 camera=args.camera)

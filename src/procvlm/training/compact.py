@@ -21,6 +21,10 @@ predicted, and a successful episode ends no higher than one stuck in its last st
 ``TrainConfig.end_weight`` weighs the last ``end_frames`` frames of every episode (a success's
 final state, a failure's last state) ``1 + end_weight`` in every term: the final progress is what
 tells a success from a failure.
+
+``TrainConfig.ema`` keeps an exponential moving average of the weights beside the trained ones
+(``torch.optim.swa_utils.AveragedModel``): validation and the saved ``model/`` then use the
+average, and checkpoints hold both, so a resumed run averages on as the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from procvlm._io import atomic_path, write_json
@@ -76,6 +81,9 @@ class TrainConfig:
                 "this): where a success is told from a failure"})
     end_frames: int = field(default=10, metadata={"help": "frames at an episode's end that "
                                                           "end_weight weighs"})
+    ema: float = field(default=0.0, metadata={
+        "help": "decay of an exponential moving average of the weights, which validation and "
+                "the saved model use, e.g. 0.999 (0: off, the trained weights)"})
     augment: bool = field(default=True, metadata={"help": "augment training windows"})
     augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={
         "help": "amounts of the augmentation (processor_compact.AugmentConfig)"})
@@ -97,6 +105,8 @@ class TrainConfig:
         if self.end_weight < 0 or self.end_frames < 1:
             raise ProcvlmError(f"end_weight={self.end_weight}, end_frames={self.end_frames}: "
                                "need end_weight >= 0 and end_frames >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ProcvlmError(f"ema={self.ema}: need 0 (off) <= ema < 1, e.g. 0.999")
         if self.keep_checkpoints < 1:
             raise ProcvlmError(f"keep_checkpoints={self.keep_checkpoints}: need >= 1")
 
@@ -346,13 +356,17 @@ def evaluate(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
 
 
 def save_checkpoint(run: Path, model: CompactProgressModel, opt: torch.optim.Optimizer,
-                    state: TrainState, gen: torch.Generator, keep: int) -> Path:
-    """Write ``run/checkpoints/step_XXXXXXX.pt`` atomically and prune old ones."""
+                    state: TrainState, gen: torch.Generator, keep: int,
+                    ema: AveragedModel | None = None) -> Path:
+    """Write ``run/checkpoints/step_XXXXXXX.pt`` atomically and prune old ones (the trained
+    weights, and with ``ema`` their moving average too)."""
     path = run / CHECKPOINT_DIR / f"step_{state.step:07d}.pt"
     payload = {"model": model.net.state_dict(), "optim": opt.state_dict(),
                "state": {k: v for k, v in asdict(state).items() if k != "perm"},
                "perm": state.perm, "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
                "model_config": model.config.to_dict()}
+    if ema is not None:
+        payload["ema"] = ema.state_dict()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     for old in sorted((run / CHECKPOINT_DIR).glob("step_*.pt"))[:-keep]:
@@ -367,12 +381,19 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model: CompactProgressModel, opt: torch.optim.Optimizer,
-                    gen: torch.Generator) -> TrainState:
-    """Restore weights, optimizer, sampler and RNG from ``path``; returns the train state."""
+                    gen: torch.Generator, ema: AveragedModel | None = None) -> TrainState:
+    """Restore weights (and with ``ema`` their moving average), optimizer, sampler and RNG
+    from ``path``; returns the train state."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload["model_config"] != model.config.to_dict():
         raise ProcvlmError(f"{path} was trained with another model config: resume with the "
                            "same options, or use a new --out folder")
+    if (ema is None) != ("ema" not in payload):
+        had = "with" if "ema" in payload else "without"
+        raise ProcvlmError(f"{path} was trained {had} a moving average of the weights (--ema): "
+                           "resume with the same options, or use a new --out folder")
+    if ema is not None:
+        ema.load_state_dict(payload["ema"])
     model.net.load_state_dict(payload["model"])
     opt.load_state_dict(payload["optim"])
     gen.set_state(payload["gen"])
@@ -447,6 +468,8 @@ class CompactTrainer:
                                                  train_config.stage_balance)
         self.opt = torch.optim.AdamW(self.model.net.parameters(), lr=train_config.lr,
                                      weight_decay=train_config.weight_decay)
+        self.ema = (AveragedModel(self.model.net, multi_avg_fn=get_ema_multi_avg_fn(
+            train_config.ema), use_buffers=True) if train_config.ema > 0 else None)
         self.gen = torch.Generator().manual_seed(train_config.seed + 1)
         self.state = TrainState()
         self.last: dict[str, float] = {}  # loss parts of the latest step
@@ -457,7 +480,7 @@ class CompactTrainer:
         ckpt = latest_checkpoint(self.run)
         if ckpt is None:
             return
-        self.state = load_checkpoint(ckpt, self.model, self.opt, self.gen)
+        self.state = load_checkpoint(ckpt, self.model, self.opt, self.gen, self.ema)
         if self.state.step > self.tcfg.steps:
             raise ProcvlmError(f"{ckpt} is at step {self.state.step}, past steps="
                                f"{self.tcfg.steps}: pass at least that many steps, or a new "
@@ -483,6 +506,8 @@ class CompactTrainer:
                 lr = lr_at(self.state.step, total, self.tcfg)
                 self.last = train_step(self.model, self.opt, self.corpus, self.next_batch(), lr,
                                        self.tcfg, self.gen, self.class_weights)
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model.net)
                 self.state.step += 1
                 self.state.batch_pos += 1
                 bar.update(1)
@@ -496,9 +521,25 @@ class CompactTrainer:
         finally:
             bar.close()
 
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """The moving average of the weights in the model while the block runs (nothing
+        changes without ``TrainConfig.ema``); the trained weights are put back after it."""
+        if self.ema is None:
+            yield
+            return
+        trained = {k: v.clone() for k, v in self.model.net.state_dict().items()}
+        self.model.net.load_state_dict(self.ema.module.state_dict())
+        try:
+            yield
+        finally:
+            self.model.net.load_state_dict(trained)
+
     def validate(self) -> dict[str, Any]:
-        """Metrics of the model on the validation episodes."""
-        return evaluate(self.model, self.corpus, self.val_eps, self.tcfg.eval_batch_size)
+        """Metrics of the model (its moving average with ``TrainConfig.ema``) on the
+        validation episodes."""
+        with self.averaged_weights():
+            return evaluate(self.model, self.corpus, self.val_eps, self.tcfg.eval_batch_size)
 
     def record(self, metrics: dict[str, Any], log: bool = True) -> None:
         """Append the latest losses and validation metrics to the history; log them unless
@@ -516,7 +557,7 @@ class CompactTrainer:
         self.state.elapsed += now - self._clock
         self._clock = now
         return save_checkpoint(self.run, self.model, self.opt, self.state, self.gen,
-                               self.tcfg.keep_checkpoints)
+                               self.tcfg.keep_checkpoints, self.ema)
 
     def training_record(self, dataset: str | None) -> dict[str, Any]:
         """What ``model/training.json`` says about this run."""
@@ -525,16 +566,20 @@ class CompactTrainer:
                 "scheme": self.tcfg.scheme, "head": self.model.config.head,
                 "camera": self.model.config.camera, "seed": self.tcfg.seed,
                 "batch_size": self.batch_size, "augment": self.tcfg.augment,
+                "ema": self.tcfg.ema,
                 "dataset": dataset, "train_frames": int(len(self.train_ids)),
                 "train_episodes": ep[self.train_eps].tolist(),
                 "val_episodes": ep[self.val_eps].tolist()}
 
     def finish(self, dataset: str | None = None) -> TrainResult:
-        """Final validation and checkpoint; write ``model/`` and ``metrics.json``."""
+        """Final validation and checkpoint; write ``model/`` (the moving average of the
+        weights with ``TrainConfig.ema``) and ``metrics.json``."""
         final = self.validate()
         if not self.state.history or self.state.history[-1]["step"] != self.state.step:
             self.record(final, log=False)
         self.checkpoint()
+        if self.ema is not None:
+            self.model.net.load_state_dict(self.ema.module.state_dict())
         self.model.training_record = self.training_record(dataset)
         self.model.eval()
         self.model.save_pretrained(self.run / "model")
