@@ -7,7 +7,8 @@ Every figure is measured here, nothing is projected:
 - ``generate``: whole answers (reasoning + progress), a fixed ``--tokens`` generated per
   answer (random weights never end an answer where a trained model would), at several batch
   sizes; tokens counted from the generated ids.
-- ``readout``: the digit readout with a known answer prefix (reasoning teacher-forced).
+- ``readout``: the digit readout with a known answer prefix (reasoning teacher-forced); the
+  random weights are made to write ``READOUT_NUMBER`` there, as a trained model would.
 - ``score``: ``score_dataset`` end to end on an image-mode LeRobot dataset (decoding, prompts,
   generation, parsing, writing): every frame answered whole; then a model forced to write one
   fixed answer (so its reasoning never changes: the case reasoning reuse is built for), whole
@@ -57,7 +58,9 @@ import torch
 
 from procvlm.models.vlm.engine import encode, shared_image_features, shares_image_features
 from procvlm.models.vlm.modeling_vlm import VLMProgressModel, load_processor, save_processor
-from procvlm.models.vlm.processor_vlm import answer_prefix, progress_answer, window_indices
+from procvlm.models.vlm.processor_vlm import (TAG, answer_prefix, progress_answer,
+                                              window_indices)
+from procvlm.models.vlm.readout import MAX_NUMBER_TOKENS
 from procvlm.models.vlm.tiny import build_tiny_vlm
 
 TASK = "place the puck onto the goal"
@@ -340,17 +343,29 @@ class ForceAnswer:
         return forced
 
 
-def force_answer(model: VLMProgressModel, text: str):
-    """Make every whole answer ``text`` (benchmark harness: a model whose reasoning never
-    changes). Returns a function that undoes it."""
+READOUT_NUMBER = "42.17%</progress>"
+"""What the benchmark's models write after ``<progress>`` in every digit readout: random
+weights would end the number at its first token (``readout.NumberEnd``), a trained model
+writes a two-digit percentage like this one."""
+
+
+def force_answer(model: VLMProgressModel, text: str | None, number: str = READOUT_NUMBER):
+    """Make every whole answer ``text`` (a model whose reasoning never changes; None: as the
+    weights write it) and every digit readout ``number`` (benchmark harness). Returns a
+    function that undoes it."""
     from transformers import LogitsProcessorList
 
     tok = model.tokenizer
-    ids = tok.encode(text, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
+    end = [tok.convert_tokens_to_ids("<|im_end|>")]
+    whole = None if text is None else tok.encode(text, add_special_tokens=False) + end
+    digits = tok.encode(number, add_special_tokens=False) + end
     original = model.model.generate
 
     def generate(*args, **kwargs):
-        if kwargs.get("max_new_tokens", 0) > 8:  # whole answers, not the digit readout
+        ids = whole if kwargs.get("max_new_tokens", 0) > MAX_NUMBER_TOKENS else None
+        if "stopping_criteria" in kwargs:  # the digit readout (VLMProgressModel._readout)
+            ids = digits
+        if ids is not None:
             kwargs["logits_processor"] = LogitsProcessorList([ForceAnswer(ids)])
         return original(*args, **kwargs)
 
@@ -382,7 +397,8 @@ def bench_score(model, s: Settings, tmp: Path, rows, out,
     for encoding, key in [(e, k) for e in s.encodings for k in runs]:
         name, cfg, forced = variants[key]
         model.config = cfg = replace(cfg, encoding=encoding)
-        undo = force_answer(model, forced) if forced else (lambda: None)
+        undo = (force_answer(model, forced, forced.split(TAG)[1]) if forced
+                else (lambda: None))
         first = None
         try:
             if cfg.cache == "static":
@@ -557,8 +573,6 @@ def bench_breakdown(model, frames, s: Settings, rows, out) -> None:
     """Where one readout batch's time goes: encoding on the CPU (one thread), the rotary
     position ids on the device vs on the CPU, the vision tower on every shown image vs once per
     frame, the prompt pass (every shown image encoded), one decoding step."""
-    from procvlm.models.vlm.readout import MAX_NUMBER_TOKENS
-
     bs = max(s.batches)
     prompts, images = prompts_of(model, frames[:bs], s.window, answer_prefix(PLAN[1:]))
     vlm, dev = model.model, model.device
@@ -822,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
         model = build(size, tmp) if set(sections) - {"accuracy"} else None
         if model is not None:
             model.config = replace(model.config, compile_layers=args.compile_layers == "on")
+            force_answer(model, None)  # every readout writes READOUT_NUMBER
         frames = np.random.default_rng(0).integers(
             0, 255, (s.frames, 224 if size == "2b" else 32, 224 if size == "2b" else 32, 3),
             np.uint8)

@@ -116,3 +116,114 @@ def test_done_probe_reads_the_branch_step_and_checks_the_opening():
 def test_done_branch_needs_a_parting_token():
     with pytest.raises(ProcvlmError, match="no token where they part"):
         done_branch(TwoTokens())
+
+
+def _consumed(pieces):
+    """How many tokens the number reader takes: the index of the token that ends the number."""
+    from procvlm.models.vlm.readout import _number_positions
+
+    ints, fracs, _ = _number_positions(pieces, 0)
+    if not ints:
+        return 0
+    dot = len(ints) < len(pieces) and pieces[len(ints)] == "."
+    return len(ints) + dot + len(fracs)
+
+
+class PieceTokenizer:
+    """A tokenizer whose token i decodes to ``pieces[i]``."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids)
+
+    def batch_decode(self, rows):
+        return [self.decode(r) for r in rows]
+
+
+def test_number_token_kinds(tok):
+    from procvlm.models.vlm.readout import DIGIT, DOT, OTHER, number_token_kinds
+
+    kinds = number_token_kinds(tok)
+    assert kinds.shape == (len(tok),)
+    assert [int(kinds[i]) for i in digit_token_ids(tok)] == [DIGIT] * 10
+    assert int(kinds[tok.convert_tokens_to_ids(".")]) == DOT
+    assert int(kinds[tok.convert_tokens_to_ids("%")]) == OTHER
+
+
+def test_number_end_stops_each_row_where_the_reader_stops():
+    """On random token rows, NumberEnd marks a row finished exactly at the first token the
+    number reader does not take (and no earlier), whatever else is in the batch."""
+    from procvlm.models.vlm.readout import NumberEnd, number_token_kinds
+
+    pieces = [str(d) for d in range(10)] + [".", "%", "</progress>", " 4", "x", " ."]
+    fake = PieceTokenizer(pieces)
+    kinds = number_token_kinds(fake)
+    ids = {p: i for i, p in enumerate(pieces)}
+    rng = np.random.default_rng(0)
+    # digits and dots drawn often enough that many rows hold a number of some length
+    weights = np.array([3.0] * 10 + [6.0, 2.0, 1.0, 2.0, 1.0, 1.0])
+    rows = [[pieces[k] for k in rng.choice(len(pieces), size=8, p=weights / weights.sum())]
+            for _ in range(300)]
+    rows += [list("42.17%xx"), list("7.25%xxx"), [" 4", "2", "%"] + ["x"] * 5,
+             ["x"] * 8, list("12345678")]
+    prompt = torch.full((len(rows), 5), ids["x"])
+    stop = NumberEnd(kinds, prompt.shape[1])
+    ended = [None] * len(rows)
+    for step in range(8):
+        new = torch.tensor([[ids[p] for p in row[:step + 1]] for row in rows])
+        done = stop(torch.cat([prompt, new], 1), torch.zeros(len(rows), 3)).tolist()
+        for b, d in enumerate(done):
+            assert d or ended[b] is None  # once finished, a row stays finished
+            if d and ended[b] is None:
+                ended[b] = step
+    for row, end in zip(rows, ended):
+        want = _consumed(row)
+        assert end == (want if want < len(row) else None), row
+    assert ended[-5:] == [5, 4, 2, 0, None]
+    assert len({e for e in ended}) >= 6  # rows end at many different steps
+
+
+@pytest.mark.slow
+def test_readout_stops_after_the_number_and_reads_the_same(fixed_run, monkeypatch):
+    """The trained model writes 50.00%</progress>: the readout generates the five tokens of the
+    number and the one after it ("%</" in this tokenizer), not MAX_NUMBER_TOKENS, and reads the
+    same value as without the stopping criterion."""
+    from procvlm.models.vlm import modeling_vlm
+    from procvlm.models.vlm.modeling_vlm import VLMProgressModel
+    from procvlm.models.vlm.readout import MAX_NUMBER_TOKENS
+
+    frames = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), np.uint8)
+    model = VLMProgressModel.from_pretrained(fixed_run, readout="probs", batch_size=4,
+                                             max_new_tokens=48)
+    answer = model.predict(frames[:1], task="place the puck onto the goal").text[0]
+    assert answer.split("<progress>")[1].startswith("50.00%</progress>")
+    prefix = answer.split("<progress>")[0] + "<progress>"
+    lengths = []
+    generate = model.model.generate
+
+    def counted(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.sequences.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    model.model.generate = counted
+    args = ([[f] for f in frames], ["place the puck onto the goal"] * 4, [prefix] * 4)
+    stopped = model.progress_after_prefix(*args)
+
+    class Never:
+        def __init__(self, *a):
+            pass
+
+        def __call__(self, input_ids, scores, **kw):
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    monkeypatch.setattr(modeling_vlm, "NumberEnd", Never)
+    full = model.progress_after_prefix(*args)
+    assert lengths == [6, MAX_NUMBER_TOKENS]
+    assert stopped == pytest.approx(full, abs=1e-9) and None not in stopped
+    assert stopped == pytest.approx([FIXED] * 4, abs=0.02)

@@ -63,10 +63,12 @@ from procvlm.models.vlm.readout import (
     MAX_NUMBER_TOKENS,
     TAG,
     DoneProbe,
+    NumberEnd,
     digit_columns,
     digit_token_ids,
     done_branch,
     expected_digits,
+    number_token_kinds,
     read_expectations,
 )
 
@@ -407,6 +409,11 @@ class VLMProgressModel(ProgressModel):
             log.warning("%s", err)
             return None
 
+    @functools.cached_property
+    def _number_kinds(self) -> torch.Tensor:
+        """``readout.number_token_kinds`` of the tokenizer, on the model's device."""
+        return number_token_kinds(self.tokenizer).to(self.device)
+
     def _end_ids(self) -> set[int]:
         eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         eos = self.tokenizer.eos_token_id if eos is None else eos
@@ -641,13 +648,18 @@ class VLMProgressModel(ProgressModel):
     def _readout(self, prompts: list[str], images: Shown
                  ) -> list[float | None]:
         """Expected progress after rendered prompts that end with the answer up to the tag
-        (at most ``MAX_NUMBER_TOKENS`` generated, the digits read on the workers)."""
+        (at most ``MAX_NUMBER_TOKENS`` generated, each row until its number ends:
+        ``readout.NumberEnd``; the digits read on the workers)."""
+        from transformers import StoppingCriteriaList
+
         out: list[float | None] = [None] * len(prompts)
         done = []
         for idx, inputs, fetch in self._batches(prompts, images):
+            stop = NumberEnd(self._number_kinds, inputs["input_ids"].shape[1])
             gen = self.model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS,
                                       do_sample=False, output_logits=True,
                                       return_dict_in_generate=True,
+                                      stopping_criteria=StoppingCriteriaList([stop]),
                                       **self._cache_kwargs(inputs, MAX_NUMBER_TOKENS))
             new, digits, _ = self._generated(idx, inputs, gen, True)
             done.append((idx, fetch.submit(self._read_numbers, new, digits)))

@@ -12,7 +12,9 @@ needs no sampling. The number of integer digits is the greedy one (``5.00`` vs `
 runs on the main thread: :func:`digit_columns` copies the ten digit columns off the device, and
 :func:`read_expectations` reads them on a CPU worker. For a teacher-forced readout the prompt
 ends with the answer up to ``<progress>``, at most ``MAX_NUMBER_TOKENS`` are generated, and the
-number is read with ``after_tag=True``.
+number is read with ``after_tag=True``; :class:`NumberEnd` ends each row's generation at the
+first token that cannot continue the number (a "%" or the closing tag), two decoding steps
+before ``MAX_NUMBER_TOKENS`` for a two-digit percentage, with the same value read.
 
 The model's probability that the task is finished is read the same way, from the token where
 the two kinds of reasoning part ("The task has been completed ..." and "The following actions
@@ -108,6 +110,60 @@ def tag_expectation(tokens: Sequence[int], logits: torch.Tensor, tokenizer,
         return None
     ints, fracs, percent = positions
     return _to_progress(expected_number(logits, ints, fracs, digit_ids), percent)
+
+
+OTHER, DIGIT, DOT, SPACED_DIGIT = 0, 1, 2, 3
+"""Kinds of token for :class:`NumberEnd`: a digit that :func:`_number_positions` reads only as a
+number's first token is ``SPACED_DIGIT`` (whitespace around it)."""
+
+
+def number_token_kinds(tokenizer) -> torch.Tensor:
+    """(V,) uint8 kind of every token id of ``tokenizer`` (``OTHER``, ``DIGIT``, ``DOT``,
+    ``SPACED_DIGIT``), from each token decoded alone as :func:`read_expectations` decodes it."""
+    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    kinds = torch.zeros(len(pieces), dtype=torch.uint8)
+    for i, p in enumerate(pieces):
+        if len(p) == 1 and p.isdigit():
+            kinds[i] = DIGIT
+        elif p == ".":
+            kinds[i] = DOT
+        elif len(p.strip()) == 1 and p.strip().isdigit():
+            kinds[i] = SPACED_DIGIT
+    return kinds
+
+
+class NumberEnd:
+    """A ``generate`` stopping criterion for the digit readout: a row is finished once the
+    number after ``<progress>`` can go no further, the token that ends it generated (so a "%"
+    after it is seen); the rows' numbers are read as without it. It follows
+    :func:`_number_positions` on the device, one table lookup per step: the first token must be
+    a digit (whitespace around it allowed), later ones digits or the number's one "." after
+    its integer digits.
+
+    Args:
+        kinds: :func:`number_token_kinds` of the model's tokenizer, on the model's device.
+        prompt_len: the batch's padded prompt length (``input_ids.shape[1]``).
+    """
+
+    def __init__(self, kinds: torch.Tensor, prompt_len: int) -> None:
+        self.kinds = kinds
+        self.prompt_len = prompt_len
+        self.seen_dot: torch.Tensor | None = None
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        last = input_ids[:, -1]
+        inside = last < self.kinds.shape[0]
+        kind = torch.where(inside, self.kinds[last.clamp(max=self.kinds.shape[0] - 1)],
+                           torch.zeros_like(last, dtype=self.kinds.dtype))
+        if input_ids.shape[1] == self.prompt_len + 1 or self.done is None:
+            self.seen_dot = torch.zeros_like(last, dtype=torch.bool)
+            self.done = (kind != DIGIT) & (kind != SPACED_DIGIT)
+            return self.done.clone()
+        dot = (kind == DOT) & ~self.seen_dot
+        self.seen_dot = self.seen_dot | dot
+        self.done = self.done | ~((kind == DIGIT) | dot)
+        return self.done.clone()
 
 
 def digit_columns(step_logits: Sequence[torch.Tensor], digit_ids: list[int]) -> torch.Tensor:
