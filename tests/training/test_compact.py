@@ -158,6 +158,24 @@ def run(corpus, out, **kw):
     return train_compact(corpus, out, MCFG, tcfg, text_encoder=encoder(), show_progress=False)
 
 
+def run_interrupted(monkeypatch, corpus, out, after, **kw):
+    """Start ``run(corpus, out, **kw)`` and interrupt it (Ctrl-C) after ``after`` steps."""
+    import procvlm.training.compact as trainer
+
+    real_step, calls = trainer.train_step, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus, out, **kw)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+
+
 @pytest.mark.slow
 def test_training_is_deterministic_and_resumes_exactly(corpus, tmp_path, monkeypatch):
     full = run(corpus, tmp_path / "a", steps=16)
@@ -165,20 +183,7 @@ def test_training_is_deterministic_and_resumes_exactly(corpus, tmp_path, monkeyp
     for (k, v), w in zip(full.model.net.state_dict().items(), again.model.net.state_dict().values()):
         assert torch.equal(v, w), k
     # interrupt after 8 of 16 steps, then resume: same weights as the uninterrupted run
-    import procvlm.training.compact as trainer
-
-    real_step, calls = trainer.train_step, []
-
-    def interrupted(*args, **kwargs):
-        if len(calls) == 8:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(corpus, tmp_path / "c", steps=16)
-    monkeypatch.setattr(trainer, "train_step", real_step)
+    run_interrupted(monkeypatch, corpus, tmp_path / "c", 8, steps=16)
     ckpt = latest_checkpoint(tmp_path / "c")
     assert ckpt is not None and ckpt.name == "step_0000008.pt"
     tcfg = TrainConfig(batch_size=16, val_fraction=0.3, warmup_steps=2, steps=16, threads=1)
@@ -233,18 +238,7 @@ def test_ema_saves_the_moving_average_and_resumes_exactly(corpus, tmp_path, monk
     loaded.net.load_state_dict(ckpt["model"])
     assert evaluate(loaded, corpus, val_eps)["mae"] != pytest.approx(val["mae"], rel=1e-6)
     # interrupted after 6 of 12 steps and resumed: the same average as the uninterrupted run
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(corpus, tmp_path / "b", steps=12, ema=decay)
-    monkeypatch.setattr(trainer, "train_step", real_step)
+    run_interrupted(monkeypatch, corpus, tmp_path / "b", 6, steps=12, ema=decay)
     tcfg = TrainConfig(batch_size=16, val_fraction=0.3, augment=True, warmup_steps=2,
                        threads=1, steps=12, ema=decay)
     resumed = train_compact(corpus, tmp_path / "b", MCFG, tcfg, resume=True,
