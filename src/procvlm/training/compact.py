@@ -358,8 +358,8 @@ def evaluate(model: CompactProgressModel, corpus: Corpus, episodes: list[int],
 def save_checkpoint(run: Path, model: CompactProgressModel, opt: torch.optim.Optimizer,
                     state: TrainState, gen: torch.Generator, keep: int,
                     ema: AveragedModel | None = None) -> Path:
-    """Write ``run/checkpoints/step_XXXXXXX.pt`` atomically and prune old ones (the trained
-    weights, and with ``ema`` their moving average too)."""
+    """Write ``run/checkpoints/step_<7-digit step>.pt`` atomically and prune old ones (the
+    trained weights, and with ``ema`` their moving average too)."""
     path = run / CHECKPOINT_DIR / f"step_{state.step:07d}.pt"
     payload = {"model": model.net.state_dict(), "optim": opt.state_dict(),
                "state": {k: v for k, v in asdict(state).items() if k != "perm"},

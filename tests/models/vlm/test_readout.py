@@ -172,7 +172,7 @@ def test_number_end_stops_each_row_where_the_reader_stops():
     rows += [list("42.17%xx"), list("7.25%xxx"), [" 4", "2", "%"] + ["x"] * 5,
              ["x"] * 8, list("12345678")]
     prompt = torch.full((len(rows), 5), ids["x"])
-    stop = NumberEnd(kinds, prompt.shape[1])
+    stop = NumberEnd(kinds)
     ended = [None] * len(rows)
     for step in range(8):
         new = torch.tensor([[ids[p] for p in row[:step + 1]] for row in rows])

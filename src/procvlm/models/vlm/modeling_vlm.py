@@ -655,7 +655,7 @@ class VLMProgressModel(ProgressModel):
         out: list[float | None] = [None] * len(prompts)
         done = []
         for idx, inputs, fetch in self._batches(prompts, images):
-            stop = NumberEnd(self._number_kinds, inputs["input_ids"].shape[1])
+            stop = NumberEnd(self._number_kinds)
             gen = self.model.generate(**inputs, max_new_tokens=MAX_NUMBER_TOKENS,
                                       do_sample=False, output_logits=True,
                                       return_dict_in_generate=True,

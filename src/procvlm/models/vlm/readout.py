@@ -140,14 +140,14 @@ class NumberEnd:
     a digit (whitespace around it allowed), later ones digits or the number's one "." after
     its integer digits.
 
+    One instance per ``generate`` call: its first call sees the first generated token.
+
     Args:
         kinds: :func:`number_token_kinds` of the model's tokenizer, on the model's device.
-        prompt_len: the batch's padded prompt length (``input_ids.shape[1]``).
     """
 
-    def __init__(self, kinds: torch.Tensor, prompt_len: int) -> None:
+    def __init__(self, kinds: torch.Tensor) -> None:
         self.kinds = kinds
-        self.prompt_len = prompt_len
         self.seen_dot: torch.Tensor | None = None
         self.done: torch.Tensor | None = None
 
@@ -156,7 +156,7 @@ class NumberEnd:
         inside = last < self.kinds.shape[0]
         kind = torch.where(inside, self.kinds[last.clamp(max=self.kinds.shape[0] - 1)],
                            torch.zeros_like(last, dtype=self.kinds.dtype))
-        if input_ids.shape[1] == self.prompt_len + 1 or self.done is None:
+        if self.done is None:
             self.seen_dot = torch.zeros_like(last, dtype=torch.bool)
             self.done = (kind != DIGIT) & (kind != SPACED_DIGIT)
             return self.done.clone()
