@@ -31,7 +31,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
             "--channel-shuffle", "0.5", "--lowres", "0.5", "--tilt", "8", "--end-weight", "2",
             "--end-frames", "4", "--channels", "8,16", "--hidden", "32",
-            "--pool", "meanmax", "--ema", "0.99"]
+            "--pool", "meanmax", "--ema", "0.99", "--input-norm", "window"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "metrics.json" in captured.out
@@ -44,7 +44,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
     assert cfg["flip_average"] is True  # travels with the model to score, eval and serve
     assert cfg["anchor"] is True
     assert (cfg["channels"], cfg["hidden"]) == ([8, 16], 32)  # the model's size, as asked
-    assert cfg["pool"] == "meanmax"
+    assert cfg["pool"] == "meanmax" and cfg["input_norm"] == "window"
     recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
     assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4

@@ -49,6 +49,10 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="'flatten': the last feature map's cells each get their own "
                             "weights; 'meanmax': mean and max over the cells, what is seen and "
                             "not where (default: flatten)")
+    group.add_argument("--input-norm", default=None, choices=["none", "window"],
+                       help="'window': bring each window's colour channels to one mean and "
+                            "spread before the convolutions, so exposure, contrast and tint "
+                            "do not reach the model (default: none)")
     group.add_argument("--camera", default=None, help="camera to use (default: the first)")
     group.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     group.add_argument("--no-augment", dest="augment", action="store_false",
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.jitter < 1.0:
         raise ProcvlmError(f"--jitter {args.jitter}: need 0 <= jitter < 1 (gains in 1 +- jitter)")
     size = {k: v for k, v in {"image_size": args.image_size, "channels": args.channels,
-                              "hidden": args.hidden, "pool": args.pool}.items()
+                              "hidden": args.hidden, "pool": args.pool,
+                              "input_norm": args.input_norm}.items()
             if v is not None}
     mcfg = CompactConfig(window=args.window, stride=args.stride, head=args.head,
                          flip_average=args.flip_average, anchor=args.anchor, **size)

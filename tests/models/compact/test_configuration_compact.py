@@ -30,6 +30,13 @@ def test_pool_travels_and_old_configs_flatten():
     assert CompactConfig.from_dict(legacy).pool == "flatten"  # shipped checkpoints load as built
 
 
+def test_input_norm_travels_and_old_configs_have_none():
+    cfg = CompactConfig(input_norm="window")
+    assert CompactConfig.from_dict(cfg.to_dict()).input_norm == "window"
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "input_norm"}
+    assert CompactConfig.from_dict(legacy).input_norm == "none"  # shipped checkpoints as built
+
+
 def test_window_span():
     assert CompactConfig(window=4, stride=4).window_span == 13
 
@@ -45,6 +52,7 @@ def test_window_span():
     ({"head": "regress"}, "head='regress'"),
     ({"scheme": "paper"}, "scheme='paper'"),
     ({"pool": "attention"}, "pool='attention'"),
+    ({"input_norm": "frame"}, "input_norm='frame'"),
 ])
 def test_bad_values_name_the_value(kwargs, match):
     with pytest.raises(ProcvlmError, match=match):

@@ -276,6 +276,36 @@ def test_meanmax_pool_sees_what_not_where():
     assert net.image_proj.in_features == 2 * 8  # mean and max of each channel
 
 
+def test_window_input_norm_ignores_exposure_contrast_and_tint():
+    """With ``input_norm="window"`` a window rendered with half the contrast and a tint (one
+    gain and an offset per colour channel) gives the same image vector; without it, not.
+    A change inside the window still reaches the model."""
+    gen = torch.Generator().manual_seed(0)
+    frames = 2 * torch.randint(30, 90, (2, 3, 32, 32, 3), generator=gen, dtype=torch.uint8)
+    dim = frames // 2 + torch.tensor([30, 10, 20], dtype=torch.uint8)  # exact: even values
+    changed = frames.clone()
+    changed[:, -1, 8:16, 8:16] = 255  # something moved in the newest frame
+    outs = {}
+    for norm in ("none", "window"):
+        torch.manual_seed(0)
+        net = CompactNet(CompactConfig(window=3, image_size=32, channels=(4, 8), hidden=16,
+                                       key_dim=8, input_norm=norm)).eval()
+        with torch.no_grad():
+            outs[norm] = [net.encode_frames(x) for x in (frames, dim, changed)]
+    plain, dimmed, moved = outs["window"]
+    torch.testing.assert_close(plain, dimmed, atol=1e-4, rtol=1e-4)
+    assert (plain - moved).abs().max() > 0.05
+    assert (outs["none"][0] - outs["none"][1]).abs().max() > 0.05
+
+
+def test_window_input_norm_keeps_a_flat_window_finite():
+    net = CompactNet(CompactConfig(window=2, image_size=32, channels=(4, 8), hidden=16,
+                                   key_dim=8, input_norm="window")).eval()
+    black = torch.zeros(1, 2, 32, 32, 3, dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.isfinite(net.encode_frames(black)).all()
+
+
 def test_meanmax_model_round_trips(tmp_path):
     model = tiny_model(pool="meanmax")
     before = model.predict(fixed_frames(), "Push the puck")

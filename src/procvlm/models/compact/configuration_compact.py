@@ -11,6 +11,7 @@ from procvlm.labels import SCHEMES
 STAGE_MODES = ("expected", "argmax")
 HEADS = ("reason", "direct")
 POOLS = ("flatten", "meanmax")
+INPUT_NORMS = ("none", "window")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class CompactConfig:
         "help": "how the last feature map becomes a vector: 'flatten' (every cell has its own "
                 "weights, so where a thing is in the image matters) or 'meanmax' (mean and max "
                 "over the cells: what is seen, not where)"})
+    input_norm: str = field(default="none", metadata={
+        "help": "'none': pixels as they are; 'window': each colour channel of a window "
+                "(all its frames together) brought to one mean and spread before the "
+                "convolutions, so a darker, brighter, lower-contrast or tinted rendering of "
+                "the same scene looks alike to the model"})
     key_dim: int = field(default=128, metadata={"help": "width of the step-matching space"})
     text_dim: int = field(default=384, metadata={"help": "MiniLM sentence embedding size"})
     max_plan_len: int = field(default=32, metadata={"help": "longest plan (position codes)"})
@@ -82,6 +88,9 @@ class CompactConfig:
             raise ProcvlmError(f"CompactConfig.scheme={self.scheme!r}: choose one of {SCHEMES}")
         if self.pool not in POOLS:
             raise ProcvlmError(f"CompactConfig.pool={self.pool!r}: choose one of {POOLS}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ProcvlmError(f"CompactConfig.input_norm={self.input_norm!r}: "
+                               f"choose one of {INPUT_NORMS}")
         if self.head not in HEADS:
             raise ProcvlmError(f"CompactConfig.head={self.head!r}: choose one of {HEADS}")
         if self.max_plan_len < 1:

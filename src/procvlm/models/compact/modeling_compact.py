@@ -53,6 +53,8 @@ WEIGHTS_NAME = "model.safetensors"
 BUDGETS_NAME = "budgets.json"
 TEXT_CACHE_NAME = "text_cache.safetensors"
 TRAINING_NAME = "training.json"
+NORM_STD = 0.2  # spread of a window's channels after ``input_norm="window"``
+NORM_FLOOR = 0.02  # the least spread a window is stretched from
 
 __all__ = ["CompactNet", "CompactOutput", "CompactProgressModel", "PlanInputs", "WindowScores",
            "read_frames", "resize_frames", "uniform_bounds", "window_indices"]
@@ -66,6 +68,17 @@ def _median(arrays: list[np.ndarray]) -> np.ndarray:
 def uniform_bounds(num_steps: int) -> np.ndarray:
     """(K + 1,) cumulative budgets of K equal steps: 0, 1/K, ..., 1."""
     return np.linspace(0.0, 1.0, num_steps + 1, dtype=np.float32)
+
+
+def normalize_window(x: torch.Tensor) -> torch.Tensor:
+    """(B, W, 3, S, S) in [0, 1] -> each window's colour channels, over all its frames,
+    moved to mean 0.5 and standard deviation ``NORM_STD`` (a typical frame's spread, so the
+    layers see the usual range). One gain and offset per window and channel: the changes
+    between its frames keep their relative size. A window flatter than ``NORM_FLOOR`` is
+    stretched as if it had that spread, so near-uniform frames are not blown up to noise."""
+    mean = x.mean(dim=(1, 3, 4), keepdim=True)
+    std = x.std(dim=(1, 3, 4), keepdim=True).clamp(min=NORM_FLOOR)
+    return (x - mean) * (NORM_STD / std) + 0.5
 
 
 @dataclass
@@ -122,6 +135,8 @@ class CompactNet(nn.Module):
         """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible
         (an anchored window's first difference is the change since the episode's start)."""
         x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, W, 3, S, S)
+        if self.config.input_norm == "window":
+            x = normalize_window(x)
         diffs = x[:, 1:] - x[:, :-1]  # (B, W-1, 3, S, S)
         x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
         # channels-last convolutions run about twice as fast on CPU
