@@ -71,14 +71,16 @@ def uniform_bounds(num_steps: int) -> np.ndarray:
 
 
 def normalize_window(x: torch.Tensor) -> torch.Tensor:
-    """(B, W, 3, S, S) in [0, 1] -> each window's colour channels, over all its frames,
+    """(B, W, S, S, 3) in [0, 1] -> each window's colour channels, over all its frames,
     moved to mean 0.5 and standard deviation ``NORM_STD`` (a typical frame's spread, so the
     layers see the usual range). One gain and offset per window and channel: the changes
     between its frames keep their relative size. A window flatter than ``NORM_FLOOR`` is
     stretched as if it had that spread, so near-uniform frames are not blown up to noise."""
-    mean = x.mean(dim=(1, 3, 4), keepdim=True)
-    std = x.std(dim=(1, 3, 4), keepdim=True).clamp(min=NORM_FLOOR)
-    return (x - mean) * (NORM_STD / std) + 0.5
+    b = x.shape[0]
+    var, mean = torch.var_mean(x.reshape(b, -1, 3), dim=1)  # (B, 3) each, channels last
+    gain = NORM_STD / var.sqrt().clamp(min=NORM_FLOOR)
+    shape = (b,) + (1,) * (x.dim() - 2) + (3,)
+    return torch.addcmul((0.5 - mean * gain).view(shape), x, gain.view(shape))
 
 
 @dataclass
@@ -134,9 +136,10 @@ class CompactNet(nn.Module):
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible
         (an anchored window's first difference is the change since the episode's start)."""
-        x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, W, 3, S, S)
+        x = frames.float().div_(255.0)
         if self.config.input_norm == "window":
             x = normalize_window(x)
+        x = x.permute(0, 1, 4, 2, 3)  # (B, W, 3, S, S)
         diffs = x[:, 1:] - x[:, :-1]  # (B, W-1, 3, S, S)
         x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
         # channels-last convolutions run about twice as fast on CPU
