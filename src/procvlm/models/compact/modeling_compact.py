@@ -136,10 +136,10 @@ class CompactNet(nn.Module):
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, W, S, S, 3) uint8 -> (B, hidden). Differences make stalls and motion visible
         (an anchored window's first difference is the change since the episode's start)."""
-        x = frames.float().div_(255.0)
-        if self.config.input_norm == "window":
-            x = normalize_window(x)
-        x = x.permute(0, 1, 4, 2, 3)  # (B, W, 3, S, S)
+        if self.config.input_norm == "window":  # statistics on the channels-last frames
+            x = normalize_window(frames.float().div_(255.0)).permute(0, 1, 4, 2, 3)
+        else:
+            x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, W, 3, S, S)
         diffs = x[:, 1:] - x[:, :-1]  # (B, W-1, 3, S, S)
         x = torch.cat([x - 0.5, diffs * 4.0], dim=1).flatten(1, 2)  # (B, (2W-1)*3, S, S)
         # channels-last convolutions run about twice as fast on CPU
