@@ -11,7 +11,11 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
   the plans stored with the model), MetaWorld's own camera;
 - ``train-tasks/camera-NAME`` (with ``--other-cameras NAME,...``): the episodes of
   ``train-tasks/plain`` seen from another of MetaWorld's cameras (``procvlm.sim.CAMERAS``),
-  unrandomised, scored as if that camera were the model's own.
+  unrandomised, scored as if that camera were the model's own;
+- ``train-tasks/heldout-FACTOR`` (with ``--factors camera,orientation,light,colour,resolution``
+  or ``all``): the episodes of ``train-tasks/heldout-render`` (same seed, so the same states
+  and outcomes) rendered with that one factor outside the training conditions and the others
+  drawn from them (``--randomize heldout-FACTOR``): which factor a model fails on.
 
 For each it prints VOC (successful episodes), success/failure AUROC of final progress
 (``auroc``) and, for models that decide a done step, of their own success score
@@ -104,6 +108,20 @@ def parse_view(spec: str) -> list[str]:
                              f"{', '.join(ORIENTATIONS[1:])} or resF with 0 < F <= 1 "
                              "(e.g. vflip,res0.35)")
     return ops
+
+
+def parse_factors(spec: str) -> list[str]:
+    """``--factors`` as a list of ``procvlm.sim.randomize.HELDOUT_GROUPS`` names."""
+    from procvlm.sim.randomize import HELDOUT_GROUPS
+
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if names == ["all"]:
+        return list(HELDOUT_GROUPS)
+    bad = [n for n in names if n not in HELDOUT_GROUPS]
+    if bad:
+        raise SystemExit(f"--factors {spec}: unknown factor {bad[0]!r}; give comma-separated "
+                         f"{', '.join(HELDOUT_GROUPS)}, or all")
+    return names
 
 
 class ViewFrames:
@@ -298,9 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--other-cameras", default="",
                    help="comma-separated MetaWorld cameras (e.g. topview,behind): one more "
                         "split each, the plain training-task episodes seen from that camera")
+    p.add_argument("--factors", default="",
+                   help="comma-separated factors of held-out rendering (camera, orientation, "
+                        "light, colour, resolution; or all): one more split each, the "
+                        "held-out-rendering episodes with only that factor outside the "
+                        "training conditions")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     view = parse_view(args.view)
+    factors = parse_factors(args.factors)
     others = [c.strip() for c in args.other_cameras.split(",") if c.strip()]
     from procvlm.sim import CAMERAS
 
@@ -348,20 +372,23 @@ def main(argv: list[str] | None = None) -> int:
         splits[name] = build_split(out / f"train_camera_{camera}", trained, "none", args,
                                    args.seed, camera)
         cameras[name] = camera
+    for factor in factors:  # the held-out-rendering split's episodes (same seed), one factor
+        splits[f"train-tasks/heldout-{factor}"] = build_split(
+            out / f"train_heldout_{factor}", trained, f"heldout-{factor}", args, args.seed + 1)
     results = {name: score_split(model, root, view, args.done_frames, cameras.get(name))
                for name, root in splits.items()}
     seen_as = f"frames seen as {','.join(view)}; " if view else ""
     print(f"model {args.model} (flip averaging {'on' if flips else 'off'}): {seen_as}"
           f"trained on {len(trained)} tasks, {len(held)} held out ({', '.join(held)})")
-    print(f"{'split':<28} {'voc':>6} {'auroc':>6} {'auroc_done':>10} {'ccc_labels':>10} "
+    print(f"{'split':<31} {'voc':>6} {'auroc':>6} {'auroc_done':>10} {'ccc_labels':>10} "
           f"{'ccc_truth':>9} episodes (success)")
     for name, r in results.items():
-        print(f"{name:<28} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['auroc_done']):>10} "
+        print(f"{name:<31} {_fmt(r['voc']):>6} {_fmt(r['auroc']):>6} {_fmt(r['auroc_done']):>10} "
               f"{_fmt(r['ccc_labels']):>10} {_fmt(r['ccc_truth']):>9} {r['n_episodes']} "
               f"({r['n_success']})")
     print("95% bootstrap intervals (episodes resampled within each outcome):")
     for name, r in results.items():
-        print(f"{name:<28} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])} "
+        print(f"{name:<31} voc {_ci(r['voc_ci'])} auroc {_ci(r['auroc_ci'])} "
               f"auroc_done {_ci(r['auroc_done_ci'])}")
     for name, r in results.items():
         if r["render_factors"]:

@@ -65,6 +65,16 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     assert other["train-tasks/plain"] == figures["splits"]["train-tasks/plain"]
     assert other["train-tasks/camera-topview"]["n_episodes"] == 2
     assert other["train-tasks/camera-topview"] != other["train-tasks/plain"]
+    # --factors: the held-out-rendering episodes with only the light outside training
+    assert bench.main([*argv[:-1], str(tmp_path / "l.json"), "--factors", "light"]) == 0
+    lit = json.loads((tmp_path / "l.json").read_text())["splits"]
+    assert set(lit) == {*figures["splits"], "train-tasks/heldout-light"}
+    lit_root = next(held.glob("train_heldout_light-*"))
+    light = open_dataset(lit_root)
+    render = open_dataset(held / lit_root.name.replace("train_heldout_light",
+                                                        "train_heldout_render"))
+    np.testing.assert_array_equal(light.episode(1).state, render.episode(1).state)
+    assert light.episode(1).meta["render"]["spec"] == "heldout-light"
     top_root = next(held.glob("train_camera_topview-*"))   # named by the same tasks and options
     top = open_dataset(top_root)
     plain = open_dataset(held / top_root.name.replace("train_camera_topview", "train_plain"))
@@ -103,6 +113,16 @@ def test_heldout_tasks_must_not_overlap_training_tasks(load_benchmark, tmp_path)
         bench.main(["--out", str(tmp_path), "--heldout-tasks", "pick-place"])
     with pytest.raises(SystemExit, match=r"--train-tasks: \['drawer-open'\] were not trained"):
         bench.main(["--out", str(tmp_path), "--train-tasks", "pick-place,drawer-open"])
+
+
+def test_factors_parse_and_a_bad_one_is_one_line(load_benchmark):
+    bench = load_benchmark("generalize")
+    assert bench.parse_factors("all") == ["camera", "orientation", "light", "colour",
+                                          "resolution"]
+    assert bench.parse_factors(" light, camera ") == ["light", "camera"]
+    assert bench.parse_factors("") == []
+    with pytest.raises(SystemExit, match="--factors pose: unknown factor 'pose'; give"):
+        bench.parse_factors("pose")
 
 
 def test_bad_other_camera_is_one_line(load_benchmark, tmp_path):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
-from procvlm.sim.randomize import (HELDOUT, ORIENTATIONS, RANDOMIZE_CHOICES, TRAIN, TRAIN_VIEWS,
-                                   VIEWS, RandomizeSpec, RenderDraw, episode_draw, postprocess)
+from procvlm.sim.randomize import (GROUP_OVERLAP, HELDOUT, HELDOUT_GROUPS, ORIENTATIONS,
+                                   RANDOMIZE_CHOICES, TRAIN, TRAIN_VIEWS, VIEWS, RandomizeSpec,
+                                   RenderDraw, episode_draw, postprocess)
 
 DRAWS = 300
 
@@ -35,6 +36,18 @@ def test_heldout_draws_share_no_parameter_with_training():
         assert len(HELDOUT.overlap(d)) == 11, d
         seen.add(d.orientation)
     assert seen == {"vflip"}
+
+
+@pytest.mark.parametrize("group", sorted(HELDOUT_GROUPS))
+def test_a_heldout_factor_space_leaves_training_in_that_factor_only(group):
+    every = set().union(*GROUP_OVERLAP.values())
+    assert len(every) == 11 and sum(map(len, GROUP_OVERLAP.values())) == 11  # a partition
+    outside = set(GROUP_OVERLAP[group])
+    for seed in range(DRAWS):
+        d = episode_draw(f"heldout-{group}", seed)
+        assert set(TRAIN.overlap(d)) == every - outside, d
+        assert outside <= set(HELDOUT.overlap(d)), d
+        assert d.spec == f"heldout-{group}"
 
 
 def test_view_draws_follow_their_weights_inside_training_ranges():

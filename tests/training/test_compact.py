@@ -368,3 +368,10 @@ def test_recorded_settings_must_agree(corpus, tmp_path):
                       show_progress=False)
     with pytest.raises(ProcvlmError, match="steps=0"):
         TrainConfig(steps=0)
+
+
+def test_an_ensemble_is_joined_after_training_not_trained(corpus):
+    from dataclasses import replace
+
+    with pytest.raises(ProcvlmError, match="procvlm ensemble"):
+        build_model(corpus, [0, 1], replace(MCFG, members=2), encoder())

@@ -11,7 +11,8 @@ import argparse
 
 from procvlm.errors import ProcvlmError
 
-RANDOMIZE = ("none", "train", "heldout", "train-views")
+RANDOMIZE = ("none", "train", "heldout", "train-views", "heldout-camera", "heldout-orientation",
+             "heldout-light", "heldout-colour", "heldout-resolution")
 """``procvlm.sim.randomize.RANDOMIZE_CHOICES``, spelled out: the simulator loads only to run."""
 
 ENVS = ("metaworld",)
@@ -46,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'train'; 'train-views' ('train' with half of the episodes seen from "
                         "around MetaWorld's corner2, corner3 or topview cameras instead of the "
                         "first camera); or 'heldout' (conditions never drawn for 'train' or "
-                        "'train-views'); 'none' is MetaWorld's own")
+                        "'train-views'); 'heldout-camera', -orientation, -light, -colour or "
+                        "-resolution: that factor from 'heldout', the others from 'train'; "
+                        "'none' is MetaWorld's own")
     p.add_argument("--workers", type=int, default=1,
                    help="processes running episodes in parallel (the same dataset for any)")
     p.add_argument("--pacing", choices=("human", "scripted"), default="human",

@@ -21,6 +21,7 @@ COMMANDS = {
     "label": "compute frame-level procedure-grounded progress labels for a dataset",
     "vqa": "derive ProcVQA chat samples (progress, segmentation, planning) from labels",
     "train": "train a progress model (compact on CPU, or a VLM)",
+    "ensemble": "join compact models trained alike into one that averages their outputs",
     "score": "score a dataset with a trained progress model",
     "eval": "compare progress models and label schemes on held-out episodes",
     "policy": "behaviour cloning vs progress-weighted behaviour cloning on MetaWorld",

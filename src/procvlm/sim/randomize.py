@@ -14,7 +14,10 @@ Two spaces of rendering conditions are defined, with disjoint supports:
 - ``HELDOUT``: conditions never drawn for training (larger camera offsets, the image flipped
   upside down, darker or brighter lighting from other directions, tints from the other half of
   the colour wheel, lower resolutions). Every parameter of a held-out draw lies outside the
-  training ranges, so a model scored on them is scored on rendering it has not seen. The
+  training ranges, so a model scored on them is scored on rendering it has not seen.
+- ``heldout-camera``, ``heldout-orientation``, ``heldout-light``, ``heldout-colour`` and
+  ``heldout-resolution``: one factor of ``HELDOUT`` at a time (``HELDOUT_GROUPS``), the rest
+  drawn from ``TRAIN``: which factor of held-out rendering a model fails on. The
   other views of ``TRAIN_VIEWS`` look 74 to 94 degrees away from the corner camera's axis
   (their jitter turns them by at most about 22; held-out draws turn the corner camera by at
   most about 34), so they add no held-out camera pose either.
@@ -250,8 +253,33 @@ HELDOUT = RandomizeSpec(
     backdrop_value=((0.25, 0.6),), resolution=((0.3, 0.42),))
 """Rendering conditions never drawn for training (every parameter outside ``TRAIN``)."""
 
+HELDOUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "camera": ("azimuth", "elevation", "distance", "lookat"),
+    "orientation": ("orientations",),
+    "light": ("light_azimuth", "light", "ambient"),
+    "colour": ("table_hue", "table_saturation", "table_value", "backdrop_hue",
+               "backdrop_saturation", "backdrop_value"),
+    "resolution": ("resolution",),
+}
+"""The factors of held-out rendering, each a group of ``RandomizeSpec`` fields: the space
+``heldout-<factor>`` takes that group from ``HELDOUT`` and every other field from ``TRAIN``, so
+one factor at a time lies outside the training conditions."""
+
+GROUP_OVERLAP = {"camera": ("azimuth", "elevation", "distance", "lookat"),
+                 "orientation": ("orientation",), "light": ("light_azimuth", "light", "ambient"),
+                 "colour": ("table", "backdrop"), "resolution": ("resolution",)}
+"""Each group's names in ``RandomizeSpec.overlap``."""
+
+
+def heldout_factor(group: str) -> RandomizeSpec:
+    """``TRAIN`` with the fields of ``HELDOUT_GROUPS[group]`` taken from ``HELDOUT``."""
+    return replace(TRAIN, name=f"heldout-{group}",
+                   **{f: getattr(HELDOUT, f) for f in HELDOUT_GROUPS[group]})
+
+
 SPECS: dict[str, RandomizeSpec] = {"train": TRAIN, "heldout": HELDOUT,
-                                   "train-views": TRAIN_VIEWS}
+                                   "train-views": TRAIN_VIEWS,
+                                   **{f"heldout-{g}": heldout_factor(g) for g in HELDOUT_GROUPS}}
 # The order seeds each space's draws (``episode_draw``): new spaces go last.
 RANDOMIZE_CHOICES = ("none", *SPECS)
 """Values of ``procvlm generate --randomize``."""

@@ -437,6 +437,9 @@ def train_step(model: CompactProgressModel, opt: torch.optim.Optimizer, corpus: 
 def build_model(corpus: Corpus, train: list[int], model_config: CompactConfig,
                 text_encoder: TextEncoder | None = None) -> CompactProgressModel:
     """A fresh model with the budget table and plans of the training episodes."""
+    if model_config.members != 1:
+        raise ProcvlmError(f"CompactConfig.members={model_config.members}: train one network "
+                           "per run and join the trained runs with `procvlm ensemble`")
     return CompactProgressModel(model_config, compute_budgets(corpus, train),
                                 training_plans(corpus, train), text_encoder)
 

@@ -67,3 +67,12 @@ def test_unknown_keys_are_named():
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         CompactConfig().window = 2  # type: ignore[misc]
+
+
+def test_members_travel_and_old_configs_have_one():
+    cfg = CompactConfig(members=3)
+    assert CompactConfig.from_dict(cfg.to_dict()).members == 3
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "members"}
+    assert CompactConfig.from_dict(legacy).members == 1
+    with pytest.raises(ProcvlmError, match="members=0"):
+        CompactConfig(members=0)

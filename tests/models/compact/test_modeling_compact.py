@@ -12,8 +12,9 @@ from procvlm.data.episode import ArrayFrames
 from procvlm.errors import ProcvlmError
 from procvlm.models import load_model
 from procvlm.models.compact import CompactConfig, CompactProgressModel, TextEncoder
-from procvlm.models.compact.modeling_compact import (CompactNet, read_frames, resize_frames,
-                                                     uniform_bounds, window_indices)
+from procvlm.models.compact.modeling_compact import (CompactNet, ensemble, read_frames,
+                                                     resize_frames, uniform_bounds,
+                                                     window_indices)
 
 torch.set_num_threads(1)  # tiny nets: threads only add contention on a shared machine
 PINNED = Path(__file__).with_name("regression_tiny.json")
@@ -312,3 +313,65 @@ def test_meanmax_model_round_trips(tmp_path):
     model.save_pretrained(tmp_path)
     after = load_model(tmp_path).predict(fixed_frames(), "Push the puck")
     np.testing.assert_array_equal(before.progress, after.progress)
+
+
+def _window_outputs(model, frames):
+    windows = torch.from_numpy(resize_frames(frames, 16))[window_indices(len(frames), 4, 4)]
+    inputs = model.plan_inputs(["Push the puck"] * len(frames), [PLAN] * len(frames))
+    with torch.no_grad():
+        return model(windows, inputs)
+
+
+def test_ensemble_averages_its_members():
+    a, b = tiny_model(seed=0), tiny_model(seed=1)
+    joined = ensemble([a, b])
+    assert joined.config.members == 2 and not joined.training
+    frames = fixed_frames(8)
+    oa, ob, oj = (_window_outputs(m, frames) for m in (a, b, joined))
+    assert not torch.allclose(oa.progress, ob.progress)  # two different members
+    torch.testing.assert_close(oj.progress, (oa.progress + ob.progress) / 2)
+    probs = (torch.softmax(oa.stage_logits, 1) + torch.softmax(ob.stage_logits, 1)) / 2
+    torch.testing.assert_close(torch.softmax(oj.stage_logits, 1), probs)
+    pa, pb, pj = (m.predict(frames, "Push the puck") for m in (a, b, joined))
+    np.testing.assert_allclose(pj.done, (pa.done + pb.done) / 2, atol=1e-6)
+    np.testing.assert_allclose(pj.progress, (pa.progress + pb.progress) / 2, atol=1e-6)
+    # a padded step stays impossible: a batch with a longer plan beside this one
+    inputs = joined.plan_inputs(["Push the puck", "Other"], [PLAN, PLAN + ["Press it"]])
+    windows = torch.from_numpy(resize_frames(frames[:2], 16))[window_indices(2, 4, 4)]
+    with torch.no_grad():
+        logits = joined(windows, inputs).stage_logits
+    assert logits[0, len(PLAN)] == -1e9 and logits[1, len(PLAN)] > -100
+
+
+def test_ensemble_of_an_ensemble_flattens_and_averages_budgets():
+    a, b, c = tiny_model(seed=0), tiny_model(seed=1), tiny_model(seed=2)
+    c.budgets["Push the puck"] = [0.0, 0.4, 0.9, 1.0]
+    c.budgets["Only c"] = [0.0, 1.0]
+    joined = ensemble([ensemble([a, b]), c])
+    assert joined.config.members == 3 and len(joined.net.members) == 3
+    np.testing.assert_allclose(joined.budgets["Push the puck"],
+                               [0.0, (0.2 * 2 + 0.4) / 3, (0.7 * 2 + 0.9) / 3, 1.0])
+    assert joined.budgets["Only c"] == [0.0, 1.0]
+
+
+def test_ensemble_refuses_what_it_cannot_join():
+    with pytest.raises(ProcvlmError, match="at least two"):
+        ensemble([tiny_model()])
+    with pytest.raises(ProcvlmError, match="model 1 has window=2"):
+        ensemble([tiny_model(), tiny_model(window=2)])
+    other = tiny_model(seed=1)
+    other.plans["Push the puck"] = PLAN[:2]
+    with pytest.raises(ProcvlmError, match="different plans for task 'Push the puck'"):
+        ensemble([tiny_model(), other])
+
+
+def test_ensemble_round_trips(tmp_path):
+    joined = ensemble([tiny_model(seed=0, flip_average=True),
+                       tiny_model(seed=1, flip_average=True)])
+    before = joined.predict(fixed_frames(), "Push the puck")
+    joined.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["members"] == 2
+    after = load_model(tmp_path).predict(fixed_frames(), "Push the puck")
+    np.testing.assert_array_equal(before.progress, after.progress)
+    np.testing.assert_array_equal(before.done, after.done)
+    assert before.remaining == after.remaining

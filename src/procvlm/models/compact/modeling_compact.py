@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,8 +56,9 @@ TRAINING_NAME = "training.json"
 NORM_STD = 0.2  # spread of a window's channels after ``input_norm="window"``
 NORM_FLOOR = 0.02  # the least spread a window is stretched from
 
-__all__ = ["CompactNet", "CompactOutput", "CompactProgressModel", "PlanInputs", "WindowScores",
-           "read_frames", "resize_frames", "uniform_bounds", "window_indices"]
+__all__ = ["CompactEnsembleNet", "CompactNet", "CompactOutput", "CompactProgressModel",
+           "PlanInputs", "WindowScores", "ensemble", "read_frames", "resize_frames",
+           "uniform_bounds", "window_indices"]
 
 
 def _median(arrays: list[np.ndarray]) -> np.ndarray:
@@ -191,6 +192,33 @@ class CompactNet(nn.Module):
         return CompactOutput(progress, logits, within, composed)
 
 
+class CompactEnsembleNet(nn.Module):
+    """``config.members`` independently trained ``CompactNet``s that answer as one network:
+    progress and within-step progress are the members' means, the stage probabilities the
+    mean of theirs (so P(done) is the members' mean P(done) and the step is the one they
+    give most probability on average). Built from trained models by ``ensemble``."""
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.config = config
+        single = replace(config, members=1)
+        self.members = nn.ModuleList(CompactNet(single) for _ in range(config.members))
+
+    def forward(self, frames: torch.Tensor, task_emb: torch.Tensor, step_emb: torch.Tensor,
+                step_mask: torch.Tensor, bounds: torch.Tensor) -> CompactOutput:
+        """``CompactNet.forward`` of every member, averaged (same arguments)."""
+        outs = [m(frames, task_emb, step_emb, step_mask, bounds) for m in self.members]
+        progress = torch.stack([o.progress for o in outs]).mean(0)
+        if outs[0].stage_logits is None:
+            return CompactOutput(progress)
+        probs = torch.stack([torch.softmax(o.stage_logits, 1) for o in outs]).mean(0)
+        valid = torch.cat([step_mask, step_mask.new_ones(step_mask.shape[0], 1)], dim=1)
+        logits = probs.clamp_min(1e-30).log().masked_fill(~valid, -1e9)
+        within = torch.stack([o.within for o in outs]).mean(0)
+        composed = torch.stack([o.composed for o in outs]).mean(0)
+        return CompactOutput(progress, logits, within, composed)
+
+
 class WindowScores(NamedTuple):
     """What ``CompactProgressModel.score_windows`` reports per window (arrays of length B)."""
 
@@ -233,7 +261,7 @@ class CompactProgressModel(nn.Module, ProgressModel):
                  training_record: dict | None = None) -> None:
         super().__init__()
         self.config = config
-        self.net = CompactNet(config)
+        self.net = CompactNet(config) if config.members == 1 else CompactEnsembleNet(config)
         self.budgets = {t: [float(x) for x in b] for t, b in (budgets or {}).items()}
         self.plans = {t: list(p) for t, p in (plans or {}).items()}
         self.text = text_encoder or TextEncoder()
@@ -489,3 +517,62 @@ class CompactProgressModel(nn.Module, ProgressModel):
         model = cls(config, side.get("budgets"), side.get("plans"), text, record)
         model.net.load_state_dict(load_file(str(d / WEIGHTS_NAME)))
         return model.eval()
+
+
+def _member_nets(model: CompactProgressModel) -> list[CompactNet]:
+    """The single networks a model holds (one, or an ensemble's members)."""
+    return list(model.net.members) if isinstance(model.net, CompactEnsembleNet) else [model.net]
+
+
+def ensemble(models: Sequence[CompactProgressModel]) -> CompactProgressModel:
+    """One model that averages the outputs of independently trained compact models (training
+    seeds of one recipe, say): ``CompactEnsembleNet`` over all their networks.
+
+    The models must share every configuration field (the architecture, window, anchor, flip
+    averaging, camera and scheme): the first field that differs is named in the error. Their
+    plans must agree where they know the same task. Each task's step budgets are the mean of
+    the networks' (the tables differ a little when the members held out other validation
+    episodes); a task only some members learned keeps the mean of theirs, one whose tables
+    disagree in length is dropped (uniform budgets). ``training.json``
+    lists the members' records, and its ``steps`` is their sum (the optimiser steps the
+    ensemble cost).
+
+    Args:
+        models: two or more loaded compact models (ensembles count as their members).
+    """
+    if len(models) < 2:
+        raise ProcvlmError(f"ensemble got {len(models)} model(s): pass at least two trained "
+                           "compact models")
+    base = replace(models[0].config, members=1)
+    for i, m in enumerate(models[1:], 1):
+        other = replace(m.config, members=1)
+        for name in base.to_dict():
+            if getattr(base, name) != getattr(other, name):
+                raise ProcvlmError(
+                    f"ensemble: model {i} has {name}={getattr(other, name)!r}, model 0 has "
+                    f"{getattr(base, name)!r}: join only models trained with the same "
+                    "configuration (e.g. seeds of one recipe)")
+    plans: dict[str, list[str]] = {}
+    for m in models:
+        for task, plan in m.plans.items():
+            if plans.setdefault(task, list(plan)) != list(plan):
+                raise ProcvlmError(f"ensemble: the models learned different plans for task "
+                                   f"{task!r}: join models trained on the same labels")
+    budgets: dict[str, list[float]] = {}
+    for task in sorted({t for m in models for t in m.budgets}):
+        have = [m for m in models if task in m.budgets]
+        if len({len(m.budgets[task]) for m in have}) == 1:  # weighed by networks held
+            mean = np.average([m.budgets[task] for m in have], axis=0,
+                              weights=[len(_member_nets(m)) for m in have])
+            budgets[task] = [float(x) for x in mean]
+    text = TextEncoder(encode_fn=models[0].text.encode_fn)
+    for m in models:
+        for t, v in m.text.cache.items():
+            text.cache.setdefault(t, v)
+    nets = [net for m in models for net in _member_nets(m)]
+    record = {"steps": sum(int(m.training_record.get("steps", 0)) for m in models),
+              "ensemble_of": [dict(m.training_record) for m in models]}
+    out = CompactProgressModel(replace(base, members=len(nets)), budgets, plans, text, record)
+    for dst, src in zip(out.net.members, nets):
+        dst.load_state_dict(src.state_dict())
+    return out.eval()
