@@ -15,7 +15,9 @@ Generates (or resumes) fixed-seed labelled evaluation sets with ``procvlm genera
 - ``train-tasks/heldout-FACTOR`` (with ``--factors camera,orientation,light,colour,resolution``
   or ``all``): the episodes of ``train-tasks/heldout-render`` (same seed, so the same states
   and outcomes) rendered with that one factor outside the training conditions and the others
-  drawn from them (``--randomize heldout-FACTOR``): which factor a model fails on.
+  drawn from them (``--randomize heldout-FACTOR``): which factor a model fails on; with
+  ``train-tasks/train-render``, the same episodes with every factor drawn from the training
+  conditions (``--randomize train``), as their reference.
 
 For each it prints VOC (successful episodes), success/failure AUROC of final progress
 (``auroc``) and, for models that decide a done step, of their own success score
@@ -372,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         splits[name] = build_split(out / f"train_camera_{camera}", trained, "none", args,
                                    args.seed, camera)
         cameras[name] = camera
+    if factors:  # the same episodes under training conditions: the factors' reference
+        splits["train-tasks/train-render"] = build_split(out / "train_train_render", trained,
+                                                         "train", args, args.seed + 1)
     for factor in factors:  # the held-out-rendering split's episodes (same seed), one factor
         splits[f"train-tasks/heldout-{factor}"] = build_split(
             out / f"train_heldout_{factor}", trained, f"heldout-{factor}", args, args.seed + 1)

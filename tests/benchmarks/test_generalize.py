@@ -68,13 +68,17 @@ def test_tiny_run_scores_the_three_splits_and_writes_json(load_benchmark, tmp_pa
     # --factors: the held-out-rendering episodes with only the light outside training
     assert bench.main([*argv[:-1], str(tmp_path / "l.json"), "--factors", "light"]) == 0
     lit = json.loads((tmp_path / "l.json").read_text())["splits"]
-    assert set(lit) == {*figures["splits"], "train-tasks/heldout-light"}
+    assert set(lit) == {*figures["splits"], "train-tasks/heldout-light",
+                        "train-tasks/train-render"}
     lit_root = next(held.glob("train_heldout_light-*"))
     light = open_dataset(lit_root)
     render = open_dataset(held / lit_root.name.replace("train_heldout_light",
                                                         "train_heldout_render"))
     np.testing.assert_array_equal(light.episode(1).state, render.episode(1).state)
     assert light.episode(1).meta["render"]["spec"] == "heldout-light"
+    inside = open_dataset(next(held.glob("train_train_render-*")))
+    np.testing.assert_array_equal(inside.episode(1).state, render.episode(1).state)
+    assert inside.episode(1).meta["render"]["spec"] == "train"
     top_root = next(held.glob("train_camera_topview-*"))   # named by the same tasks and options
     top = open_dataset(top_root)
     plain = open_dataset(held / top_root.name.replace("train_camera_topview", "train_plain"))
