@@ -19,6 +19,9 @@ the argmax.
 progress with one linear layer, without the stage head. Its predictions carry no stage (-1) and
 no remaining actions, since it decides none.
 
+``config.members > 1`` is an ensemble (``ensemble``, ``procvlm ensemble``): networks trained
+apart, whose progress and step probabilities are averaged in every forward pass.
+
 Frames are prepared by ``processor_compact`` (windows, resizing, training augmentation).
 """
 
@@ -533,9 +536,8 @@ def ensemble(models: Sequence[CompactProgressModel]) -> CompactProgressModel:
     plans must agree where they know the same task. Each task's step budgets are the mean of
     the networks' (the tables differ a little when the members held out other validation
     episodes); a task only some members learned keeps the mean of theirs, one whose tables
-    disagree in length is dropped (uniform budgets). ``training.json``
-    lists the members' records, and its ``steps`` is their sum (the optimiser steps the
-    ensemble cost).
+    disagree in length is dropped (uniform budgets). ``training.json`` lists the members'
+    records, and its ``steps`` is their sum (the optimiser steps the ensemble cost).
 
     Args:
         models: two or more loaded compact models (ensembles count as their members).
