@@ -375,3 +375,16 @@ def test_ensemble_round_trips(tmp_path):
     np.testing.assert_array_equal(before.progress, after.progress)
     np.testing.assert_array_equal(before.done, after.done)
     assert before.remaining == after.remaining
+
+
+def test_ensemble_streams_like_any_model():
+    """``score_last`` (the reward wrappers' and the server's path) averages the members too."""
+    a, b = tiny_model(seed=0, anchor=True), tiny_model(seed=1, anchor=True)
+    joined = ensemble([a, b])
+    assert joined.anchored and joined.history == a.history
+    clips = [(fixed_frames(n), "Push the puck", None) for n in (3, 9)]
+    got = joined.score_last(clips)
+    want = [m.score_last(clips) for m in (a, b)]
+    np.testing.assert_allclose(got.progress, (want[0].progress + want[1].progress) / 2,
+                               atol=1e-6)
+    np.testing.assert_allclose(got.done, (want[0].done + want[1].done) / 2, atol=1e-6)
