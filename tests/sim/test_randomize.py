@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 
 from procvlm.errors import ProcvlmError
-from procvlm.sim.randomize import (GROUP_OVERLAP, HELDOUT, HELDOUT_GROUPS, ORIENTATIONS,
+from procvlm.sim.randomize import (HELDOUT, HELDOUT_GROUPS, ORIENTATIONS,
                                    RANDOMIZE_CHOICES, TRAIN, TRAIN_VIEWS, VIEWS, RandomizeSpec,
                                    RenderDraw, episode_draw, postprocess)
 
 DRAWS = 300
+GROUP_OVERLAP = {"camera": ("azimuth", "elevation", "distance", "lookat"),
+                 "orientation": ("orientation",), "light": ("light_azimuth", "light", "ambient"),
+                 "colour": ("table", "backdrop"), "resolution": ("resolution",)}
+"""Each ``HELDOUT_GROUPS`` factor's names in ``RandomizeSpec.overlap``."""
 
 
 def test_draws_are_seeded_and_recorded_as_json():

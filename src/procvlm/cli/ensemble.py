@@ -22,8 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from procvlm.models.base import load_model, model_type_of, resolve_model_dir
     from procvlm.models.compact.modeling_compact import ensemble
 
-    if len(args.runs) < 2:
-        raise ProcvlmError(f"ensemble got {len(args.runs)} model: pass at least two RUNs")
     out = Path(args.out)
     if (out / "config.json").exists():
         raise ProcvlmError(f"{out} already holds a model: pass another --out or remove it")

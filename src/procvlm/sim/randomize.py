@@ -3,7 +3,7 @@ and effective resolution, drawn per episode from its seed. Visual only: nothing 
 (cameras, lights, material colours, a backdrop added to the rendered scene, image resampling)
 takes part in the physics, so an episode's state trajectory is the same with or without it.
 
-Two spaces of rendering conditions are defined, with disjoint supports:
+Spaces of rendering conditions (``SPECS``), training and held-out ones disjoint:
 
 - ``TRAIN``: the conditions a model is trained on (camera jitter around the corner camera, the
   image as rendered, mirrored left-right or rotated 180 degrees, moderate lighting changes,
@@ -14,13 +14,13 @@ Two spaces of rendering conditions are defined, with disjoint supports:
 - ``HELDOUT``: conditions never drawn for training (larger camera offsets, the image flipped
   upside down, darker or brighter lighting from other directions, tints from the other half of
   the colour wheel, lower resolutions). Every parameter of a held-out draw lies outside the
-  training ranges, so a model scored on them is scored on rendering it has not seen.
-- ``heldout-camera``, ``heldout-orientation``, ``heldout-light``, ``heldout-colour`` and
-  ``heldout-resolution``: one factor of ``HELDOUT`` at a time (``HELDOUT_GROUPS``), the rest
-  drawn from ``TRAIN``: which factor of held-out rendering a model fails on. The
+  training ranges, so a model scored on them is scored on rendering it has not seen. The
   other views of ``TRAIN_VIEWS`` look 74 to 94 degrees away from the corner camera's axis
   (their jitter turns them by at most about 22; held-out draws turn the corner camera by at
   most about 34), so they add no held-out camera pose either.
+- ``heldout-camera``, ``heldout-orientation``, ``heldout-light``, ``heldout-colour`` and
+  ``heldout-resolution``: one factor of ``HELDOUT`` at a time (``HELDOUT_GROUPS``), the rest
+  drawn from ``TRAIN``: which factor of held-out rendering a model fails on.
 
 A draw is a :class:`RenderDraw`; ``Episode.meta["render"]`` records it as a dict.
 """
@@ -264,12 +264,6 @@ HELDOUT_GROUPS: dict[str, tuple[str, ...]] = {
 """The factors of held-out rendering, each a group of ``RandomizeSpec`` fields: the space
 ``heldout-<factor>`` takes that group from ``HELDOUT`` and every other field from ``TRAIN``, so
 one factor at a time lies outside the training conditions."""
-
-GROUP_OVERLAP = {"camera": ("azimuth", "elevation", "distance", "lookat"),
-                 "orientation": ("orientation",), "light": ("light_azimuth", "light", "ambient"),
-                 "colour": ("table", "backdrop"), "resolution": ("resolution",)}
-"""Each group's names in ``RandomizeSpec.overlap``."""
-
 
 def heldout_factor(group: str) -> RandomizeSpec:
     """``TRAIN`` with the fields of ``HELDOUT_GROUPS[group]`` taken from ``HELDOUT``."""
