@@ -45,10 +45,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                             "32,64,128,192 for a wider model (default: 24,48,96,128)")
     group.add_argument("--hidden", type=int, default=None,
                        help="width of the visual/task state vector (default: 256)")
-    group.add_argument("--pool", default=None, choices=["flatten", "meanmax"],
+    group.add_argument("--pool", default=None, choices=["flatten", "meanmax", "keypoints"],
                        help="'flatten': the last feature map's cells each get their own "
                             "weights; 'meanmax': mean and max over the cells, what is seen and "
-                            "not where (default: flatten)")
+                            "not where; 'keypoints': each channel's mean and the image position "
+                            "of its activation (spatial soft-argmax) (default: flatten)")
     group.add_argument("--input-norm", default=None, choices=["none", "window"],
                        help="'window': bring each window's colour channels to one mean and "
                             "spread before the convolutions, so exposure, contrast and tint "

@@ -277,6 +277,41 @@ def test_meanmax_pool_sees_what_not_where():
     assert net.image_proj.in_features == 2 * 8  # mean and max of each channel
 
 
+def test_keypoints_pool_reads_where_a_pattern_is():
+    """With ``pool="keypoints"`` a channel's expected position follows a pattern across the
+    frame: a square moved right and down moves the soft-argmax of the channels it lights up
+    right and down, and the vector is each channel's mean plus its x and y."""
+    torch.manual_seed(0)
+    net = CompactNet(CompactConfig(window=1, image_size=32, channels=(4, 8), hidden=16,
+                                   key_dim=8, pool="keypoints")).eval()
+    assert net.image_proj.in_features == 3 * 8
+    positions = {}
+    for name, (r, c) in {"top-left": (2, 2), "bottom-right": (22, 22)}.items():
+        frames = torch.zeros(1, 1, 32, 32, 3, dtype=torch.uint8)
+        frames[:, 0, r:r + 8, c:c + 8] = 255
+        x = frames.permute(0, 1, 4, 2, 3).float().div(255.0).flatten(1, 2) - 0.5
+        cells = net.encoder(x).flatten(2)
+        attention = torch.softmax(cells * net.log_temperature.exp(), dim=2)
+        positions[name] = attention @ net.cell_xy  # (1, C, 2)
+    lit = (positions["bottom-right"] - positions["top-left"]).abs().sum(-1) > 0.05
+    assert lit.any()
+    moved = positions["bottom-right"][lit] - positions["top-left"][lit]  # (n, 2)
+    assert (moved > 0).all(), moved  # every channel that moved went right and down
+    with torch.no_grad():
+        a = net.encode_frames(torch.zeros(1, 1, 32, 32, 3, dtype=torch.uint8))
+    assert a.shape == (1, 16)
+
+
+def test_keypoints_model_round_trips(tmp_path):
+    model = tiny_model(pool="keypoints")
+    with torch.no_grad():
+        model.net.log_temperature.fill_(0.7)  # a trained temperature is saved and loaded
+    before = model.predict(fixed_frames(), "Push the puck")
+    model.save_pretrained(tmp_path)
+    after = load_model(tmp_path).predict(fixed_frames(), "Push the puck")
+    np.testing.assert_array_equal(before.progress, after.progress)
+
+
 def test_window_input_norm_ignores_exposure_contrast_and_tint():
     """With ``input_norm="window"`` a window rendered with half the contrast and a tint (one
     gain and an offset per colour channel) gives the same image vector; without it, not.

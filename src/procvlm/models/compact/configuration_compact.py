@@ -10,7 +10,7 @@ from procvlm.labels import SCHEMES
 
 STAGE_MODES = ("expected", "argmax")
 HEADS = ("reason", "direct")
-POOLS = ("flatten", "meanmax")
+POOLS = ("flatten", "meanmax", "keypoints")
 INPUT_NORMS = ("none", "window")
 
 
@@ -36,7 +36,9 @@ class CompactConfig:
     pool: str = field(default="flatten", metadata={
         "help": "how the last feature map becomes a vector: 'flatten' (every cell has its own "
                 "weights, so where a thing is in the image matters) or 'meanmax' (mean and max "
-                "over the cells: what is seen, not where)"})
+                "over the cells: what is seen, not where) or 'keypoints' (each channel's mean and "
+                "the expected image position of its activation, a spatial soft-argmax: what "
+                "is seen and where, as coordinates)"})
     input_norm: str = field(default="none", metadata={
         "help": "'none': pixels as they are; 'window': each colour channel of a window "
                 "(all its frames together) brought to one mean and spread before the "

@@ -122,7 +122,14 @@ class CompactNet(nn.Module):
             prev = width
         self.encoder = nn.Sequential(*layers)
         side = c.image_size // 2 ** len(c.channels)
-        self.image_proj = nn.Linear(prev * (side * side if c.pool == "flatten" else 2), c.hidden)
+        per_channel = {"flatten": side * side, "meanmax": 2, "keypoints": 3}[c.pool]
+        self.image_proj = nn.Linear(prev * per_channel, c.hidden)
+        if c.pool == "keypoints":  # cell centres in [-1, 1], x then y, row-major like flatten
+            axis = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1
+            ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+            self.register_buffer("cell_xy", torch.stack([xs.flatten(), ys.flatten()], 1),
+                                 persistent=False)
+            self.log_temperature = nn.Parameter(torch.zeros(()))
         self.task_proj = nn.Linear(c.text_dim, c.hidden)
         self.state = nn.Sequential(nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
                                    nn.Dropout(c.dropout))
@@ -151,6 +158,11 @@ class CompactNet(nn.Module):
         if self.config.pool == "meanmax":  # (B, C, s, s) -> (B, 2C): what, not where
             cells = x.flatten(2)
             return self.image_proj(torch.cat([cells.mean(2), cells.amax(2)], 1))
+        if self.config.pool == "keypoints":  # (B, C, s, s) -> (B, 3C): what, and where
+            cells = x.flatten(2)  # (B, C, s*s)
+            attention = torch.softmax(cells * self.log_temperature.exp(), dim=2)
+            xy = attention @ self.cell_xy  # (B, C, 2) expected position of each channel
+            return self.image_proj(torch.cat([cells.mean(2), xy.flatten(1)], 1))
         return self.image_proj(x.contiguous().flatten(1))
 
     def step_keys(self, step_emb: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
