@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from procvlm.policy.report import (bootstrap_means, interval, markdown_table, method_colours,
-                                   summarize, write_outputs)
+                                   sizes_line, summarize, write_outputs)
 
 
 def test_bootstrap_is_centred_and_widens_with_seed_spread():
@@ -54,3 +54,18 @@ def test_every_method_gets_its_own_colour():
     assert len(METHODS) > 10  # the chart needs the wider palette today
     with pytest.raises(ProcvlmError, match="at most 20"):
         method_colours(21)
+
+
+def test_table_and_chart_say_the_run_sizes(tmp_path):
+    from procvlm.policy.experiment import QUICK, PolicyConfig
+
+    assert sizes_line(PolicyConfig().to_dict()) == (
+        "4 tasks, 24 training episodes per task, 3 training seeds per method, 50 evaluation "
+        "rollouts per policy, 2000 BC steps")
+    quick = sizes_line(QUICK.to_dict())
+    assert quick.startswith("1 task, 4 training episodes per task, 1 training seed per method")
+    s = summarize({"t": {"bc": np.zeros((1, 2))}}, {"t": {"bc": ["success"] * 2}})
+    write_outputs(tmp_path, s, {"bc": "plain BC"}, {"config": QUICK.to_dict()})
+    assert f"Sizes: {quick}." in (tmp_path / "policy.md").read_text()
+    assert sizes_line({}) == ""
+

@@ -133,18 +133,35 @@ def method_colours(n: int) -> list[tuple[float, float, float, float]]:
     return [cmap(i) for i in range(n)]
 
 
+def sizes_line(config: dict) -> str:
+    """What a run's figures rest on, from ``PolicyConfig.to_dict()``: tasks, episodes, seeds,
+    rollouts and BC steps ('' for a config without them)."""
+    keys = ("tasks", "episodes", "seeds", "rollouts")
+    if not all(k in config for k in keys) or "steps" not in config.get("bc", {}):
+        return ""
+    n = len(config["tasks"])
+    return (f"{n} task{'s' * (n != 1)}, {config['episodes']} training episodes per task, "
+            f"{config['seeds']} training seed{'s' * (config['seeds'] != 1)} per method, "
+            f"{config['rollouts']} evaluation rollouts per policy, "
+            f"{config['bc']['steps']} BC steps")
+
+
 def write_outputs(out: Path, summary: dict, names: dict[str, str], extra: dict) -> dict:
-    """``policy.json``, ``policy.md`` and ``policy.png`` in ``out``; returns their paths."""
+    """``policy.json``, ``policy.md`` and ``policy.png`` in ``out``; returns their paths.
+    Both the table and the chart say the run's sizes (``sizes_line``), so that a test-sized
+    run (``--quick``) cannot be read as the experiment."""
     table = markdown_table(summary, names)
     write_json(out / "policy.json", {**summary, **extra, "methods": names})
+    sizes = sizes_line(extra.get("config", {}))
     notes = [f"- {k}: {v}" for k, v in extra.get("references", {}).items()]
     for task, shared in extra.get("same_weights", {}).items():
         notes += [f"- {task}: {names.get(m, m)} has the same weights as {names.get(o, o)} "
                   "(same policies)" for m, o in shared.items()]
     write_text(out / "policy.md", "# Behaviour cloning with progress weights (success %, 95% "
-                                  "interval)\n\n" + table + "".join(f"\n{n}" for n in notes)
-               + ("\n" if notes else ""))
+                                  "interval)\n\n" + (f"Sizes: {sizes}.\n\n" if sizes else "")
+               + table + "".join(f"\n{n}" for n in notes) + ("\n" if notes else ""))
+    title = "MetaWorld success of BC policies trained on a mixed-quality corpus"
     chart = bar_chart(summary, names, out / "policy.png",
-                      "MetaWorld success of BC policies trained on a mixed-quality corpus")
+                      f"{title}\n({sizes})" if sizes else title)
     return {"json": out / "policy.json", "markdown": out / "policy.md", "chart": chart,
             "table": table}

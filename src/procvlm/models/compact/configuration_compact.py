@@ -35,7 +35,7 @@ class CompactConfig:
     hidden: int = field(default=256, metadata={"help": "width of the visual/task state vector"})
     pool: str = field(default="flatten", metadata={
         "help": "how the last feature map becomes a vector: 'flatten' (every cell has its own "
-                "weights, so where a thing is in the image matters) or 'meanmax' (mean and max "
+                "weights, so where a thing is in the image matters), 'meanmax' (mean and max "
                 "over the cells: what is seen, not where) or 'keypoints' (each channel's mean and "
                 "the expected image position of its activation, a spatial soft-argmax: what "
                 "is seen and where, as coordinates)"})
