@@ -28,7 +28,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
             "--image-size", "32", "--batch-size", "8", "--threads", "1", "--scheme", "sarm",
             "--window", "2", "--stride", "3", "--val-fraction", "0.4", "--hflip", "0.5",
             "--vflip", "0.5", "--flip-average", "--jitter", "0.4",
-            "--still", "0.3", "--anchor", "--zoom", "0.1", "--rotate", "5",
+            "--still", "0.3", "--anchor", "--shift", "0.125", "--zoom", "0.1", "--rotate", "5",
             "--channel-shuffle", "0.5", "--lowres", "0.5", "--tilt", "8", "--end-weight", "2",
             "--end-frames", "4", "--channels", "8,16", "--hidden", "32",
             "--pool", "meanmax", "--ema", "0.99", "--input-norm", "window"]
@@ -48,7 +48,7 @@ def test_train_then_score(dataset, tmp_path, capsys):
     recorded = json.loads((run / "train_config.json").read_text())["train"]["augmentation"]
     assert (recorded["hflip"], recorded["vflip"]) == (0.5, 0.5)
     assert recorded["brightness"] == recorded["contrast"] == recorded["saturation"] == 0.4
-    assert recorded["still"] == 0.3
+    assert recorded["still"] == 0.3 and recorded["shift"] == 0.125
     assert (recorded["zoom"], recorded["rotate"], recorded["channel_shuffle"]) == (0.1, 5, 0.5)
     assert recorded["lowres"] == 0.5 and recorded["tilt"] == 8.0
     train = json.loads((run / "train_config.json").read_text())["train"]
@@ -84,6 +84,9 @@ def test_train_errors(dataset, tmp_path, capsys):
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--rotate", "-3"]) == 2
     assert "rotate=-3.0" in capsys.readouterr().err
+    assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
+                 "--shift", "1"]) == 2
+    assert "shift=1.0: need 0 <= value < 1" in capsys.readouterr().err
     assert main(["train", "--model", "compact", str(dataset), "--out", str(tmp_path / "r"),
                  "--lowres", "1"]) == 2
     assert "lowres=1.0: need 0 (off) or a share" in capsys.readouterr().err

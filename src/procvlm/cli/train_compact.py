@@ -75,6 +75,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="also show the model the episode's first frame in front of every "
                             "window (recorded in its config: the change since the start is in "
                             "view; a live stream then keeps the episode's first frame)")
+    group.add_argument("--shift", type=float, default=1 / 16,
+                       help="shift each training window by up to this share of its side, "
+                            "the same for all its frames (default: 0.0625)")
     group.add_argument("--zoom", type=float, default=0.0,
                        help="zoom each training window by a gain in 1 +- this (default: 0)")
     group.add_argument("--rotate", type=float, default=0.0,
@@ -128,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
              if v is not None}
     tcfg = TrainConfig(scheme=args.scheme, steps=args.steps, val_fraction=args.val_fraction,
                        seed=args.seed, threads=args.threads, augment=args.augment,
-                       augmentation=AugmentConfig(hflip=args.hflip, vflip=args.vflip,
+                       augmentation=AugmentConfig(shift=args.shift,
+                                                  hflip=args.hflip, vflip=args.vflip,
                                                   brightness=args.jitter,
                                                   contrast=args.jitter,
                                                   saturation=args.jitter,
